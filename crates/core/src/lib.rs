@@ -1,0 +1,14 @@
+//! Types shared by everything on the gatehouse request path.
+//!
+//! This crate is deliberately small and free of I/O: the proxy, the router
+//! and the plugins all depend on it, and it depends on none of them.
+
+pub mod body;
+pub mod ctx;
+pub mod plugin;
+pub mod problem;
+
+pub use body::{Body, BoxError};
+pub use ctx::{Consumer, Ctx};
+pub use plugin::{BuildEnv, Flow, LogRecord, Phase, Phases, Plugin, PluginError, PluginFactory, Request, Response};
+pub use problem::{Problem, ProblemType};

@@ -1,0 +1,229 @@
+//! RFC 9457 `application/problem+json` responses made by the gateway itself.
+//!
+//! Every rejection the gateway produces goes through [`Problem`], so clients
+//! get one stable shape: a `type` URI that never changes, a title, the status
+//! and the request id. Upstream internals and secrets never end up here.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::body::{self, Body};
+
+/// The media type of problem details.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// Stable problem types. The slug of each is part of the public API: it is
+/// rendered as `urn:gatehouse:problem:<slug>` and must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemType {
+    /// No route matched the request (404).
+    NoRoute,
+    /// A route matched the path but not the method (405).
+    MethodNotAllowed,
+    /// The request body is larger than allowed (413).
+    PayloadTooLarge,
+    /// The request headers are too large or too many (431).
+    HeadersTooLarge,
+    /// The request is malformed (400).
+    BadRequest,
+    /// The upstream could not be reached or broke the connection (502).
+    UpstreamUnreachable,
+    /// The upstream did not answer in time (504).
+    UpstreamTimeout,
+    /// No healthy upstream is available (503).
+    NoHealthyUpstream,
+    /// The client address is not allowed (403).
+    IpForbidden,
+    /// The CORS policy rejected the request (403).
+    CorsRejected,
+    /// Authentication is missing or wrong (401).
+    Unauthorized,
+    /// The caller is known but not allowed (403).
+    Forbidden,
+    /// The gateway is shutting down (503).
+    ShuttingDown,
+    /// An unexpected failure inside the gateway (500).
+    Internal,
+}
+
+impl ProblemType {
+    /// The stable slug of this problem type.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::NoRoute => "no-route",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::HeadersTooLarge => "headers-too-large",
+            Self::BadRequest => "bad-request",
+            Self::UpstreamUnreachable => "upstream-unreachable",
+            Self::UpstreamTimeout => "upstream-timeout",
+            Self::NoHealthyUpstream => "no-healthy-upstream",
+            Self::IpForbidden => "ip-forbidden",
+            Self::CorsRejected => "cors-rejected",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::ShuttingDown => "shutting-down",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The `type` member: `urn:gatehouse:problem:<slug>`.
+    pub fn uri(self) -> String {
+        format!("urn:gatehouse:problem:{}", self.slug())
+    }
+
+    /// The status this problem is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::NoHealthyUpstream | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::IpForbidden | Self::CorsRejected | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short, human-readable summary that does not change between
+    /// occurrences.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::NoRoute => "No route matches the request",
+            Self::MethodNotAllowed => "Method not allowed on this route",
+            Self::PayloadTooLarge => "Request body too large",
+            Self::HeadersTooLarge => "Request header fields too large",
+            Self::BadRequest => "Malformed request",
+            Self::UpstreamUnreachable => "Upstream unreachable",
+            Self::UpstreamTimeout => "Upstream timed out",
+            Self::NoHealthyUpstream => "No healthy upstream",
+            Self::IpForbidden => "Client address not allowed",
+            Self::CorsRejected => "CORS request not allowed",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::ShuttingDown => "Gateway is shutting down",
+            Self::Internal => "Internal gateway error",
+        }
+    }
+}
+
+/// A problem details document plus the headers that go with it.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    kind: ProblemType,
+    status: StatusCode,
+    detail: Option<String>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+impl Problem {
+    /// A problem of the given type with its default status.
+    pub fn new(kind: ProblemType) -> Self {
+        Self {
+            kind,
+            status: kind.status(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a human-readable explanation specific to this occurrence. Never
+    /// put upstream internals or secrets here.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Overrides the status (for example a plugin configured to answer 429).
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds a response header (for example `Allow` on a 405).
+    pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The problem type.
+    pub fn kind(&self) -> ProblemType {
+        self.kind
+    }
+
+    /// The HTTP status this problem answers with.
+    pub fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Renders the response. `request_id` is included in the document and
+    /// in the `x-request-id` header by the proxy.
+    pub fn into_response(self, request_id: Option<&str>) -> Response<Body> {
+        let doc = Document {
+            kind: self.kind.uri(),
+            title: self.kind.title(),
+            status: self.status.as_u16(),
+            detail: self.detail.as_deref(),
+            request_id,
+        };
+        // Serializing a struct of strings and integers cannot fail.
+        let json = serde_json::to_vec(&doc).unwrap_or_default();
+        let mut resp = Response::new(body::full(json));
+        *resp.status_mut() = self.status;
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(CONTENT_TYPE),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
+        resp
+    }
+}
+
+impl From<ProblemType> for Problem {
+    fn from(kind: ProblemType) -> Self {
+        Self::new(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn renders_rfc9457_document() {
+        let resp = Problem::new(ProblemType::NoRoute)
+            .detail("GET /nope")
+            .into_response(Some("abc"));
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["type"], "urn:gatehouse:problem:no-route");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["title"], "No route matches the request");
+        assert_eq!(v["detail"], "GET /nope");
+        assert_eq!(v["request_id"], "abc");
+    }
+}

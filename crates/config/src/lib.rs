@@ -1,1 +1,64 @@
-//! placeholder
+//! The gatehouse configuration model.
+//!
+//! One entity model serves the YAML file, the admin API and the store (see
+//! DESIGN.md): `services`, `routes`, `plugins` and `consumers`, plus the
+//! node-level `server` and `listeners` sections. This crate turns YAML text
+//! into [`Config`] and checks everything it can check on its own; errors
+//! always carry the file, line, column and field. Compiling plugins and the
+//! route table happens in `gatehouse-proxy`, which reports its errors
+//! through the same [`Source::locate`].
+
+mod error;
+mod locate;
+mod model;
+mod validate;
+
+pub use validate::parse_net;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use locate::Source;
+pub use model::*;
+
+use std::path::Path;
+
+/// A parsed, validated configuration together with the text it came from,
+/// so that later compile steps can still point at lines.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// The text and name it was read from.
+    pub source: Source,
+}
+
+/// Reads and validates a YAML file.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::one(ConfigError {
+            file: name.clone(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read file: {e}"),
+        })
+    })?;
+    parse_str(&text, &name)
+}
+
+/// Parses and validates YAML text; `name` is used in error messages.
+pub fn parse_str(text: &str, name: &str) -> Result<Loaded, ConfigErrors> {
+    let source = Source::new(name, text);
+    let config: Config = if text.trim().is_empty() {
+        Config::default()
+    } else {
+        serde_norway::from_str(text).map_err(|e| ConfigErrors::one(error::from_yaml(&source, &e)))?
+    };
+    validate::validate(&config, &source)?;
+    Ok(Loaded { config, source })
+}
+
+/// The JSON Schema of the configuration file, generated from the types.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Config)).unwrap_or_default()
+}

@@ -1,0 +1,321 @@
+//! The serde types of the configuration file. Unknown keys are errors
+//! everywhere (`deny_unknown_fields`); defaults are documented on each
+//! field and in docs/configuration.md.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A whole gatehouse configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Node-level settings: threads, limits, trusted proxies, shutdown.
+    #[serde(default)]
+    pub server: Server,
+    /// Addresses the proxy listens on.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    /// Upstream services.
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Routes: request matchers pointing at a service.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Global plugins, run for every request.
+    #[serde(default)]
+    pub plugins: Vec<PluginRef>,
+    /// API consumers and their credentials.
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
+}
+
+/// Node-level settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Tokio worker threads; 0 or absent means one per CPU core.
+    /// Read at start only.
+    pub worker_threads: usize,
+    /// Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are
+    /// trusted. The client address is the right-most untrusted hop.
+    pub trusted_proxies: Vec<String>,
+    /// Largest total size of request header names and values, in bytes.
+    /// Larger requests get 431.
+    pub max_header_bytes: usize,
+    /// Largest number of request header fields. More get 431.
+    pub max_header_count: usize,
+    /// How long a client may take to send the request head (slow-loris
+    /// protection).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive connections are closed after this long.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub shutdown_timeout: Duration,
+    /// Add a `Via: 1.1 gatehouse` header to requests and responses.
+    pub via: bool,
+    /// The request id header kept from clients (or generated) and echoed.
+    pub request_id_header: String,
+    /// Watch the config file and reload when it changes (SIGHUP always
+    /// reloads).
+    pub watch: bool,
+    /// How often the config file is checked for changes.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub watch_interval: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            worker_threads: 0,
+            trusted_proxies: Vec::new(),
+            max_header_bytes: 32 * 1024,
+            max_header_count: 100,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+            via: true,
+            request_id_header: "x-request-id".to_string(),
+            watch: true,
+            watch_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A listening socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Optional name, used in logs.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `IP:port` to bind, e.g. `0.0.0.0:8080` or `[::]:8080`. Port 0 picks
+    /// a free port (tests).
+    pub address: String,
+    /// Accept HTTP/2 with prior knowledge (h2c) besides HTTP/1.1.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The protocol spoken to an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c); required for gRPC.
+    Http2,
+}
+
+/// An upstream service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Unique name; routes refer to it.
+    pub name: String,
+    /// Where to send requests: `http://host:port` with an optional base
+    /// path that is prepended to the forwarded path.
+    pub url: String,
+    /// HTTP/1.1 (default) or HTTP/2 prior knowledge.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Time allowed to open a TCP connection to the upstream.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request to receiving response headers.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// Connection pool settings.
+    #[serde(default)]
+    pub pool: Pool,
+    /// Plugins for every route of this service.
+    #[serde(default)]
+    pub plugins: Vec<PluginRef>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Upstream connection pool settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    /// Idle keep-alive connections kept per upstream host.
+    pub max_idle_per_host: usize,
+    /// Idle connections are closed after this long.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            max_idle_per_host: 256,
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// One value or a list of accepted values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value (`"*"`: present; `"~re"`: regex; else exact).
+    One(String),
+    /// Any of these exact values.
+    Many(Vec<String>),
+}
+
+/// Where a route reads the API version from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    /// The version this route serves, e.g. `v2` or `2024-06-01`.
+    pub value: String,
+    /// Read the version from this request header.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Read the version from this query parameter.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Read the version from the first path segment (`/v2/users`).
+    #[serde(default)]
+    pub path: bool,
+    /// Also serve requests that carry no version at all.
+    #[serde(default)]
+    pub default: bool,
+    /// With `path: true`, remove the version segment before forwarding.
+    #[serde(default)]
+    pub strip: bool,
+}
+
+/// A route: matchers plus what to do with a matching request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Unique name.
+    pub name: String,
+    /// The service to forward to. A route without a service must answer
+    /// through a plugin (for example `mock`).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Hosts: `api.example.com` or `*.example.com`. Empty: any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Paths: `/exact`, `/prefix/*`, `/users/{id}`, `~regex`. Empty: any.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Methods. Empty: any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Request headers that must match (`"*"` present, `"~re"` regex).
+    #[serde(default)]
+    pub headers: BTreeMap<String, OneOrMany>,
+    /// Query parameters that must match (same syntax as `headers`).
+    #[serde(default)]
+    pub query: BTreeMap<String, OneOrMany>,
+    /// API version selection.
+    #[serde(default)]
+    pub version: Option<Version>,
+    /// Explicit priority: higher wins. Ties go to the most specific route.
+    #[serde(default)]
+    pub priority: i32,
+    /// Remove the matched prefix of a `/prefix/*` path before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Replace the forwarded path; `{name}` inserts a template capture.
+    #[serde(default)]
+    pub rewrite: Option<String>,
+    /// Forward the client's Host header instead of the upstream's.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// Send this Host header upstream.
+    #[serde(default)]
+    pub host_rewrite: Option<String>,
+    /// Plugins for this route.
+    #[serde(default)]
+    pub plugins: Vec<PluginRef>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A plugin attached globally, to a service, a route or a consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRef {
+    /// Registry name, e.g. `cors`.
+    pub name: String,
+    /// Disabled plugins are validated but not run.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Overrides the plugin's default priority (higher runs first).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// The plugin's own settings; see docs/plugins/NAME.md.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// An API consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    /// Unique name.
+    pub username: String,
+    /// Identifier in an external system.
+    #[serde(default)]
+    pub custom_id: Option<String>,
+    /// Credentials that identify this consumer.
+    #[serde(default)]
+    pub credentials: Credentials,
+    /// Plugins that apply when this consumer is identified; they override
+    /// route, service and global plugins of the same name.
+    #[serde(default)]
+    pub plugins: Vec<PluginRef>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A consumer's credentials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// API keys for the `key-auth` plugin.
+    #[serde(default)]
+    pub key_auth: Vec<KeyAuthCredential>,
+}
+
+/// One API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAuthCredential {
+    /// The key itself.
+    pub key: String,
+}

@@ -1,0 +1,309 @@
+//! Checks that need more than one field: unique names, references between
+//! entities, and the syntax of addresses, URLs, hosts and header names.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::locate::Source;
+use crate::model::{Config, OneOrMany, PluginRef, Route};
+
+struct Collector<'a> {
+    source: &'a Source,
+    errors: Vec<ConfigError>,
+}
+
+impl Collector<'_> {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        let field = field.into();
+        let (line, column) = match self.source.locate(&field) {
+            Some((l, c)) => (Some(l), Some(c)),
+            None => (None, None),
+        };
+        self.errors.push(ConfigError {
+            file: self.source.name().to_string(),
+            line,
+            column,
+            field,
+            message: message.into(),
+        });
+    }
+}
+
+pub(crate) fn validate(config: &Config, source: &Source) -> Result<(), ConfigErrors> {
+    let mut c = Collector {
+        source,
+        errors: Vec::new(),
+    };
+    server(config, &mut c);
+    listeners(config, &mut c);
+    services(config, &mut c);
+    routes(config, &mut c);
+    consumers(config, &mut c);
+    plugin_refs(&config.plugins, "plugins", &mut c);
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+/// Parses `1.2.3.4`, `::1`, `10.0.0.0/8` or `fd00::/8`.
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    if let Ok(net) = s.parse::<ipnet::IpNet>() {
+        return Some(net);
+    }
+    s.parse::<IpAddr>().ok().map(ipnet::IpNet::from)
+}
+
+fn server(config: &Config, c: &mut Collector<'_>) {
+    let s = &config.server;
+    for (i, p) in s.trusted_proxies.iter().enumerate() {
+        if parse_net(p).is_none() {
+            c.error(
+                format!("server.trusted_proxies[{i}]"),
+                format!("`{p}` is not an IP address or CIDR (expected e.g. 10.0.0.0/8)"),
+            );
+        }
+    }
+    if s.max_header_bytes < 1024 {
+        c.error("server.max_header_bytes", "must be at least 1024");
+    }
+    if s.max_header_count == 0 {
+        c.error("server.max_header_count", "must be at least 1");
+    }
+    if http::HeaderName::from_bytes(s.request_id_header.as_bytes()).is_err() {
+        c.error(
+            "server.request_id_header",
+            format!("`{}` is not a valid header name", s.request_id_header),
+        );
+    }
+    if s.watch_interval.is_zero() {
+        c.error("server.watch_interval", "must be greater than zero");
+    }
+}
+
+fn listeners(config: &Config, c: &mut Collector<'_>) {
+    let mut seen = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        match l.address.parse::<SocketAddr>() {
+            Ok(addr) => {
+                if addr.port() != 0
+                    && let Some(prev) = seen.insert(addr, i)
+                {
+                    c.error(
+                        format!("listeners[{i}].address"),
+                        format!("`{addr}` is already used by listeners[{prev}]"),
+                    );
+                }
+            }
+            Err(_) => c.error(
+                format!("listeners[{i}].address"),
+                format!(
+                    "`{}` is not an IP:port address (expected e.g. 0.0.0.0:8080 or [::]:8080)",
+                    l.address
+                ),
+            ),
+        }
+    }
+}
+
+fn unique_name<'a>(
+    seen: &mut HashMap<&'a str, usize>,
+    name: &'a str,
+    i: usize,
+    kind: &str,
+    c: &mut Collector<'_>,
+) {
+    let field = format!("{kind}[{i}].{}", if kind == "consumers" { "username" } else { "name" });
+    if name.trim().is_empty() {
+        c.error(field, "must not be empty");
+    } else if let Some(prev) = seen.insert(name, i) {
+        c.error(field, format!("`{name}` is already used by {kind}[{prev}]"));
+    }
+}
+
+fn services(config: &Config, c: &mut Collector<'_>) {
+    let mut seen = HashMap::new();
+    for (i, s) in config.services.iter().enumerate() {
+        unique_name(&mut seen, &s.name, i, "services", c);
+        let field = format!("services[{i}].url");
+        match s.url.parse::<http::Uri>() {
+            Ok(uri) => match uri.scheme_str() {
+                Some("http") => {
+                    if uri.host().is_none_or(str::is_empty) {
+                        c.error(field, "missing host (expected http://host:port)");
+                    } else if uri.query().is_some() {
+                        c.error(field, "must not contain a query string");
+                    }
+                }
+                Some("https") => c.error(
+                    field,
+                    "https upstreams are not supported yet (expected http://host:port)",
+                ),
+                _ => c.error(
+                    field,
+                    format!("`{}` must start with http:// (expected http://host:port)", s.url),
+                ),
+            },
+            Err(e) => c.error(field, format!("`{}` is not a valid URL: {e}", s.url)),
+        }
+        if s.connect_timeout.is_zero() {
+            c.error(format!("services[{i}].connect_timeout"), "must be greater than zero");
+        }
+        if s.timeout.is_zero() {
+            c.error(format!("services[{i}].timeout"), "must be greater than zero");
+        }
+        plugin_refs(&s.plugins, &format!("services[{i}].plugins"), c);
+    }
+}
+
+fn valid_host(h: &str) -> bool {
+    let h = h.strip_prefix("*.").unwrap_or(h);
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn routes(config: &Config, c: &mut Collector<'_>) {
+    let services: HashSet<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+    let mut seen = HashMap::new();
+    for (i, r) in config.routes.iter().enumerate() {
+        unique_name(&mut seen, &r.name, i, "routes", c);
+        if let Some(s) = &r.service
+            && !services.contains(s.as_str())
+        {
+            c.error(
+                format!("routes[{i}].service"),
+                format!("no service named `{s}` (defined services: {})", list(&services)),
+            );
+        }
+        for (j, h) in r.hosts.iter().enumerate() {
+            if !valid_host(h) {
+                c.error(
+                    format!("routes[{i}].hosts[{j}]"),
+                    format!("`{h}` is not a host name (expected api.example.com or *.example.com)"),
+                );
+            }
+        }
+        for (j, m) in r.methods.iter().enumerate() {
+            let ok = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
+            if !ok {
+                c.error(
+                    format!("routes[{i}].methods[{j}]"),
+                    format!("`{m}` is not an HTTP method (expected upper case, e.g. GET)"),
+                );
+            }
+        }
+        for name in r.headers.keys() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                c.error(
+                    format!("routes[{i}].headers.{name}"),
+                    format!("`{name}` is not a valid header name"),
+                );
+            }
+        }
+        matchers(r, i, c);
+        if let Some(v) = &r.version {
+            let sources = usize::from(v.header.is_some())
+                + usize::from(v.query.is_some())
+                + usize::from(v.path);
+            if sources != 1 {
+                c.error(
+                    format!("routes[{i}].version"),
+                    "set exactly one of `header`, `query` or `path: true`",
+                );
+            }
+            if v.strip && !v.path {
+                c.error(format!("routes[{i}].version.strip"), "only valid with `path: true`");
+            }
+            if v.value.is_empty() || v.value.contains('/') {
+                c.error(
+                    format!("routes[{i}].version.value"),
+                    "must be a non-empty version without `/`",
+                );
+            }
+        }
+        if let Some(rw) = &r.rewrite
+            && !rw.starts_with('/')
+        {
+            c.error(format!("routes[{i}].rewrite"), "must start with `/`");
+        }
+        if let Some(h) = &r.host_rewrite
+            && http::HeaderValue::from_str(h).is_err()
+        {
+            c.error(format!("routes[{i}].host_rewrite"), "is not a valid Host value");
+        }
+        if r.preserve_host && r.host_rewrite.is_some() {
+            c.error(
+                format!("routes[{i}].host_rewrite"),
+                "cannot be combined with `preserve_host: true`",
+            );
+        }
+        plugin_refs(&r.plugins, &format!("routes[{i}].plugins"), c);
+    }
+}
+
+fn matchers(r: &Route, i: usize, c: &mut Collector<'_>) {
+    for (kind, map) in [("headers", &r.headers), ("query", &r.query)] {
+        for (name, v) in map {
+            if let OneOrMany::Many(list) = v
+                && list.is_empty()
+            {
+                c.error(
+                    format!("routes[{i}].{kind}.{name}"),
+                    "must list at least one value",
+                );
+            }
+        }
+    }
+}
+
+fn consumers(config: &Config, c: &mut Collector<'_>) {
+    let mut seen = HashMap::new();
+    let mut keys: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (i, consumer) in config.consumers.iter().enumerate() {
+        unique_name(&mut seen, &consumer.username, i, "consumers", c);
+        for (j, k) in consumer.credentials.key_auth.iter().enumerate() {
+            let field = format!("consumers[{i}].credentials.key_auth[{j}].key");
+            if k.key.len() < 8 {
+                c.error(field, "API keys must be at least 8 characters long");
+            } else if let Some((pi, pj)) = keys.insert(&k.key, (i, j)) {
+                c.error(
+                    field,
+                    format!(
+                        "duplicate API key (also used by consumers[{pi}].credentials.key_auth[{pj}])"
+                    ),
+                );
+            }
+        }
+        plugin_refs(&consumer.plugins, &format!("consumers[{i}].plugins"), c);
+    }
+}
+
+fn plugin_refs(plugins: &[PluginRef], at: &str, c: &mut Collector<'_>) {
+    let mut seen = HashMap::new();
+    for (i, p) in plugins.iter().enumerate() {
+        if let Some(prev) = seen.insert(p.name.as_str(), i) {
+            c.error(
+                format!("{at}[{i}].name"),
+                format!("plugin `{}` is already attached here at {at}[{prev}]", p.name),
+            );
+        }
+    }
+}
+
+fn list(names: &HashSet<&str>) -> String {
+    if names.is_empty() {
+        return "none".to_string();
+    }
+    let mut v: Vec<&str> = names.iter().copied().collect();
+    v.sort_unstable();
+    v.join(", ")
+}

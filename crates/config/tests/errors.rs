@@ -1,0 +1,92 @@
+//! Broken configurations must be rejected with file, line, column and field.
+
+use gatehouse_config::parse_str;
+
+fn errors(yaml: &str) -> Vec<String> {
+    parse_str(yaml, "gw.yaml")
+        .expect_err("config should be rejected")
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn unknown_key_names_line_column_and_field() {
+    let e = errors("services:\n  - name: a\n    url: http://127.0.0.1:1\n    retries: 3\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("gw.yaml:4:5: services[0]: unknown field `retries`"), "{}", e[0]);
+    assert!(e[0].contains("expected one of"), "{}", e[0]);
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let e = errors("routes:\n  - name: r\n    paths: /a\n");
+    assert!(e[0].starts_with("gw.yaml:3:12: routes[0].paths: invalid type"), "{}", e[0]);
+}
+
+#[test]
+fn dangling_service_reference() {
+    let e = errors(
+        "services:\n  - name: a\n    url: http://127.0.0.1:1\nroutes:\n  - name: r\n    service: b\n",
+    );
+    assert_eq!(e, vec!["gw.yaml:6:5: routes[0].service: no service named `b` (defined services: a)"]);
+}
+
+#[test]
+fn collects_every_error() {
+    let e = errors(concat!(
+        "listeners:\n  - address: nope\n",
+        "services:\n  - name: a\n    url: ftp://x\n  - name: a\n    url: http://127.0.0.1:1\n",
+        "routes:\n  - name: r\n    hosts: ['bad host']\n    methods: [get]\n",
+        "    version: {value: v1, header: x-v, path: true}\n",
+        "server:\n  trusted_proxies: [10.0.0.0/33]\n",
+    ));
+    let joined = e.join("\n");
+    for needle in [
+        "listeners[0].address: `nope` is not an IP:port",
+        "services[0].url: `ftp://x` must start with http://",
+        "services[1].name: `a` is already used by services[0]",
+        "routes[0].hosts[0]: `bad host` is not a host name",
+        "routes[0].methods[0]: `get` is not an HTTP method",
+        "routes[0].version: set exactly one of",
+        "server.trusted_proxies[0]: `10.0.0.0/33` is not an IP address or CIDR",
+    ] {
+        assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+    }
+}
+
+#[test]
+fn yaml_syntax_error_is_located() {
+    let e = errors("routes:\n  - name: [unclosed\n");
+    assert!(e[0].starts_with("gw.yaml:"), "{}", e[0]);
+}
+
+#[test]
+fn durations_and_defaults() {
+    let loaded = parse_str(
+        "server:\n  shutdown_timeout: 5s\nservices:\n  - name: a\n    url: http://127.0.0.1:1\n    timeout: 250ms\n",
+        "gw.yaml",
+    )
+    .unwrap();
+    assert_eq!(loaded.config.server.shutdown_timeout.as_secs(), 5);
+    assert_eq!(loaded.config.services[0].timeout.as_millis(), 250);
+    assert_eq!(loaded.config.server.max_header_count, 100);
+    let e = errors("server:\n  shutdown_timeout: soon\n");
+    assert!(e[0].contains("server.shutdown_timeout"), "{}", e[0]);
+}
+
+#[test]
+fn empty_file_is_an_empty_config() {
+    let loaded = parse_str("", "gw.yaml").unwrap();
+    assert!(loaded.config.routes.is_empty());
+}
+
+#[test]
+fn schema_is_generated_from_types() {
+    let schema = gatehouse_config::schema();
+    let text = schema.to_string();
+    assert!(text.contains("\"routes\""));
+    assert!(text.contains("strip_prefix"));
+    assert!(text.contains("additionalProperties"));
+}

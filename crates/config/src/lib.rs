@@ -52,7 +52,8 @@ pub fn parse_str(text: &str, name: &str) -> Result<Loaded, ConfigErrors> {
     let config: Config = if text.trim().is_empty() {
         Config::default()
     } else {
-        serde_norway::from_str(text).map_err(|e| ConfigErrors::one(error::from_yaml(&source, &e)))?
+        serde_norway::from_str(text)
+            .map_err(|e| ConfigErrors::one(error::from_yaml(&source, &e)))?
     };
     validate::validate(&config, &source)?;
     Ok(Loaded { config, source })

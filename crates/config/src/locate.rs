@@ -41,6 +41,21 @@ impl Source {
         &self.inner.name
     }
 
+    /// A located error about the field at `path`.
+    pub fn error(&self, path: &str, message: impl Into<String>) -> crate::ConfigError {
+        let (line, column) = match self.locate(path) {
+            Some((l, c)) => (Some(l), Some(c)),
+            None => (None, None),
+        };
+        crate::ConfigError {
+            file: self.name().to_string(),
+            line,
+            column,
+            field: path.to_string(),
+            message: message.into(),
+        }
+    }
+
     /// The 1-based line and column of `path`, or of its nearest located
     /// ancestor (`routes[1].plugins[0].config.origins[3]` falls back to
     /// `...origins`, then `...config`, ...).

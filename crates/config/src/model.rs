@@ -47,15 +47,11 @@ pub struct Server {
     pub max_header_bytes: usize,
     /// Largest number of request header fields. More get 431.
     pub max_header_count: usize,
-    /// How long a client may take to send the request head (slow-loris
-    /// protection).
+    /// How long a client may take to send a request head (slow-loris
+    /// protection); an idle keep-alive connection is closed after this long.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub header_read_timeout: Duration,
-    /// Idle keep-alive connections are closed after this long.
-    #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub idle_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -81,7 +77,6 @@ impl Default for Server {
             max_header_bytes: 32 * 1024,
             max_header_count: 100,
             header_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             via: true,
             request_id_header: "x-request-id".to_string(),
@@ -111,7 +106,7 @@ fn yes() -> bool {
 }
 
 /// The protocol spoken to an upstream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 with keep-alive.

@@ -4,29 +4,18 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::error::{ConfigError, ConfigErrors};
+use crate::error::ConfigErrors;
 use crate::locate::Source;
 use crate::model::{Config, OneOrMany, PluginRef, Route};
 
 struct Collector<'a> {
     source: &'a Source,
-    errors: Vec<ConfigError>,
+    errors: Vec<crate::ConfigError>,
 }
 
 impl Collector<'_> {
     fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        let field = field.into();
-        let (line, column) = match self.source.locate(&field) {
-            Some((l, c)) => (Some(l), Some(c)),
-            None => (None, None),
-        };
-        self.errors.push(ConfigError {
-            file: self.source.name().to_string(),
-            line,
-            column,
-            field,
-            message: message.into(),
-        });
+        self.errors.push(self.source.error(&field.into(), message));
     }
 }
 
@@ -115,7 +104,14 @@ fn unique_name<'a>(
     kind: &str,
     c: &mut Collector<'_>,
 ) {
-    let field = format!("{kind}[{i}].{}", if kind == "consumers" { "username" } else { "name" });
+    let field = format!(
+        "{kind}[{i}].{}",
+        if kind == "consumers" {
+            "username"
+        } else {
+            "name"
+        }
+    );
     if name.trim().is_empty() {
         c.error(field, "must not be empty");
     } else if let Some(prev) = seen.insert(name, i) {
@@ -143,16 +139,25 @@ fn services(config: &Config, c: &mut Collector<'_>) {
                 ),
                 _ => c.error(
                     field,
-                    format!("`{}` must start with http:// (expected http://host:port)", s.url),
+                    format!(
+                        "`{}` must start with http:// (expected http://host:port)",
+                        s.url
+                    ),
                 ),
             },
             Err(e) => c.error(field, format!("`{}` is not a valid URL: {e}", s.url)),
         }
         if s.connect_timeout.is_zero() {
-            c.error(format!("services[{i}].connect_timeout"), "must be greater than zero");
+            c.error(
+                format!("services[{i}].connect_timeout"),
+                "must be greater than zero",
+            );
         }
         if s.timeout.is_zero() {
-            c.error(format!("services[{i}].timeout"), "must be greater than zero");
+            c.error(
+                format!("services[{i}].timeout"),
+                "must be greater than zero",
+            );
         }
         plugin_refs(&s.plugins, &format!("services[{i}].plugins"), c);
     }
@@ -181,7 +186,10 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
         {
             c.error(
                 format!("routes[{i}].service"),
-                format!("no service named `{s}` (defined services: {})", list(&services)),
+                format!(
+                    "no service named `{s}` (defined services: {})",
+                    list(&services)
+                ),
             );
         }
         for (j, h) in r.hosts.iter().enumerate() {
@@ -221,7 +229,10 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
                 );
             }
             if v.strip && !v.path {
-                c.error(format!("routes[{i}].version.strip"), "only valid with `path: true`");
+                c.error(
+                    format!("routes[{i}].version.strip"),
+                    "only valid with `path: true`",
+                );
             }
             if v.value.is_empty() || v.value.contains('/') {
                 c.error(
@@ -238,7 +249,10 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
         if let Some(h) = &r.host_rewrite
             && http::HeaderValue::from_str(h).is_err()
         {
-            c.error(format!("routes[{i}].host_rewrite"), "is not a valid Host value");
+            c.error(
+                format!("routes[{i}].host_rewrite"),
+                "is not a valid Host value",
+            );
         }
         if r.preserve_host && r.host_rewrite.is_some() {
             c.error(
@@ -293,7 +307,10 @@ fn plugin_refs(plugins: &[PluginRef], at: &str, c: &mut Collector<'_>) {
         if let Some(prev) = seen.insert(p.name.as_str(), i) {
             c.error(
                 format!("{at}[{i}].name"),
-                format!("plugin `{}` is already attached here at {at}[{prev}]", p.name),
+                format!(
+                    "plugin `{}` is already attached here at {at}[{prev}]",
+                    p.name
+                ),
             );
         }
     }

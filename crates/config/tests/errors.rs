@@ -15,14 +15,22 @@ fn errors(yaml: &str) -> Vec<String> {
 fn unknown_key_names_line_column_and_field() {
     let e = errors("services:\n  - name: a\n    url: http://127.0.0.1:1\n    retries: 3\n");
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("gw.yaml:4:5: services[0]: unknown field `retries`"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("gw.yaml:4:5: services[0]: unknown field `retries`"),
+        "{}",
+        e[0]
+    );
     assert!(e[0].contains("expected one of"), "{}", e[0]);
 }
 
 #[test]
 fn wrong_type_is_located() {
     let e = errors("routes:\n  - name: r\n    paths: /a\n");
-    assert!(e[0].starts_with("gw.yaml:3:12: routes[0].paths: invalid type"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("gw.yaml:3:12: routes[0].paths: invalid type"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
@@ -30,7 +38,10 @@ fn dangling_service_reference() {
     let e = errors(
         "services:\n  - name: a\n    url: http://127.0.0.1:1\nroutes:\n  - name: r\n    service: b\n",
     );
-    assert_eq!(e, vec!["gw.yaml:6:5: routes[0].service: no service named `b` (defined services: a)"]);
+    assert_eq!(
+        e,
+        vec!["gw.yaml:6:5: routes[0].service: no service named `b` (defined services: a)"]
+    );
 }
 
 #[test]

@@ -12,7 +12,9 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// An empty body.
 pub fn empty() -> Body {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A body made of one chunk that is already in memory.

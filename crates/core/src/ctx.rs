@@ -57,6 +57,11 @@ impl Ctx {
         }
     }
 
+    /// Answers the request with `problem`, carrying this request's id.
+    pub fn reject(&self, problem: impl Into<crate::Problem>) -> crate::Flow {
+        crate::Flow::Respond(problem.into().into_response(Some(&self.request_id)))
+    }
+
     /// The value captured for a path template parameter.
     pub fn capture(&self, name: &str) -> Option<&str> {
         self.captures

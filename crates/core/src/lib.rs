@@ -10,5 +10,7 @@ pub mod problem;
 
 pub use body::{Body, BoxError};
 pub use ctx::{Consumer, Ctx};
-pub use plugin::{BuildEnv, Flow, LogRecord, Phase, Phases, Plugin, PluginError, PluginFactory, Request, Response};
+pub use plugin::{
+    BuildEnv, Flow, LogRecord, Phase, Phases, Plugin, PluginError, PluginFactory, Request, Response,
+};
 pub use problem::{Problem, ProblemType};

@@ -188,10 +188,7 @@ impl Problem {
         let mut resp = Response::new(body::full(json));
         *resp.status_mut() = self.status;
         let headers = resp.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(CONTENT_TYPE),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for (name, value) in self.headers {
             headers.append(name, value);

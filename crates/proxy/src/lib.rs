@@ -1,1 +1,160 @@
-//! placeholder
+//! The gatehouse data plane.
+//!
+//! [`Gateway::start`] binds the listeners and serves requests from an
+//! immutable [`snapshot::Snapshot`] that [`Gateway::reload`] swaps
+//! atomically. Architecture invariant: this is the only crate that knows
+//! hyper's server and client types.
+
+pub mod chain;
+pub mod client;
+pub mod forward;
+mod handler;
+mod logbody;
+mod server;
+pub mod snapshot;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_config::{ConfigErrors, Loaded};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+pub use state::Shared;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration does not compile.
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway. Dropping it stops accepting and aborts connections;
+/// call [`Gateway::shutdown`] to drain gracefully instead.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tracker: TaskTracker,
+    listeners: TaskTracker,
+}
+
+/// The listener used when a config names none.
+pub const DEFAULT_LISTENER: &str = "0.0.0.0:8080";
+
+impl Gateway {
+    /// Compiles `loaded`, binds its listeners and starts serving.
+    pub async fn start(loaded: &Loaded) -> Result<Self, StartError> {
+        let shared = Arc::new(Shared::new(loaded, gatehouse_plugins::registry())?);
+        let mut specs: Vec<(String, bool)> = loaded
+            .config
+            .listeners
+            .iter()
+            .map(|l| (l.address.clone(), l.http2))
+            .collect();
+        if specs.is_empty() {
+            specs.push((DEFAULT_LISTENER.to_string(), true));
+        }
+        let mut bound = Vec::with_capacity(specs.len());
+        for (addr, http2) in specs {
+            let parsed: SocketAddr = addr.parse().map_err(|e| StartError::Bind {
+                addr: addr.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            })?;
+            let listener = server::bind(parsed).map_err(|source| StartError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+            bound.push((listener, http2));
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let tracker = TaskTracker::new();
+        let listeners = TaskTracker::new();
+        let mut addrs = Vec::with_capacity(bound.len());
+        for (listener, http2) in bound {
+            if let Ok(a) = listener.local_addr() {
+                addrs.push(a);
+                tracing::info!(address = %a, http2, "listening");
+            }
+            listeners.spawn(server::accept_loop(
+                listener,
+                http2,
+                shared.clone(),
+                tracker.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        listeners.close();
+        Ok(Self {
+            shared,
+            addrs,
+            stop,
+            tracker,
+            listeners,
+        })
+    }
+
+    /// The bound listener addresses, in config order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The first listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// The shared state (snapshot access for tests and the admin side).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Validates, compiles and atomically swaps in a new configuration.
+    /// On error the running configuration is untouched. Listener and
+    /// thread settings only take effect on restart.
+    pub async fn reload(&self, loaded: &Loaded) -> Result<u64, ConfigErrors> {
+        self.shared.reload(loaded).await
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to the
+    /// configured `shutdown_timeout`, then returns whether everything
+    /// drained in time.
+    pub async fn shutdown(self) -> bool {
+        let deadline = self.shared.snapshot().settings.shutdown_timeout;
+        self.shutdown_within(deadline).await
+    }
+
+    /// Like [`Gateway::shutdown`] with an explicit deadline.
+    pub async fn shutdown_within(self, deadline: Duration) -> bool {
+        let _ = self.stop.send(true);
+        self.listeners.wait().await;
+        self.tracker.close();
+        tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Compiles `loaded` without binding anything: every error a start or a
+/// reload would report, with file, line and field.
+pub fn check(loaded: &Loaded) -> Result<(), ConfigErrors> {
+    let clients = client::ClientCache::default();
+    snapshot::compile(loaded, &gatehouse_plugins::registry(), &clients, 0).map(|_| ())
+}

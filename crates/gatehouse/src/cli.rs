@@ -1,0 +1,155 @@
+//! Command-line interface: `run`, `validate`, `schema`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gatehouse_config::{ConfigErrors, Loaded};
+
+/// Gatehouse: an API gateway and AI gateway in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, long_about = None)]
+pub struct Cli {
+    /// Log level or filter (RUST_LOG syntax), e.g. `info` or `gatehouse=debug`.
+    #[arg(long, global = true, env = "GATEHOUSE_LOG", default_value = "info")]
+    pub log: String,
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Run {
+        /// Configuration file (YAML). Without it, the embedded demo
+        /// configuration is served.
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit: 0 if valid, 1 with every error
+    /// (file:line:column: field: message) if not.
+    Validate {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_format);
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::Validate { file } => match load_and_check(&file) {
+            Ok(loaded) => {
+                println!(
+                    "{}: ok ({} services, {} routes, {} plugins, {} consumers)",
+                    file.display(),
+                    loaded.config.services.len(),
+                    loaded.config.routes.len(),
+                    loaded.config.plugins.len(),
+                    loaded.config.consumers.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Schema => {
+            let schema = crate::schema::full_schema();
+            match serde_json::to_string_pretty(&schema) {
+                Ok(s) => {
+                    println!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cannot render schema: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Parses, validates and compiles (without binding anything).
+pub fn load_and_check(path: &std::path::Path) -> Result<Loaded, ConfigErrors> {
+    let loaded = gatehouse_config::load_file(path)?;
+    gatehouse_proxy::check(&loaded)?;
+    Ok(loaded)
+}
+
+fn run(config: Option<PathBuf>) -> ExitCode {
+    let loaded = match &config {
+        Some(path) => load_and_check(path),
+        None => gatehouse_config::parse_str(crate::DEMO_CONFIG, "<embedded demo config>")
+            .and_then(|l| gatehouse_proxy::check(&l).map(|()| l)),
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all().thread_name("gatehouse-worker");
+    if loaded.config.server.worker_threads > 0 {
+        rt.worker_threads(loaded.config.server.worker_threads);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let gateway = match gatehouse_proxy::Gateway::start(&loaded).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            config = config
+                .as_ref()
+                .map_or("<embedded demo config>".to_string(), |p| p
+                    .display()
+                    .to_string()),
+            "gatehouse started"
+        );
+        crate::reload::serve_until_signal(gateway, config, &loaded).await
+    })
+}

@@ -1,0 +1,10 @@
+//! The `gatehouse` command: CLI, runtime setup, signals, hot reload.
+//! The binary in `main.rs` is a thin shell around [`cli::main`].
+
+pub mod cli;
+pub mod reload;
+pub mod schema;
+
+/// The demo configuration compiled into the binary; `gatehouse run`
+/// without `--config` serves it.
+pub const DEMO_CONFIG: &str = include_str!("../../../examples/gatehouse.yaml");

@@ -1,0 +1,146 @@
+//! A compiled plugin chain: the plugins that apply to one route, merged
+//! from the global, service and route levels, sorted once, and split per
+//! phase so that a phase with no plugin costs nothing.
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+
+use gatehouse_core::{Phase, Plugin};
+
+/// One plugin instance with its effective priority.
+#[derive(Clone)]
+pub struct Entry {
+    /// Registry name; a more specific level replaces a less specific entry
+    /// of the same name.
+    pub name: Arc<str>,
+    /// Effective priority (config override or the plugin's default).
+    pub priority: i32,
+    /// The instance.
+    pub plugin: Arc<dyn Plugin>,
+}
+
+impl Entry {
+    /// Sort key: higher priority first, then name, so order is total.
+    fn key(&self) -> (Reverse<i32>, &str) {
+        (Reverse(self.priority), &self.name)
+    }
+}
+
+/// The plugins of one route, per phase, in execution order.
+#[derive(Clone, Default)]
+pub struct Chain {
+    entries: Vec<Entry>,
+    /// Per phase, indices into `entries`.
+    rewrite: Vec<usize>,
+    access: Vec<usize>,
+    upstream_request: Vec<usize>,
+    response_headers: Vec<usize>,
+    response_body: Vec<usize>,
+    log: Vec<usize>,
+}
+
+impl Chain {
+    /// Merges levels from least to most specific: an entry of a later
+    /// level replaces an earlier entry with the same name.
+    pub fn merge<'a>(levels: impl IntoIterator<Item = &'a [Entry]>) -> Self {
+        let mut entries: Vec<Entry> = Vec::new();
+        for level in levels {
+            for e in level {
+                match entries.iter_mut().find(|x| x.name == e.name) {
+                    Some(slot) => *slot = e.clone(),
+                    None => entries.push(e.clone()),
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.key().cmp(&b.key()));
+        let pick = |phase: Phase| -> Vec<usize> {
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.plugin.phases().contains(phase))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        Self {
+            rewrite: pick(Phase::Rewrite),
+            access: pick(Phase::Access),
+            upstream_request: pick(Phase::UpstreamRequest),
+            response_headers: pick(Phase::ResponseHeaders),
+            response_body: pick(Phase::ResponseBody),
+            log: pick(Phase::Log),
+            entries,
+        }
+    }
+
+    /// All entries in execution order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The plugins of `phase`, in execution order.
+    pub fn phase(&self, phase: Phase) -> impl Iterator<Item = &Entry> + '_ {
+        let idx = match phase {
+            Phase::Rewrite => &self.rewrite,
+            Phase::Access => &self.access,
+            Phase::UpstreamRequest => &self.upstream_request,
+            Phase::ResponseHeaders => &self.response_headers,
+            Phase::ResponseBody => &self.response_body,
+            Phase::Log => &self.log,
+        };
+        idx.iter().map(|&i| &self.entries[i])
+    }
+
+    /// Whether any plugin takes part in `phase`.
+    pub fn has(&self, phase: Phase) -> bool {
+        self.phase(phase).next().is_some()
+    }
+
+    /// Whether `a` runs strictly after `b`.
+    pub fn runs_after(a: &Entry, b: &Entry) -> bool {
+        a.key() > b.key()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::Phases;
+
+    struct P(&'static str, Phases);
+    impl Plugin for P {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn phases(&self) -> Phases {
+            self.1
+        }
+    }
+
+    fn e(name: &'static str, priority: i32, phases: &[Phase]) -> Entry {
+        Entry {
+            name: name.into(),
+            priority,
+            plugin: Arc::new(P(name, Phases::of(phases))),
+        }
+    }
+
+    #[test]
+    fn merges_by_name_and_orders_by_priority_then_name() {
+        let global = [e("a", 10, &[Phase::Access]), e("b", 5, &[Phase::Access])];
+        let route = [
+            e("a", 1, &[Phase::Access, Phase::Log]),
+            e("c", 5, &[Phase::Rewrite]),
+        ];
+        let chain = Chain::merge([&global[..], &route[..]]);
+        let names: Vec<(&str, i32)> = chain
+            .entries()
+            .iter()
+            .map(|e| (&*e.name, e.priority))
+            .collect();
+        assert_eq!(names, vec![("b", 5), ("c", 5), ("a", 1)]);
+        let access: Vec<&str> = chain.phase(Phase::Access).map(|e| &*e.name).collect();
+        assert_eq!(access, vec!["b", "a"]);
+        assert!(chain.has(Phase::Log));
+        assert!(!chain.has(Phase::ResponseBody));
+    }
+}

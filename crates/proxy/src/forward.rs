@@ -1,0 +1,357 @@
+//! What a proxy must do to headers on the way through: drop hop-by-hop
+//! fields, add X-Forwarded-* / Forwarded (RFC 7239) / Via, and resolve the
+//! real client address behind trusted proxies.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The hop-by-hop fields of RFC 9110 section 7.6.1 plus the legacy ones
+/// proxies still see in the wild.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Removes hop-by-hop headers, including every field named in
+/// `Connection`. With `keep_upgrade`, `Connection: upgrade` and `Upgrade`
+/// survive so that WebSocket and other upgrades can pass. `TE: trailers`
+/// is kept on requests because gRPC needs it end to end.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, keep_te_trailers: bool) {
+    // Fields named by Connection are hop-by-hop too.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+            .collect();
+        for name in named {
+            headers.remove(&name);
+        }
+    }
+    let te_trailers = keep_te_trailers
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Whether the request asks for a protocol upgrade (WebSocket, h2c, ...).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// A set of trusted proxy networks.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    nets: Vec<ipnet::IpNet>,
+}
+
+impl TrustedProxies {
+    /// From parsed networks.
+    pub fn new(nets: Vec<ipnet::IpNet>) -> Self {
+        Self { nets }
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether any proxy is trusted at all.
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+
+    /// The client address: the right-most address of X-Forwarded-For that
+    /// is not a trusted proxy, when the peer itself is trusted; otherwise
+    /// the peer.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.nets.is_empty() || !self.contains(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let hops: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        for hop in hops.iter().rev() {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !self.contains(ip) {
+                        break;
+                    }
+                }
+                // Garbage in the chain: stop trusting anything beyond it.
+                Err(_) => break,
+            }
+        }
+        client
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// What the forwarding headers describe about the downstream hop.
+pub struct Hop<'a> {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy (its headers are kept).
+    pub trusted: bool,
+    /// `http` or `https`.
+    pub proto: &'static str,
+    /// The Host the client asked for.
+    pub host: Option<&'a str>,
+    /// The listener's port.
+    pub port: u16,
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host/-Port and Forwarded. Headers from an
+/// untrusted peer are replaced, never extended, so clients cannot forge
+/// their address to the upstream.
+pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let peer = canonical(hop.peer);
+    let peer_text = peer.to_string();
+    let prior_xff = if hop.trusted {
+        join_values(headers, &X_FORWARDED_FOR)
+    } else {
+        None
+    };
+    let xff = match prior_xff {
+        Some(prev) => format!("{prev}, {peer_text}"),
+        None => peer_text.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
+    if !keep(headers, &X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(hop.proto),
+        );
+    }
+    if !keep(headers, &X_FORWARDED_HOST) {
+        match hop.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            Some(v) => {
+                headers.insert(X_FORWARDED_HOST.clone(), v);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    if !keep(headers, &X_FORWARDED_PORT) {
+        headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(hop.port));
+    }
+
+    // RFC 7239: IPv6 addresses are quoted and bracketed.
+    let node = match peer {
+        IpAddr::V4(_) => peer_text,
+        IpAddr::V6(_) => format!("\"[{peer_text}]\""),
+    };
+    let mut element = format!("for={node};proto={}", hop.proto);
+    if let Some(host) = hop.host
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        element.push_str(";host=\"");
+        element.push_str(host);
+        element.push('"');
+    }
+    let prior = if hop.trusted {
+        join_values(headers, &FORWARDED)
+    } else {
+        None
+    };
+    let forwarded = match prior {
+        Some(prev) => format!("{prev}, {element}"),
+        None => element,
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(FORWARDED.clone(), v);
+    }
+}
+
+/// Appends `1.1 gatehouse` (or `2 gatehouse`) to Via.
+pub fn append_via(headers: &mut HeaderMap, version: http::Version) {
+    let me = match version {
+        http::Version::HTTP_2 => "2 gatehouse",
+        http::Version::HTTP_10 => "1.0 gatehouse",
+        _ => "1.1 gatehouse",
+    };
+    let value = match join_values(headers, &header::VIA) {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {me}")).ok(),
+        None => Some(HeaderValue::from_static(me)),
+    };
+    if let Some(v) = value {
+        headers.insert(header::VIA, v);
+    }
+}
+
+/// All values of a field joined by ", ", if it is present and readable.
+fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let s = v.to_str().ok()?;
+        match &mut out {
+            Some(o) => {
+                o.push_str(", ");
+                o.push_str(s);
+            }
+            None => out = Some(s.to_string()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_fields() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, false, true);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("connection").is_none());
+        assert!(h.get("te").is_none());
+        assert!(h.get("upgrade").is_none());
+        assert_eq!(h["x-kept"], "1");
+    }
+
+    #[test]
+    fn keeps_te_trailers_and_upgrade_when_asked() {
+        let mut h = map(&[
+            ("te", "trailers"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        strip_hop_by_hop(&mut h, true, true);
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn client_ip_walks_trusted_hops_only() {
+        let t = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+        let h = map(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
+        assert_eq!(
+            t.client_ip("10.0.0.1".parse().unwrap(), &h),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            t.client_ip("9.9.9.9".parse().unwrap(), &h),
+            "9.9.9.9".parse::<IpAddr>().unwrap()
+        );
+        // Garbage stops the walk at the last good hop.
+        let h = map(&[("x-forwarded-for", "1.2.3.4, junk, 10.0.0.3")]);
+        assert_eq!(
+            t.client_ip("10.0.0.1".parse().unwrap(), &h),
+            "10.0.0.3".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn forwarding_headers_replace_for_untrusted_and_append_for_trusted() {
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        let hop = Hop {
+            peer: "1.2.3.4".parse().unwrap(),
+            trusted: false,
+            proto: "http",
+            host: Some("api.test"),
+            port: 8080,
+        };
+        set_forwarding_headers(&mut h, &hop);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4");
+        assert_eq!(h["forwarded"], "for=1.2.3.4;proto=http;host=\"api.test\"");
+        assert_eq!(h["x-forwarded-host"], "api.test");
+        assert_eq!(h["x-forwarded-port"], "8080");
+
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        let hop = Hop {
+            peer: "::1".parse().unwrap(),
+            trusted: true,
+            proto: "http",
+            host: None,
+            port: 80,
+        };
+        set_forwarding_headers(&mut h, &hop);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, ::1");
+        assert_eq!(h["forwarded"], "for=6.6.6.6, for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn via_is_appended() {
+        let mut h = map(&[("via", "1.1 edge")]);
+        append_via(&mut h, http::Version::HTTP_11);
+        assert_eq!(h["via"], "1.1 edge, 1.1 gatehouse");
+    }
+}

@@ -1,0 +1,469 @@
+//! The request path: limits, request id, client address, routing, the
+//! plugin phases, forwarding upstream, and the response back through the
+//! chain. Every rejection leaves as problem+json with the request id.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use gatehouse_core::{Body, Ctx, Flow, Phase, Problem, ProblemType, body};
+use gatehouse_plugins::request_size_limit::BodyTooLarge;
+use gatehouse_router::{Match, RequestInfo};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::chain::Chain;
+use crate::client::{UpstreamFailure, caused_by, classify};
+use crate::forward::{self, Hop};
+use crate::logbody::LogBody;
+use crate::snapshot::{RouteRt, ServiceRt, Snapshot};
+use crate::state::Shared;
+
+/// Facts about the downstream connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The listener's local port.
+    pub port: u16,
+}
+
+/// Handles one request. Never fails: errors become responses.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let snap = shared.snapshot();
+    Ok(serve(&snap, conn, req).await)
+}
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+fn new_request_id() -> Arc<str> {
+    let mut buf = uuid::Uuid::encode_buffer();
+    Arc::from(&*uuid::Uuid::new_v4().simple().encode_lower(&mut buf))
+}
+
+async fn serve(snap: &Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let settings = &snap.settings;
+    let (parts, incoming) = req.into_parts();
+    let request_id = match parts.headers.get(&settings.request_id_header) {
+        Some(v) if valid_request_id(v) => Arc::from(v.to_str().unwrap_or_default()),
+        _ => new_request_id(),
+    };
+    let mut ctx = Ctx::new(request_id, conn.peer);
+
+    // Header limits: count and total size of names plus values.
+    let count = parts.headers.len();
+    let bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if count > settings.max_header_count || bytes > settings.max_header_bytes {
+        let detail = format!(
+            "{count} header fields, {bytes} bytes; limits are {} fields and {} bytes",
+            settings.max_header_count, settings.max_header_bytes
+        );
+        return finish_problem(
+            snap,
+            &ctx,
+            Problem::new(ProblemType::HeadersTooLarge).detail(detail),
+        );
+    }
+
+    // HTTP/1.1 requires exactly one Host (RFC 9112 section 3.2).
+    let host = match parts.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => {
+            let mut hosts = parts.headers.get_all(header::HOST).iter();
+            match (hosts.next(), hosts.next()) {
+                (Some(h), None) => match h.to_str() {
+                    Ok(h) => Some(h),
+                    Err(_) => {
+                        return finish_problem(
+                            snap,
+                            &ctx,
+                            Problem::new(ProblemType::BadRequest).detail("invalid Host header"),
+                        );
+                    }
+                },
+                (None, _) if parts.version != Version::HTTP_11 => None,
+                _ => {
+                    return finish_problem(
+                        snap,
+                        &ctx,
+                        Problem::new(ProblemType::BadRequest)
+                            .detail("exactly one Host header is required"),
+                    );
+                }
+            }
+        }
+    };
+
+    let trusted = settings.trusted.contains(conn.peer.ip());
+    ctx.client_ip = settings.trusted.client_ip(conn.peer.ip(), &parts.headers);
+
+    let found = snap.router.find(&RequestInfo {
+        host,
+        path: parts.uri.path(),
+        method: &parts.method,
+        headers: &parts.headers,
+        query: parts.uri.query(),
+    });
+    // A CORS preflight is an OPTIONS request for another method: route it
+    // as that method, so a route's `cors` plugin can answer it without the
+    // route having to list OPTIONS.
+    let found = match found {
+        Match::MethodNotAllowed { .. } if is_preflight(&parts) => {
+            let asked = parts
+                .headers
+                .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+                .and_then(|v| http::Method::from_bytes(v.as_bytes()).ok());
+            match asked.map(|method| {
+                snap.router.find(&RequestInfo {
+                    host,
+                    path: parts.uri.path(),
+                    method: &method,
+                    headers: &parts.headers,
+                    query: parts.uri.query(),
+                })
+            }) {
+                Some(Match::Found(m))
+                    if snap.routes[m.route]
+                        .chain
+                        .entries()
+                        .iter()
+                        .any(|e| &*e.name == "cors") =>
+                {
+                    Match::Found(m)
+                }
+                _ => found,
+            }
+        }
+        other => other,
+    };
+    let m = match found {
+        Match::Found(m) => m,
+        Match::NotFound => {
+            let detail = format!("no route for {} {}", parts.method, parts.uri.path());
+            return finish_problem(
+                snap,
+                &ctx,
+                Problem::new(ProblemType::NoRoute).detail(detail),
+            );
+        }
+        Match::MethodNotAllowed { allowed } => {
+            let allow = allowed
+                .iter()
+                .map(http::Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut p = Problem::new(ProblemType::MethodNotAllowed).detail(format!(
+                "{} is not allowed here; allowed: {allow}",
+                parts.method
+            ));
+            if let Ok(v) = HeaderValue::from_str(&allow) {
+                p = p.header(header::ALLOW, v);
+            }
+            return finish_problem(snap, &ctx, p);
+        }
+    };
+    let route = &snap.routes[m.route];
+    ctx.route = Some(route.name.clone());
+    ctx.service = route.service.map(|s| snap.services[s].name.clone());
+    ctx.captures = m.captures;
+    let hop_host = host.map(str::to_owned);
+    let mut req = Request::from_parts(parts, body::boxed(incoming));
+
+    let mut chain = route.chain.clone();
+    let resp = match request_phases(snap, &mut chain, &mut ctx, &mut req).await {
+        Some(resp) => resp,
+        None => {
+            let hop = Hop {
+                peer: conn.peer.ip(),
+                trusted,
+                proto: "http",
+                host: hop_host.as_deref(),
+                port: conn.port,
+            };
+            let upstream = Upstream {
+                route,
+                matched_prefix: m.matched_prefix,
+                version_prefix: m.version_prefix,
+            };
+            forward_upstream(snap, &chain, &mut ctx, req, &upstream, &hop).await
+        }
+    };
+    finish(snap, &chain, ctx, resp)
+}
+
+fn is_preflight(parts: &http::request::Parts) -> bool {
+    parts.method == http::Method::OPTIONS
+        && parts.headers.contains_key(header::ORIGIN)
+        && parts
+            .headers
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Runs rewrite, access and upstream_request phases that happen before
+/// the upstream is chosen. Returns a response if a plugin answered.
+async fn request_phases(
+    snap: &Snapshot,
+    chain: &mut Arc<Chain>,
+    ctx: &mut Ctx,
+    req: &mut Request<Body>,
+) -> Option<Response<Body>> {
+    for e in chain.phase(Phase::Rewrite) {
+        if let Flow::Respond(r) = e.plugin.rewrite(ctx, req).await {
+            return Some(r);
+        }
+    }
+    // Access: when a plugin identifies a consumer with plugins of its own,
+    // the chain is re-merged and the rest of the phase runs on it.
+    let mut last: Option<crate::chain::Entry> = None;
+    loop {
+        let current = chain.clone();
+        let mut switched = None;
+        for e in current.phase(Phase::Access) {
+            if let Some(prev) = &last
+                && !Chain::runs_after(e, prev)
+            {
+                continue;
+            }
+            let had_consumer = ctx.consumer.is_some();
+            if let Flow::Respond(r) = e.plugin.access(ctx, req).await {
+                return Some(r);
+            }
+            last = Some(e.clone());
+            if !had_consumer
+                && let Some(c) = &ctx.consumer
+                && let Some(extra) = snap.consumer_plugins.get(&c.username)
+            {
+                switched = Some(Arc::new(Chain::merge([current.entries(), &extra[..]])));
+                break;
+            }
+        }
+        match switched {
+            Some(next) => *chain = next,
+            None => return None,
+        }
+    }
+}
+
+struct Upstream<'a> {
+    route: &'a RouteRt,
+    matched_prefix: usize,
+    version_prefix: usize,
+}
+
+fn upstream_path(
+    route: &RouteRt,
+    svc: &ServiceRt,
+    path: &str,
+    m: &Upstream<'_>,
+    ctx: &Ctx,
+) -> String {
+    let mut p: std::borrow::Cow<'_, str> = path.into();
+    if let Some(template) = &route.rewrite {
+        p = gatehouse_router::expand_template(template, &ctx.captures).into();
+    } else {
+        if route.strip_prefix && m.matched_prefix <= p.len() && p.is_char_boundary(m.matched_prefix)
+        {
+            p = p[m.matched_prefix..].to_string().into();
+        } else if route.strip_version
+            && m.version_prefix <= p.len()
+            && p.is_char_boundary(m.version_prefix)
+        {
+            p = p[m.version_prefix..].to_string().into();
+        }
+        if !p.starts_with('/') {
+            p = format!("/{p}").into();
+        }
+    }
+    if svc.base_path.is_empty() {
+        p.into_owned()
+    } else {
+        format!("{}{}", svc.base_path, p)
+    }
+}
+
+async fn forward_upstream(
+    snap: &Snapshot,
+    chain: &Chain,
+    ctx: &mut Ctx,
+    mut req: Request<Body>,
+    up: &Upstream<'_>,
+    hop: &Hop<'_>,
+) -> Response<Body> {
+    let route = up.route;
+    let Some(svc) = route.service.map(|i| &snap.services[i]) else {
+        return ctx_problem(
+            ctx,
+            Problem::new(ProblemType::NoHealthyUpstream).detail("this route has no service"),
+        );
+    };
+    let settings = &snap.settings;
+    let downstream_version = req.version();
+    let upgrade =
+        downstream_version == Version::HTTP_11 && forward::is_upgrade_request(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    let path = upstream_path(route, svc, req.uri().path(), up, ctx);
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let uri = http::Uri::builder()
+        .scheme(svc.scheme.clone())
+        .authority(svc.authority.clone())
+        .path_and_query(pq)
+        .build();
+    let uri = match uri {
+        Ok(u) => u,
+        Err(_) => {
+            return ctx_problem(
+                ctx,
+                Problem::new(ProblemType::BadRequest)
+                    .detail("the rewritten path is not a valid URI"),
+            );
+        }
+    };
+
+    let client_host = req
+        .headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| hop.host.and_then(|h| HeaderValue::from_str(h).ok()));
+    {
+        let headers = req.headers_mut();
+        forward::strip_hop_by_hop(headers, upgrade, true);
+        headers.remove(header::EXPECT);
+        let host = if route.preserve_host {
+            client_host.unwrap_or_else(|| svc.host_header.clone())
+        } else if let Some(h) = &route.host_rewrite {
+            h.clone()
+        } else {
+            svc.host_header.clone()
+        };
+        headers.insert(header::HOST, host);
+        forward::set_forwarding_headers(headers, hop);
+        if settings.via {
+            forward::append_via(headers, downstream_version);
+        }
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            headers.insert(settings.request_id_header.clone(), v);
+        }
+    }
+    *req.uri_mut() = uri;
+    *req.version_mut() = svc.version;
+
+    for e in chain.phase(Phase::UpstreamRequest) {
+        if let Flow::Respond(r) = e.plugin.upstream_request(ctx, &mut req).await {
+            return r;
+        }
+    }
+
+    let sent = tokio::time::timeout(svc.timeout, svc.client.request(req)).await;
+    let mut resp = match sent {
+        Err(_) => {
+            return ctx_problem(
+                ctx,
+                Problem::new(ProblemType::UpstreamTimeout).detail(format!(
+                    "no response from `{}` within {:?}",
+                    svc.name, svc.timeout
+                )),
+            );
+        }
+        Ok(Err(e)) => {
+            if caused_by::<BodyTooLarge>(&e) {
+                return ctx_problem(ctx, Problem::new(ProblemType::PayloadTooLarge));
+            }
+            let failure = classify(&e);
+            tracing::debug!(service = %svc.name, error = ?e, ?failure, "upstream request failed");
+            let p = match failure {
+                UpstreamFailure::Timeout => Problem::new(ProblemType::UpstreamTimeout)
+                    .detail(format!("could not connect to `{}` in time", svc.name)),
+                UpstreamFailure::RequestBody => Problem::new(ProblemType::BadRequest)
+                    .detail("the request body could not be read"),
+                UpstreamFailure::Unreachable => Problem::new(ProblemType::UpstreamUnreachable)
+                    .detail(format!("could not get a response from `{}`", svc.name)),
+            };
+            return ctx_problem(ctx, p);
+        }
+        Ok(Ok(r)) => r,
+    };
+
+    if let Some(client_upgrade) = client_upgrade
+        && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((down, up)) => {
+                    let mut down = TokioIo::new(down);
+                    let mut up = TokioIo::new(up);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                        tracing::debug!(error = %e, "upgraded connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        let (mut parts, _) = resp.into_parts();
+        forward::strip_hop_by_hop(&mut parts.headers, true, false);
+        return Response::from_parts(parts, body::empty());
+    }
+
+    let (mut parts, incoming) = resp.into_parts();
+    forward::strip_hop_by_hop(&mut parts.headers, false, false);
+    if settings.via {
+        forward::append_via(&mut parts.headers, parts.version);
+    }
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, body::boxed(incoming))
+}
+
+fn ctx_problem(ctx: &Ctx, p: Problem) -> Response<Body> {
+    p.into_response(Some(&ctx.request_id))
+}
+
+fn finish_problem(snap: &Snapshot, ctx: &Ctx, p: Problem) -> Response<Body> {
+    let mut resp = ctx_problem(ctx, p);
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        resp.headers_mut()
+            .insert(snap.settings.request_id_header.clone(), v);
+    }
+    resp
+}
+
+/// Response phases: request id echo, response_headers, response_body, and
+/// the log phase attached to the end of the body stream.
+fn finish(
+    snap: &Snapshot,
+    chain: &Arc<Chain>,
+    mut ctx: Ctx,
+    resp: Response<Body>,
+) -> Response<Body> {
+    let (mut parts, mut body) = resp.into_parts();
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        parts
+            .headers
+            .insert(snap.settings.request_id_header.clone(), v);
+    }
+    for e in chain.phase(Phase::ResponseHeaders) {
+        e.plugin.response_headers(&mut ctx, &mut parts);
+    }
+    for e in chain.phase(Phase::ResponseBody) {
+        body = e.plugin.response_body(&ctx, body);
+    }
+    if chain.has(Phase::Log) {
+        body = LogBody::wrap(body, chain.clone(), ctx, parts.status.as_u16());
+    }
+    Response::from_parts(parts, body)
+}

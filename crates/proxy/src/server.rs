@@ -1,0 +1,112 @@
+//! Listeners and connections: binds the configured addresses, serves
+//! HTTP/1.1 and h2c on each connection with hyper-util's auto builder,
+//! and drains gracefully on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::handler::{ConnInfo, handle};
+use crate::state::Shared;
+
+/// Binds a listening socket with SO_REUSEADDR and a deep backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts connections until `stop` flips to true.
+pub async fn accept_loop(
+    listener: TcpListener,
+    http2: bool,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    mut stop: watch::Receiver<bool>,
+) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let conn = ConnInfo { peer, port };
+                    tracker.spawn(serve_connection(stream, conn, http2, shared.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly
+                    // instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    conn: ConnInfo,
+    http2: bool,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let snap = shared.snapshot();
+    let s = &snap.settings;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own limits sit above ours so that ordinary overruns get our
+    // problem+json 431; only grossly oversized heads hit hyper's bare one.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .max_headers(s.max_header_count.saturating_mul(2).max(100))
+        .max_buf_size((s.max_header_bytes.saturating_mul(2) + 16 * 1024).max(400 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(s.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+        )
+        .max_concurrent_streams(512)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = if http2 { builder } else { builder.http1_only() };
+    drop(snap);
+
+    let service = hyper::service::service_fn(move |req| handle(shared.clone(), conn, req));
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let stopping = *stop.borrow();
+    if stopping {
+        connection.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        res = connection.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+        }
+    }
+    if let Err(e) = connection.await {
+        tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error while draining");
+    }
+}

@@ -1,0 +1,400 @@
+//! Config becomes running parts here, in one visible place: a validated
+//! [`Loaded`] config is compiled into an immutable [`Snapshot`] (route
+//! table, plugin chains, upstream clients) that the request path reads
+//! through an `ArcSwap`. Compiling never touches the network.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_config::{
+    ConfigError, ConfigErrors, Loaded, OneOrMany, PluginRef, Source, UpstreamProtocol,
+};
+use gatehouse_core::{BuildEnv, Consumer};
+use gatehouse_plugins::Registry;
+use gatehouse_router::{RouteSpec, Router, ValueMatch, VersionSource, VersionSpec};
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
+
+use crate::chain::{Chain, Entry};
+use crate::client::{ClientCache, ClientKey, UpstreamClient};
+use crate::forward::TrustedProxies;
+
+/// Node settings the request path reads on every request.
+pub struct Settings {
+    /// Trusted proxy networks.
+    pub trusted: TrustedProxies,
+    /// Largest total header size.
+    pub max_header_bytes: usize,
+    /// Largest header count.
+    pub max_header_count: usize,
+    /// Whether to add Via.
+    pub via: bool,
+    /// The request id header.
+    pub request_id_header: HeaderName,
+    /// Slow-loris protection and idle keep-alive limit.
+    pub header_read_timeout: Duration,
+    /// Drain deadline on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// A service ready to take requests.
+pub struct ServiceRt {
+    /// Name.
+    pub name: Arc<str>,
+    /// `http`.
+    pub scheme: Scheme,
+    /// `host:port`.
+    pub authority: Authority,
+    /// Base path prepended to forwarded paths ("" for none).
+    pub base_path: String,
+    /// The Host header sent upstream unless the route says otherwise.
+    pub host_header: HeaderValue,
+    /// HTTP version used upstream.
+    pub version: http::Version,
+    /// Time allowed until response headers.
+    pub timeout: Duration,
+    /// Pooled client.
+    pub client: UpstreamClient,
+}
+
+/// A route ready to take requests.
+pub struct RouteRt {
+    /// Name.
+    pub name: Arc<str>,
+    /// Index into [`Snapshot::services`].
+    pub service: Option<usize>,
+    /// Merged global + service + route plugins.
+    pub chain: Arc<Chain>,
+    /// Remove the matched prefix before forwarding.
+    pub strip_prefix: bool,
+    /// Forwarded path template.
+    pub rewrite: Option<String>,
+    /// Keep the client's Host.
+    pub preserve_host: bool,
+    /// Host sent upstream instead of the service's.
+    pub host_rewrite: Option<HeaderValue>,
+    /// Remove a `/v2` version segment before forwarding.
+    pub strip_version: bool,
+}
+
+/// One compiled, immutable configuration.
+pub struct Snapshot {
+    /// Monotonic version, for logs.
+    pub version: u64,
+    /// Route table.
+    pub router: Router,
+    /// Routes, in config order (router indices point here).
+    pub routes: Vec<RouteRt>,
+    /// Services, in config order.
+    pub services: Vec<ServiceRt>,
+    /// Plugins attached to consumers, by username.
+    pub consumer_plugins: HashMap<Arc<str>, Vec<Entry>>,
+    /// Node settings.
+    pub settings: Settings,
+    /// Client settings in use (so the cache can drop the rest).
+    pub client_keys: Vec<ClientKey>,
+}
+
+struct Errors<'a> {
+    source: &'a Source,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, path: &str, message: impl Into<String>) {
+        self.list.push(self.source.error(path, message));
+    }
+}
+
+/// Compiles a validated config. Errors carry file, line and field.
+pub fn compile(
+    loaded: &Loaded,
+    registry: &Registry,
+    clients: &ClientCache,
+    version: u64,
+) -> Result<Snapshot, ConfigErrors> {
+    let config = &loaded.config;
+    let mut errs = Errors {
+        source: &loaded.source,
+        list: Vec::new(),
+    };
+
+    // Consumers and their keys, for authentication plugins.
+    let mut keys = HashMap::new();
+    for c in &config.consumers {
+        let consumer = Consumer {
+            username: c.username.as_str().into(),
+            custom_id: c.custom_id.as_deref().map(Into::into),
+        };
+        for k in &c.credentials.key_auth {
+            keys.insert(k.key.clone(), consumer.clone());
+        }
+    }
+    let env = BuildEnv {
+        key_credentials: Arc::new(keys),
+    };
+
+    let global = build_plugins(&config.plugins, "plugins", registry, &env, &mut errs);
+
+    let mut services = Vec::with_capacity(config.services.len());
+    let mut service_plugins = Vec::with_capacity(config.services.len());
+    let mut client_keys = Vec::new();
+    for (i, s) in config.services.iter().enumerate() {
+        service_plugins.push(build_plugins(
+            &s.plugins,
+            &format!("services[{i}].plugins"),
+            registry,
+            &env,
+            &mut errs,
+        ));
+        let Ok(uri) = s.url.parse::<http::Uri>() else {
+            continue; // reported by validation
+        };
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            continue;
+        };
+        let host_header = match authority.port_u16() {
+            Some(80) => HeaderValue::from_str(authority.host()),
+            _ => HeaderValue::from_str(authority.as_str()),
+        };
+        let Ok(host_header) = host_header else {
+            errs.push(
+                &format!("services[{i}].url"),
+                "host is not a valid Host header",
+            );
+            continue;
+        };
+        let key = ClientKey {
+            protocol: s.protocol,
+            connect_timeout: s.connect_timeout,
+            max_idle_per_host: s.pool.max_idle_per_host,
+            idle_timeout: s.pool.idle_timeout,
+        };
+        if !client_keys.contains(&key) {
+            client_keys.push(key.clone());
+        }
+        services.push(ServiceRt {
+            name: s.name.as_str().into(),
+            scheme,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_string(),
+            host_header,
+            version: match s.protocol {
+                UpstreamProtocol::Http1 => http::Version::HTTP_11,
+                UpstreamProtocol::Http2 => http::Version::HTTP_2,
+            },
+            timeout: s.timeout,
+            client: clients.get(&key),
+        });
+    }
+    let service_index: HashMap<&str, usize> = config
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+
+    let mut specs = Vec::with_capacity(config.routes.len());
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for (i, r) in config.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        let plugins = build_plugins(
+            &r.plugins,
+            &format!("{at}.plugins"),
+            registry,
+            &env,
+            &mut errs,
+        );
+        let service = r
+            .service
+            .as_deref()
+            .and_then(|s| service_index.get(s).copied());
+        let empty: Vec<Entry> = Vec::new();
+        let svc_plugins = service.map_or(&empty, |s| &service_plugins[s]);
+        let chain = Chain::merge([&global[..], &svc_plugins[..], &plugins[..]]);
+
+        let mut methods = Vec::with_capacity(r.methods.len());
+        for (j, m) in r.methods.iter().enumerate() {
+            match http::Method::from_bytes(m.as_bytes()) {
+                Ok(m) => methods.push(m),
+                Err(_) => errs.push(&format!("{at}.methods[{j}]"), "not an HTTP method"),
+            }
+        }
+        let headers = matchers(&r.headers, &format!("{at}.headers"), &mut errs)
+            .into_iter()
+            .filter_map(|(k, v)| HeaderName::from_bytes(k.as_bytes()).ok().map(|k| (k, v)))
+            .collect();
+        let query = matchers(&r.query, &format!("{at}.query"), &mut errs);
+        let version = r.version.as_ref().and_then(|v| {
+            let source = if let Some(h) = &v.header {
+                match HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(h) => VersionSource::Header(h),
+                    Err(_) => {
+                        errs.push(&format!("{at}.version.header"), "not a valid header name");
+                        return None;
+                    }
+                }
+            } else if let Some(q) = &v.query {
+                VersionSource::Query(q.clone())
+            } else {
+                VersionSource::PathSegment
+            };
+            Some(VersionSpec {
+                value: v.value.clone(),
+                source,
+                default: v.default,
+            })
+        });
+        let spec = RouteSpec {
+            hosts: r.hosts.clone(),
+            paths: r.paths.clone(),
+            methods,
+            headers,
+            query,
+            version,
+            priority: r.priority,
+        };
+        if let Some(t) = &r.rewrite
+            && let Err(e) = gatehouse_router::validate_template(t, &spec)
+        {
+            errs.push(&format!("{at}.rewrite"), e);
+        }
+        specs.push(spec);
+        routes.push(RouteRt {
+            name: r.name.as_str().into(),
+            service,
+            chain: Arc::new(chain),
+            strip_prefix: r.strip_prefix,
+            rewrite: r.rewrite.clone(),
+            preserve_host: r.preserve_host,
+            host_rewrite: r
+                .host_rewrite
+                .as_deref()
+                .and_then(|h| HeaderValue::from_str(h).ok()),
+            strip_version: r.version.as_ref().is_some_and(|v| v.strip),
+        });
+    }
+
+    let mut consumer_plugins = HashMap::new();
+    for (i, c) in config.consumers.iter().enumerate() {
+        let entries = build_plugins(
+            &c.plugins,
+            &format!("consumers[{i}].plugins"),
+            registry,
+            &env,
+            &mut errs,
+        );
+        if !entries.is_empty() {
+            consumer_plugins.insert(Arc::from(c.username.as_str()), entries);
+        }
+    }
+
+    let router = match Router::build(specs) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            errs.push(&format!("routes[{}].{}", e.route, e.field), e.message);
+            None
+        }
+    };
+
+    let s = &config.server;
+    let nets = s
+        .trusted_proxies
+        .iter()
+        .filter_map(|p| gatehouse_config::parse_net(p))
+        .collect();
+    let request_id_header = HeaderName::from_bytes(s.request_id_header.as_bytes());
+
+    match (router, request_id_header) {
+        (Some(router), Ok(request_id_header)) if errs.list.is_empty() => Ok(Snapshot {
+            version,
+            router,
+            routes,
+            services,
+            consumer_plugins,
+            settings: Settings {
+                trusted: TrustedProxies::new(nets),
+                max_header_bytes: s.max_header_bytes,
+                max_header_count: s.max_header_count,
+                via: s.via,
+                request_id_header,
+                header_read_timeout: s.header_read_timeout,
+                shutdown_timeout: s.shutdown_timeout,
+            },
+            client_keys,
+        }),
+        _ => {
+            if errs.list.is_empty() {
+                errs.push("server.request_id_header", "not a valid header name");
+            }
+            Err(ConfigErrors(errs.list))
+        }
+    }
+}
+
+fn matchers(
+    map: &std::collections::BTreeMap<String, OneOrMany>,
+    at: &str,
+    errs: &mut Errors<'_>,
+) -> Vec<(String, ValueMatch)> {
+    let mut out = Vec::with_capacity(map.len());
+    for (name, v) in map {
+        let m = match v {
+            OneOrMany::One(s) => ValueMatch::parse(s).map_err(|e| e.to_string()),
+            OneOrMany::Many(list) => Ok(ValueMatch::OneOf(list.clone())),
+        };
+        match m {
+            Ok(m) => out.push((name.to_ascii_lowercase(), m)),
+            Err(e) => errs.push(&format!("{at}.{name}"), e),
+        }
+    }
+    out
+}
+
+fn build_plugins(
+    refs: &[PluginRef],
+    at: &str,
+    registry: &Registry,
+    env: &BuildEnv,
+    errs: &mut Errors<'_>,
+) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(refs.len());
+    for (i, r) in refs.iter().enumerate() {
+        let Some(factory) = registry.get(&r.name) else {
+            errs.push(
+                &format!("{at}[{i}].name"),
+                format!(
+                    "unknown plugin `{}` (available: {})",
+                    r.name,
+                    registry.names().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            continue;
+        };
+        let config = r.config.clone().unwrap_or(serde_json::Value::Null);
+        match factory.build(&config, env) {
+            Ok(plugin) => {
+                if r.enabled {
+                    out.push(Entry {
+                        name: factory.name().into(),
+                        priority: r.priority.unwrap_or_else(|| factory.priority()),
+                        plugin,
+                    });
+                }
+            }
+            Err(e) => {
+                let path = if e.path.is_empty() {
+                    format!("{at}[{i}].config")
+                } else if e.path.starts_with('[') {
+                    format!("{at}[{i}].config{}", e.path)
+                } else {
+                    format!("{at}[{i}].config.{}", e.path)
+                };
+                errs.push(&path, e.message);
+            }
+        }
+    }
+    out
+}

@@ -23,6 +23,8 @@ pub enum ProblemType {
     MethodNotAllowed,
     /// The request body is larger than allowed (413).
     PayloadTooLarge,
+    /// A request body was sent without the required Content-Length (411).
+    LengthRequired,
     /// The request headers are too large or too many (431).
     HeadersTooLarge,
     /// The request is malformed (400).
@@ -54,6 +56,7 @@ impl ProblemType {
             Self::NoRoute => "no-route",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::LengthRequired => "length-required",
             Self::HeadersTooLarge => "headers-too-large",
             Self::BadRequest => "bad-request",
             Self::UpstreamUnreachable => "upstream-unreachable",
@@ -79,6 +82,7 @@ impl ProblemType {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
@@ -97,6 +101,7 @@ impl ProblemType {
             Self::NoRoute => "No route matches the request",
             Self::MethodNotAllowed => "Method not allowed on this route",
             Self::PayloadTooLarge => "Request body too large",
+            Self::LengthRequired => "Content-Length required",
             Self::HeadersTooLarge => "Request header fields too large",
             Self::BadRequest => "Malformed request",
             Self::UpstreamUnreachable => "Upstream unreachable",

@@ -1,0 +1,464 @@
+//! `key-auth`: identifies the consumer by an API key sent in a header or a
+//! query parameter, and hides the key from the upstream.
+//!
+//! Keys come from the consumers' `key_auth` credentials
+//! ([`BuildEnv::key_credentials`]), looked up in a `HashMap`. The map hashes
+//! with a per-process random SipHash key, so the time a lookup takes does
+//! not tell an attacker how close a guess was; the final byte comparison
+//! only runs against an entry with the same hash. A later change stores
+//! hashed keys instead of plaintext.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use http::uri::{PathAndQuery, Uri};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use gatehouse_core::{
+    BuildEnv, Consumer, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginFactory, Problem,
+    ProblemType, Request,
+};
+
+use crate::config;
+
+/// Registry name.
+pub const NAME: &str = "key-auth";
+/// Default priority.
+pub const PRIORITY: i32 = 1250;
+
+const CHALLENGE: &str = "Key realm=\"gatehouse\"";
+
+/// Configuration of `key-auth`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
+pub struct Config {
+    /// Names under which the key is looked for: as a header first (any
+    /// case), then as a query parameter (exact case).
+    pub key_names: Vec<String>,
+    /// Remove the key headers and query parameters before proxying.
+    pub hide_credentials: bool,
+    /// Username of the consumer to use when the request carries no key.
+    /// Without it, a request with no key is rejected.
+    pub anonymous: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            key_names: vec!["apikey".to_owned(), "x-api-key".to_owned()],
+            hide_credentials: true,
+            anonymous: None,
+        }
+    }
+}
+
+/// Builds [`KeyAuth`] instances.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Factory;
+
+impl PluginFactory for Factory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn priority(&self) -> i32 {
+        PRIORITY
+    }
+
+    fn schema(&self) -> serde_json::Value {
+        config::schema_of::<Config>()
+    }
+
+    fn build(
+        &self,
+        value: &serde_json::Value,
+        env: &BuildEnv,
+    ) -> Result<Arc<dyn Plugin>, PluginError> {
+        let cfg: Config = config::parse(value)?;
+        Ok(Arc::new(KeyAuth::new(cfg, env.key_credentials.clone())?))
+    }
+}
+
+/// The running plugin.
+#[derive(Debug)]
+pub struct KeyAuth {
+    /// Lowercased header names, same order as `query_names`.
+    header_names: Vec<HeaderName>,
+    /// Query parameter names as configured.
+    query_names: Vec<String>,
+    hide_credentials: bool,
+    anonymous: Option<Consumer>,
+    keys: Arc<HashMap<String, Consumer>>,
+}
+
+/// Where a key was found.
+enum Found<'a> {
+    None,
+    Key(Cow<'a, str>),
+    /// A key header that is not valid UTF-8: never a known key.
+    Unreadable,
+}
+
+impl KeyAuth {
+    /// Validates `cfg` and builds the plugin over `keys`.
+    pub fn new(cfg: Config, keys: Arc<HashMap<String, Consumer>>) -> Result<Self, PluginError> {
+        if cfg.key_names.is_empty() {
+            return Err(PluginError::at(
+                "key_names",
+                "expected at least one key name",
+            ));
+        }
+        let mut header_names = Vec::with_capacity(cfg.key_names.len());
+        for (i, name) in cfg.key_names.iter().enumerate() {
+            header_names.push(config::header_name(&format!("key_names[{i}]"), name)?);
+        }
+        let anonymous = match cfg.anonymous {
+            Some(name) if name.trim().is_empty() => {
+                return Err(PluginError::at(
+                    "anonymous",
+                    "expected a consumer username, got an empty string",
+                ));
+            }
+            Some(name) => Some(Consumer {
+                username: Arc::from(name),
+                custom_id: None,
+            }),
+            None => None,
+        };
+        Ok(Self {
+            header_names,
+            query_names: cfg.key_names,
+            hide_credentials: cfg.hide_credentials,
+            anonymous,
+            keys,
+        })
+    }
+
+    fn find_key<'r>(&self, req: &'r Request) -> Found<'r> {
+        for name in &self.header_names {
+            if let Some(value) = req.headers().get(name) {
+                return match value.to_str() {
+                    Ok("") => continue,
+                    Ok(key) => Found::Key(Cow::Borrowed(key)),
+                    Err(_) => Found::Unreadable,
+                };
+            }
+        }
+        let Some(query) = req.uri().query() else {
+            return Found::None;
+        };
+        for name in &self.query_names {
+            for (param, value) in query_pairs(query) {
+                if param == name.as_str() && !value.is_empty() {
+                    return Found::Key(value);
+                }
+            }
+        }
+        Found::None
+    }
+
+    /// Removes every key header and key query parameter.
+    fn hide(&self, req: &mut Request) -> Result<(), http::Error> {
+        for name in &self.header_names {
+            req.headers_mut().remove(name);
+        }
+        let Some(query) = req.uri().query() else {
+            return Ok(());
+        };
+        let is_key = |pair: &str| {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+            self.query_names.iter().any(|k| decode(name) == k.as_str())
+        };
+        if !query.split('&').any(is_key) {
+            return Ok(());
+        }
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !is_key(p))
+            .collect();
+        let path = req.uri().path();
+        let path_and_query = if kept.is_empty() {
+            PathAndQuery::try_from(path)?
+        } else {
+            PathAndQuery::try_from(format!("{path}?{}", kept.join("&")))?
+        };
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(path_and_query);
+        *req.uri_mut() = Uri::from_parts(parts)?;
+        Ok(())
+    }
+}
+
+/// `name=value` pairs of a query string, form-decoded.
+fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(name), decode(value))
+    })
+}
+
+/// Decodes `application/x-www-form-urlencoded` text: `+` is a space and
+/// `%XX` a byte. Malformed escapes are kept as they are.
+fn decode(text: &str) -> Cow<'_, str> {
+    if !text.contains(['%', '+']) {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn unauthorized(ctx: &Ctx, detail: &str) -> Flow {
+    config::reject(
+        ctx,
+        Problem::new(ProblemType::Unauthorized)
+            .detail(detail)
+            .header(WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE)),
+    )
+}
+
+#[async_trait]
+impl Plugin for KeyAuth {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn phases(&self) -> Phases {
+        Phases::of(&[Phase::Access])
+    }
+
+    async fn access(&self, ctx: &mut Ctx, req: &mut Request) -> Flow {
+        let consumer = match self.find_key(req) {
+            Found::Key(key) => self.keys.get(key.as_ref()).cloned(),
+            Found::Unreadable => None,
+            Found::None => match &self.anonymous {
+                Some(anonymous) => {
+                    ctx.consumer = Some(anonymous.clone());
+                    return Flow::Continue;
+                }
+                None => return unauthorized(ctx, "No API key found in request"),
+            },
+        };
+        let Some(consumer) = consumer else {
+            return unauthorized(ctx, "Invalid authentication credentials");
+        };
+        if self.hide_credentials
+            && let Err(err) = self.hide(req)
+        {
+            // Never forward a request that may still carry the key.
+            tracing::warn!(error = %err, "key-auth could not remove the key from the request");
+            return config::reject(ctx, Problem::new(ProblemType::Internal));
+        }
+        tracing::trace!(consumer = %consumer.username, "key-auth identified the consumer");
+        ctx.consumer = Some(consumer);
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+    use serde_json::json;
+
+    fn env() -> BuildEnv {
+        let mut keys = HashMap::new();
+        for (key, user) in [("alice-secret-key", "alice"), ("b0b key/+", "bob")] {
+            keys.insert(
+                key.to_owned(),
+                Consumer {
+                    username: Arc::from(user),
+                    custom_id: None,
+                },
+            );
+        }
+        BuildEnv {
+            key_credentials: Arc::new(keys),
+        }
+    }
+
+    fn plugin(config: serde_json::Value) -> Arc<dyn Plugin> {
+        Factory.build(&config, &env()).unwrap()
+    }
+
+    async fn run(config: serde_json::Value, req: &mut Request) -> (Ctx, Flow) {
+        let mut ctx = ctx();
+        let flow = plugin(config).access(&mut ctx, req).await;
+        (ctx, flow)
+    }
+
+    fn consumer(ctx: &Ctx) -> Option<&str> {
+        ctx.consumer.as_ref().map(|c| &*c.username)
+    }
+
+    #[tokio::test]
+    async fn key_in_header_identifies_and_is_hidden() {
+        let mut req = request("GET", "/users?page=2");
+        req.headers_mut()
+            .insert("X-API-Key", HeaderValue::from_static("alice-secret-key"));
+        let (ctx, flow) = run(json!({}), &mut req).await;
+        assert!(continues(&flow));
+        assert_eq!(consumer(&ctx), Some("alice"));
+        assert!(req.headers().get("x-api-key").is_none());
+        assert_eq!(req.uri(), "/users?page=2");
+    }
+
+    #[tokio::test]
+    async fn key_in_query_identifies_and_is_hidden() {
+        let mut req = request("GET", "/users?page=2&apikey=b0b+key%2F%2B&sort=asc");
+        let (ctx, flow) = run(json!({}), &mut req).await;
+        assert!(continues(&flow));
+        assert_eq!(consumer(&ctx), Some("bob"));
+        assert_eq!(req.uri(), "/users?page=2&sort=asc");
+
+        let mut req = request("GET", "http://api.example/users?apikey=alice-secret-key");
+        let (ctx, _) = run(json!({}), &mut req).await;
+        assert_eq!(consumer(&ctx), Some("alice"));
+        assert_eq!(req.uri(), "http://api.example/users");
+    }
+
+    #[tokio::test]
+    async fn header_wins_over_query_and_both_are_hidden() {
+        let mut req = request("GET", "/x?apikey=wrong");
+        req.headers_mut()
+            .insert("apikey", HeaderValue::from_static("alice-secret-key"));
+        let (ctx, flow) = run(json!({}), &mut req).await;
+        assert!(continues(&flow));
+        assert_eq!(consumer(&ctx), Some("alice"));
+        assert_eq!(req.uri(), "/x");
+    }
+
+    #[tokio::test]
+    async fn hide_credentials_false_forwards_the_key() {
+        let mut req = request("GET", "/x?apikey=alice-secret-key");
+        req.headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("alice-secret-key"));
+        let (_, flow) = run(json!({"hide_credentials": false}), &mut req).await;
+        assert!(continues(&flow));
+        assert_eq!(req.uri(), "/x?apikey=alice-secret-key");
+        assert!(req.headers().contains_key("x-api-key"));
+    }
+
+    #[tokio::test]
+    async fn missing_key_is_401_with_a_challenge() {
+        let (_, flow) = run(json!({}), &mut request("GET", "/x?other=1")).await;
+        let (status, doc, headers) = problem(flow).await;
+        assert_eq!(status, 401);
+        assert_eq!(doc["type"], "urn:gatehouse:problem:unauthorized");
+        assert_eq!(doc["detail"], "No API key found in request");
+        assert_eq!(doc["request_id"], "rid-1");
+        assert_eq!(headers[WWW_AUTHENTICATE], "Key realm=\"gatehouse\"");
+    }
+
+    #[tokio::test]
+    async fn wrong_or_unreadable_key_is_401_without_details() {
+        let mut req = request("GET", "/x");
+        req.headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("alice-secret-kex"));
+        let (ctx, flow) = run(json!({}), &mut req).await;
+        assert!(ctx.consumer.is_none());
+        let (status, doc, headers) = problem(flow).await;
+        assert_eq!(status, 401);
+        assert_eq!(doc["detail"], "Invalid authentication credentials");
+        assert!(!doc.to_string().contains("alice"));
+        assert_eq!(headers[WWW_AUTHENTICATE], CHALLENGE);
+
+        let mut req = request("GET", "/x");
+        req.headers_mut()
+            .insert("x-api-key", HeaderValue::from_bytes(b"\xffkey").unwrap());
+        let (_, flow) = run(json!({}), &mut req).await;
+        assert_eq!(
+            problem(flow).await.1["detail"],
+            "Invalid authentication credentials"
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_key_counts_as_missing() {
+        let mut req = request("GET", "/x?apikey=");
+        req.headers_mut()
+            .insert("x-api-key", HeaderValue::from_static(""));
+        let (_, flow) = run(json!({}), &mut req).await;
+        assert_eq!(
+            problem(flow).await.1["detail"],
+            "No API key found in request"
+        );
+    }
+
+    #[tokio::test]
+    async fn anonymous_applies_to_missing_keys_only() {
+        let cfg = json!({"anonymous": "guest"});
+        let (ctx, flow) = run(cfg.clone(), &mut request("GET", "/x")).await;
+        assert!(continues(&flow));
+        assert_eq!(consumer(&ctx), Some("guest"));
+
+        let mut req = request("GET", "/x?apikey=nope");
+        let (ctx, flow) = run(cfg, &mut req).await;
+        assert!(ctx.consumer.is_none());
+        assert_eq!(problem(flow).await.0, 401);
+    }
+
+    #[tokio::test]
+    async fn custom_key_names() {
+        let cfg = json!({"key_names": ["X-Token", "token"]});
+        let mut req = request("GET", "/x?token=alice-secret-key");
+        let (ctx, _) = run(cfg.clone(), &mut req).await;
+        assert_eq!(consumer(&ctx), Some("alice"));
+        // Default names are no longer looked at.
+        let mut req = request("GET", "/x?apikey=alice-secret-key");
+        let (_, flow) = run(cfg, &mut req).await;
+        assert_eq!(
+            problem(flow).await.1["detail"],
+            "No API key found in request"
+        );
+    }
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(decode("a+b%2Fc"), "a b/c");
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz%4"), "%zz%4");
+        assert!(matches!(decode("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let cases = [
+            (json!({"key_names": []}), "key_names"),
+            (json!({"key_names": ["ok", "not ok"]}), "key_names[1]"),
+            (json!({"key_names": "apikey"}), "key_names"),
+            (json!({"hide_credentials": "no"}), "hide_credentials"),
+            (json!({"anonymous": ""}), "anonymous"),
+            (json!({"anonymous": 5}), "anonymous"),
+            (json!({"keys": []}), "keys"),
+        ];
+        for (cfg, path) in cases {
+            let err = Factory.build(&cfg, &env()).err().unwrap();
+            assert_eq!(err.path, path, "{cfg}: {}", err.message);
+        }
+    }
+}

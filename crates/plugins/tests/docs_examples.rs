@@ -1,0 +1,195 @@
+//! Checks `docs/plugins/<name>.md`: one page per registered plugin, and
+//! every ```yaml example is a complete gatehouse config whose plugin
+//! entries build with the registry. The file as a whole is also checked by
+//! `gatehouse_config::parse_str`, the loader `gatehouse validate` uses.
+
+// Test code: a malformed example should fail loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gatehouse_core::{BuildEnv, Consumer};
+use serde_json::Value;
+
+fn docs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/plugins")
+}
+
+/// The bodies of the ```yaml fenced blocks of `markdown`.
+fn yaml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match &mut current {
+            None if line.trim_start() == "```yaml" => current = Some(String::new()),
+            Some(_) if line.trim_start().starts_with("```") => blocks.extend(current.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    assert!(current.is_none(), "unclosed ```yaml block");
+    blocks
+}
+
+fn env_of(config: &Value) -> BuildEnv {
+    let mut keys = HashMap::new();
+    for consumer in config["consumers"].as_array().into_iter().flatten() {
+        let username = consumer["username"].as_str().expect("consumer username");
+        for cred in consumer["credentials"]["key_auth"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            keys.insert(
+                cred["key"].as_str().expect("key").to_owned(),
+                Consumer {
+                    username: Arc::from(username),
+                    custom_id: None,
+                },
+            );
+        }
+    }
+    BuildEnv {
+        key_credentials: Arc::new(keys),
+    }
+}
+
+/// Every plugin entry of the file with where it sits.
+fn plugin_refs(config: &Value) -> Vec<(String, &Value)> {
+    let mut lists = vec![(String::new(), &config["plugins"])];
+    for section in ["services", "routes", "consumers"] {
+        for (i, item) in config[section].as_array().into_iter().flatten().enumerate() {
+            lists.push((format!("{section}[{i}]."), &item["plugins"]));
+        }
+    }
+    let mut refs = Vec::new();
+    for (at, list) in lists {
+        for (i, entry) in list.as_array().into_iter().flatten().enumerate() {
+            refs.push((format!("{at}plugins[{i}]"), entry));
+        }
+    }
+    refs
+}
+
+/// Validates one example; returns the plugin names it uses.
+fn check_example(page: &str, yaml: &str) -> Vec<String> {
+    let config: Value =
+        serde_norway::from_str(yaml).unwrap_or_else(|e| panic!("{page}: bad YAML: {e}\n{yaml}"));
+    let top = config
+        .as_object()
+        .unwrap_or_else(|| panic!("{page}: not a mapping"));
+    for key in top.keys() {
+        assert!(
+            ["listeners", "services", "routes", "plugins", "consumers"].contains(&key.as_str()),
+            "{page}: unexpected top-level key {key}"
+        );
+    }
+    for key in ["listeners", "services", "routes"] {
+        assert!(top.contains_key(key), "{page}: example lacks `{key}`");
+    }
+    for listener in config["listeners"].as_array().expect("listeners list") {
+        assert!(
+            listener["address"].is_string(),
+            "{page}: listener without address"
+        );
+    }
+    let services: Vec<&str> = config["services"]
+        .as_array()
+        .expect("services list")
+        .iter()
+        .map(|s| {
+            assert!(s["url"].is_string(), "{page}: service without url");
+            s["name"].as_str().expect("service name")
+        })
+        .collect();
+    for route in config["routes"].as_array().expect("routes list") {
+        assert!(route["name"].is_string(), "{page}: route without name");
+        let service = route["service"].as_str().expect("route service");
+        assert!(
+            services.contains(&service),
+            "{page}: unknown service {service}"
+        );
+        assert!(route["paths"].is_array(), "{page}: route without paths");
+    }
+
+    let registry = gatehouse_plugins::registry();
+    let env = env_of(&config);
+    let mut used = Vec::new();
+    for (at, entry) in plugin_refs(&config) {
+        let obj = entry
+            .as_object()
+            .unwrap_or_else(|| panic!("{page} {at}: not a mapping"));
+        for key in obj.keys() {
+            assert!(
+                ["name", "enabled", "priority", "config"].contains(&key.as_str()),
+                "{page} {at}: unexpected key {key}"
+            );
+        }
+        let name = entry["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{page} {at}: no name"));
+        let factory = registry
+            .get(name)
+            .unwrap_or_else(|| panic!("{page} {at}: unknown plugin {name}"));
+        let config = entry.get("config").cloned().unwrap_or(Value::Null);
+        if let Err(err) = factory.build(&config, &env) {
+            panic!(
+                "{page} {at}: {name} config rejected at `{}`: {}",
+                err.path, err.message
+            );
+        }
+        used.push(name.to_owned());
+    }
+    used
+}
+
+#[test]
+fn every_plugin_has_a_page_with_a_valid_example() {
+    for factory in gatehouse_plugins::registry().iter() {
+        let name = factory.name();
+        let page = docs_dir().join(format!("{name}.md"));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(text.starts_with(&format!("# {name}\n")), "{name}.md: title");
+        assert!(
+            text.contains(&format!("`{}`", factory.priority())),
+            "{name}.md does not state its priority"
+        );
+        let blocks = yaml_blocks(&text);
+        assert!(!blocks.is_empty(), "{name}.md has no ```yaml example");
+        let mut used = Vec::new();
+        for block in &blocks {
+            used.extend(check_example(&format!("{name}.md"), block));
+        }
+        assert!(
+            used.iter().any(|u| u == name),
+            "{name}.md: no example uses {name}"
+        );
+    }
+}
+
+#[test]
+fn no_page_without_a_plugin() {
+    let registry = gatehouse_plugins::registry();
+    for entry in std::fs::read_dir(docs_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            registry.get(&stem).is_some(),
+            "{} documents no plugin",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_broken_example_is_caught() {
+    let yaml = "listeners:\n  - address: \"127.0.0.1:8080\"\nservices:\n  - name: echo\n    url: \"http://127.0.0.1:9000\"\nroutes:\n  - name: r\n    service: echo\n    paths: [\"/\"]\n    plugins:\n      - name: cors\n        config:\n          origins: [\"nope\"]\n";
+    let result = std::panic::catch_unwind(|| check_example("test", yaml));
+    assert!(result.is_err());
+}

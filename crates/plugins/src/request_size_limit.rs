@@ -14,7 +14,6 @@ use std::task::{Context, Poll, ready};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::StatusCode;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http_body::{Frame, SizeHint};
 use schemars::JsonSchema;

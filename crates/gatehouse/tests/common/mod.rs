@@ -49,8 +49,12 @@ impl TestGateway {
         } else {
             format!("listeners:\n  - address: \"127.0.0.1:0\"\n{yaml}")
         };
-        let loaded = gatehouse_config::parse_str(&yaml, "reload.yaml").map_err(|e| e.to_string())?;
-        self.gateway.reload(&loaded).await.map_err(|e| e.to_string())
+        let loaded =
+            gatehouse_config::parse_str(&yaml, "reload.yaml").map_err(|e| e.to_string())?;
+        self.gateway
+            .reload(&loaded)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -63,8 +67,12 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn text(&self) -> String {
@@ -79,7 +87,10 @@ impl Resp {
     /// that the request id in the body matches the header.
     pub fn assert_problem(&self, status: u16, slug: &str) -> serde_json::Value {
         assert_eq!(self.status, status, "body: {}", self.text());
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         let v = self.json();
         assert_eq!(v["type"], format!("urn:gatehouse:problem:{slug}"), "{v}");
         assert_eq!(v["status"], status);
@@ -104,7 +115,11 @@ pub async fn send_with(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// GET `url`.

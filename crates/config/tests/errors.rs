@@ -1,4 +1,5 @@
 //! Broken configurations must be rejected with file, line, column and field.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gatehouse_config::parse_str;
 

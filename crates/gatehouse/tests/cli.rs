@@ -1,5 +1,6 @@
 //! The real `gatehouse` binary: --version, validate, schema, run with
 //! SIGHUP and file-watch reloads, and graceful shutdown on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Every YAML example in docs/ and examples/ is a complete configuration
 //! that `gatehouse validate` accepts (parse, validation and compilation of
 //! routes and plugins), so the documentation cannot drift from the code.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
@@ -49,16 +50,27 @@ fn every_yaml_example_in_the_docs_is_a_valid_config() {
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         for (line, yaml) in yaml_blocks(&text) {
-            let name = format!("{}:{line}", file.strip_prefix(root()).unwrap_or(file).display());
-            let result = gatehouse_config::parse_str(&yaml, &name).and_then(|l| gatehouse_proxy::check(&l));
+            let name = format!(
+                "{}:{line}",
+                file.strip_prefix(root()).unwrap_or(file).display()
+            );
+            let result =
+                gatehouse_config::parse_str(&yaml, &name).and_then(|l| gatehouse_proxy::check(&l));
             if let Err(e) = result {
                 failures.push(format!("{name}:\n{e}"));
             }
             checked += 1;
         }
     }
-    assert!(failures.is_empty(), "invalid examples:\n{}", failures.join("\n\n"));
-    assert!(checked >= 10, "only {checked} examples found; is docs/ missing?");
+    assert!(
+        failures.is_empty(),
+        "invalid examples:\n{}",
+        failures.join("\n\n")
+    );
+    assert!(
+        checked >= 10,
+        "only {checked} examples found; is docs/ missing?"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Plugins through the real gateway: attachment levels (global, service,
 //! route, consumer), deterministic order, short-circuit answers, and each
 //! first plugin's user-visible behaviour end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -85,7 +86,10 @@ async fn most_specific_level_wins_per_plugin_name() {
     assert_eq!(r.header("x-level"), Some("service"));
     // The service-level `headers` replaced the global one entirely.
     assert_eq!(r.header("x-global"), None);
-    assert_eq!(get(&gw.url("/route")).await.header("x-level"), Some("route"));
+    assert_eq!(
+        get(&gw.url("/route")).await.header("x-level"),
+        Some("route")
+    );
     let r = get(&gw.url("/other")).await;
     assert_eq!(r.header("x-level"), Some("global"));
     assert_eq!(r.text(), "mocked");
@@ -95,12 +99,19 @@ async fn most_specific_level_wins_per_plugin_name() {
 async fn consumer_plugins_apply_once_the_consumer_is_identified() {
     let up = Upstream::echo().await;
     let gw = TestGateway::start(&levels(&up)).await;
-    let r = send(empty(req("GET", &gw.url("/keyed")).header("x-api-key", "alice-key-123"))).await;
+    let r = send(empty(
+        req("GET", &gw.url("/keyed")).header("x-api-key", "alice-key-123"),
+    ))
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-level"), Some("consumer"));
     // alice's `headers` replaced the route's one, so its request part is gone.
     assert_eq!(r.json()["headers"].get("x-consumer"), None);
-    assert_eq!(r.json()["headers"].get("x-api-key"), None, "key must be hidden from upstream");
+    assert_eq!(
+        r.json()["headers"].get("x-api-key"),
+        None,
+        "key must be hidden from upstream"
+    );
 
     let r = send(empty(req("GET", &gw.url("/keyed?apikey=bob-key-4567")))).await;
     assert_eq!(r.status, 200);
@@ -111,9 +122,11 @@ async fn consumer_plugins_apply_once_the_consumer_is_identified() {
     let r = get(&gw.url("/keyed")).await;
     r.assert_problem(401, "unauthorized");
     assert!(r.header("www-authenticate").is_some());
-    send(empty(req("GET", &gw.url("/keyed")).header("x-api-key", "wrong-key-000")))
-        .await
-        .assert_problem(401, "unauthorized");
+    send(empty(
+        req("GET", &gw.url("/keyed")).header("x-api-key", "wrong-key-000"),
+    ))
+    .await
+    .assert_problem(401, "unauthorized");
     assert_eq!(up.hits(), 2);
 }
 
@@ -149,10 +162,17 @@ routes:
     ))
     .await;
     assert_eq!(r.status, 204);
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
     assert_eq!(r.header("access-control-max-age"), Some("600"));
-    assert!(r.header("access-control-allow-methods").unwrap().contains("POST"));
+    assert!(
+        r.header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
     assert_eq!(up.hits(), 0, "preflight must not reach the upstream");
 
     let r = send(empty(
@@ -163,11 +183,22 @@ routes:
     .await;
     r.assert_problem(403, "cors-rejected");
 
-    let r = send(empty(req("GET", &gw.url("/api/items")).header("origin", "https://app.example.com"))).await;
+    let r = send(empty(
+        req("GET", &gw.url("/api/items")).header("origin", "https://app.example.com"),
+    ))
+    .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(r.header("access-control-expose-headers"), Some("x-total"));
-    assert!(r.header("vary").unwrap().to_ascii_lowercase().contains("origin"));
+    assert!(
+        r.header("vary")
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("origin")
+    );
 
     // A preflight for a method the route does not serve stays a 405.
     let r = send(empty(
@@ -204,8 +235,12 @@ routes:
     let via = |xff: &'static str| empty(req("GET", &gw.url("/")).header("x-forwarded-for", xff));
     assert_eq!(send(via("198.51.100.7")).await.status, 200);
     assert_eq!(send(via("2001:db8::1")).await.status, 200);
-    send(via("203.0.113.9")).await.assert_problem(403, "ip-forbidden");
-    send(via("192.0.2.1")).await.assert_problem(403, "ip-forbidden");
+    send(via("203.0.113.9"))
+        .await
+        .assert_problem(403, "ip-forbidden");
+    send(via("192.0.2.1"))
+        .await
+        .assert_problem(403, "ip-forbidden");
     assert_eq!(up.hits(), 3);
 }
 
@@ -217,9 +252,19 @@ async fn request_size_limit_rejects_before_the_upstream() {
         up.url()
     );
     let gw = TestGateway::start(&yaml).await;
-    let r = send(req("POST", &gw.url("/")).body(body::full(vec![b'a'; 1000])).unwrap()).await;
+    let r = send(
+        req("POST", &gw.url("/"))
+            .body(body::full(vec![b'a'; 1000]))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200);
-    let r = send(req("POST", &gw.url("/")).body(body::full(vec![b'a'; 1001])).unwrap()).await;
+    let r = send(
+        req("POST", &gw.url("/"))
+            .body(body::full(vec![b'a'; 1001]))
+            .unwrap(),
+    )
+    .await;
     r.assert_problem(413, "payload-too-large");
     assert_eq!(up.hits(), 1);
 }
@@ -266,7 +311,10 @@ routes:
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.json(), serde_json::json!({"id": "7", "kind": "cat"}));
-    assert_eq!(send(empty(req("DELETE", &gw.url("/pets/7")))).await.status, 204);
+    assert_eq!(
+        send(empty(req("DELETE", &gw.url("/pets/7")))).await.status,
+        204
+    );
 
     let r = send(empty(
         req("GET", &gw.url("/edit/42"))
@@ -306,7 +354,10 @@ routes:
         url = up.url()
     );
     let gw = TestGateway::start(&yaml).await;
-    let r = send(empty(req("GET", &gw.url("/")).header("x-correlation-id", "client-chosen"))).await;
+    let r = send(empty(
+        req("GET", &gw.url("/")).header("x-correlation-id", "client-chosen"),
+    ))
+    .await;
     let id = r.header("x-correlation-id").expect("echoed").to_string();
     assert_ne!(id, "client-chosen");
     assert_eq!(r.json()["headers"]["x-correlation-id"], id.as_str());

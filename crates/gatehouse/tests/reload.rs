@@ -1,6 +1,7 @@
 //! Hot reload: new configs swap in atomically, bad ones are rejected while
 //! the old one keeps serving, and requests in flight finish on the config
 //! they started with.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -60,7 +61,7 @@ async fn fifty_reloads_under_load_fail_no_request() {
                     .header("x-config")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(usize::MAX);
-                let expected = if version % 2 == 0 { "a" } else { "b" };
+                let expected = if version.is_multiple_of(2) { "a" } else { "b" };
                 if r.status == 200 && upstream == expected {
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -69,8 +70,8 @@ async fn fifty_reloads_under_load_fail_no_request() {
             }
         }));
     }
-    for i in 1..=50 {
-        let target = if i % 2 == 0 { "a" } else { "b" };
+    for i in 1..=50u32 {
+        let target = if i.is_multiple_of(2) { "a" } else { "b" };
         gw.reload(&config(&a, &b, target, &i.to_string()))
             .await
             .expect("reload");

@@ -1,6 +1,7 @@
 //! Bodies stream both ways: server-sent events arrive one by one, large
 //! downloads flow without buffering, WebSocket upgrades and gRPC-style h2
 //! trailers pass through.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A 1 GiB upload streams through the gateway at flat memory. Its own test
 //! binary, so no other test skews the memory reading.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

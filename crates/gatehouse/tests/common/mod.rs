@@ -1,6 +1,6 @@
 //! Shared test harness: starts the real gateway in-process on 127.0.0.1:0
 //! from a YAML string and stops it when the guard drops.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -86,27 +87,50 @@ async fn serve_connection(
         .max_concurrent_streams(512)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = if http2 { builder } else { builder.http1_only() };
+    let header_read_timeout = s.header_read_timeout;
     drop(snap);
 
-    let service = hyper::service::service_fn(move |req| handle(shared.clone(), conn, req));
+    // hyper-util's auto builder first reads the connection preface to tell
+    // HTTP/1 from h2c, with no timeout of its own, and hyper's header timer
+    // only starts after that. Until the first request arrives, the
+    // connection gets `header_read_timeout` in total; after that hyper's
+    // own timer (HTTP/1) and keep-alive pings (h2) take over.
+    let first_request = Arc::new(AtomicBool::new(false));
+    let seen = first_request.clone();
+    let service = hyper::service::service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
+        handle(shared.clone(), conn, req)
+    });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let stopping = *stop.borrow();
-    if stopping {
+    if *stop.borrow() {
         connection.as_mut().graceful_shutdown();
     }
-    tokio::select! {
-        res = connection.as_mut() => {
-            if let Err(e) = res {
-                tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+    let first_deadline = tokio::time::sleep(header_read_timeout);
+    tokio::pin!(first_deadline);
+    let mut waiting_for_first = true;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            res = connection.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+                }
+                return;
             }
-            return;
+            changed = stop.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = &mut first_deadline, if waiting_for_first => {
+                waiting_for_first = false;
+                if !first_request.load(Ordering::Relaxed) {
+                    tracing::debug!(peer = %conn.peer, "closing a connection that sent no request in time");
+                    return;
+                }
+            }
         }
-        _ = stop.changed() => {
-            connection.as_mut().graceful_shutdown();
-        }
-    }
-    if let Err(e) = connection.await {
-        tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error while draining");
     }
 }

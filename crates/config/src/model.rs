@@ -39,8 +39,9 @@ pub struct Server {
     /// Tokio worker threads; 0 or absent means one per CPU core.
     /// Read at start only.
     pub worker_threads: usize,
-    /// Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are
-    /// trusted. The client address is the right-most untrusted hop.
+    /// Peers (IPs or CIDRs) whose forwarding headers (X-Forwarded-*,
+    /// Forwarded) are kept and extended rather than replaced. The client
+    /// address is the right-most X-Forwarded-For hop that is not trusted.
     pub trusted_proxies: Vec<String>,
     /// Largest total size of request header names and values, in bytes.
     /// Larger requests get 431.
@@ -61,7 +62,7 @@ pub struct Server {
     /// The request id header kept from clients (or generated) and echoed.
     pub request_id_header: String,
     /// Watch the config file and reload when it changes (SIGHUP always
-    /// reloads).
+    /// reloads). Read at start only, like `watch_interval`.
     pub watch: bool,
     /// How often the config file is checked for changes.
     #[serde(with = "humantime_serde")]

@@ -67,6 +67,12 @@ fn server(config: &Config, c: &mut Collector<'_>) {
             format!("`{}` is not a valid header name", s.request_id_header),
         );
     }
+    if s.header_read_timeout.is_zero() {
+        c.error("server.header_read_timeout", "must be greater than zero");
+    }
+    if s.shutdown_timeout.is_zero() {
+        c.error("server.shutdown_timeout", "must be greater than zero");
+    }
     if s.watch_interval.is_zero() {
         c.error("server.watch_interval", "must be greater than zero");
     }
@@ -164,7 +170,11 @@ fn services(config: &Config, c: &mut Collector<'_>) {
 }
 
 fn valid_host(h: &str) -> bool {
+    if h == "*" {
+        return true;
+    }
     let h = h.strip_prefix("*.").unwrap_or(h);
+    let h = h.strip_suffix('.').unwrap_or(h);
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|label| {
@@ -201,7 +211,12 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
             }
         }
         for (j, m) in r.methods.iter().enumerate() {
-            let ok = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase());
+            // RFC 9110 method tokens, upper case by convention (M-SEARCH).
+            let ok = !m.is_empty()
+                && m.bytes().any(|b| b.is_ascii_uppercase())
+                && m.bytes().all(|b| {
+                    b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
             if !ok {
                 c.error(
                     format!("routes[{i}].methods[{j}]"),

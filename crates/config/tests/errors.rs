@@ -102,3 +102,20 @@ fn schema_is_generated_from_types() {
     assert!(text.contains("strip_prefix"));
     assert!(text.contains("additionalProperties"));
 }
+
+#[test]
+fn method_tokens_any_host_and_zero_timeouts() {
+    let ok = parse_str(
+        "routes:\n  - name: r\n    hosts: [\"*\", \"example.com.\"]\n    methods: [M-SEARCH, GET]\n",
+        "gw.yaml",
+    );
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let e = errors("server:\n  header_read_timeout: 0s\n");
+    assert!(
+        e[0].contains("server.header_read_timeout: must be greater than zero"),
+        "{}",
+        e[0]
+    );
+    let e = errors("routes:\n  - name: r\n    methods: [\"-\"]\n");
+    assert!(e[0].contains("is not an HTTP method"), "{}", e[0]);
+}

@@ -35,6 +35,8 @@ pub enum ProblemType {
     UpstreamTimeout,
     /// No healthy upstream is available (503).
     NoHealthyUpstream,
+    /// The matched route has no service and no plugin answered (503).
+    NoService,
     /// The client address is not allowed (403).
     IpForbidden,
     /// The CORS policy rejected the request (403).
@@ -62,6 +64,7 @@ impl ProblemType {
             Self::UpstreamUnreachable => "upstream-unreachable",
             Self::UpstreamTimeout => "upstream-timeout",
             Self::NoHealthyUpstream => "no-healthy-upstream",
+            Self::NoService => "no-service",
             Self::IpForbidden => "ip-forbidden",
             Self::CorsRejected => "cors-rejected",
             Self::Unauthorized => "unauthorized",
@@ -87,7 +90,9 @@ impl ProblemType {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::NoHealthyUpstream | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyUpstream | Self::NoService | Self::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::IpForbidden | Self::CorsRejected | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,6 +112,7 @@ impl ProblemType {
             Self::UpstreamUnreachable => "Upstream unreachable",
             Self::UpstreamTimeout => "Upstream timed out",
             Self::NoHealthyUpstream => "No healthy upstream",
+            Self::NoService => "No service configured for this route",
             Self::IpForbidden => "Client address not allowed",
             Self::CorsRejected => "CORS request not allowed",
             Self::Unauthorized => "Unauthorized",

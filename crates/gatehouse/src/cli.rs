@@ -121,11 +121,19 @@ fn run(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // One worker thread means one event loop, like one nginx worker: a
+    // current-thread runtime skips the work-stealing machinery entirely.
+    let threads = loaded.config.server.worker_threads;
+    let mut rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
     rt.enable_all().thread_name("gatehouse-worker");
-    if loaded.config.server.worker_threads > 0 {
-        rt.worker_threads(loaded.config.server.worker_threads);
-    }
     let rt = match rt.build() {
         Ok(rt) => rt,
         Err(e) => {

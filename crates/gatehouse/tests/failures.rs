@@ -188,7 +188,7 @@ async fn a_route_without_a_service_or_answering_plugin_is_503() {
     .await;
     for path in ["/empty", "/bare"] {
         let (r, _) = timed_get(&gw, path, "nosvc-1").await;
-        let doc = r.assert_problem(503, "no-healthy-upstream");
+        let doc = r.assert_problem(503, "no-service");
         assert_request_id(&r, &doc, "nosvc-1");
         if path == "/empty" {
             // The plugin ran, but only edits headers.

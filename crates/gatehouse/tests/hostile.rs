@@ -236,45 +236,66 @@ async fn chunked_body_cut_before_the_final_crlf_ends_in_400_or_close() {
     assert_healthy(&gw).await;
 }
 
-/// RFC 9112 section 6.3: with both Transfer-Encoding and Content-Length,
-/// chunked wins. hyper removes Content-Length, reads the body as chunked
-/// and closes the connection after the response (`keep_alive = false` in
-/// `Server::parse`), so it forwards the request instead of answering 400;
-/// the upstream gets a re-framed chunked body without the stale length.
+/// RFC 9112 section 6.3 lets an intermediary read a request with both
+/// Transfer-Encoding and Content-Length as chunked, and hyper does; the
+/// gateway refuses it instead, like nginx: a front end that trusted the
+/// length would disagree about where the next request starts.
+/// `framing::FramingGuard` poisons such a head before hyper parses it, so
+/// hyper answers its bare 400 and closes, whatever the values.
+const CL_WITH_TE: &[(&str, &str)] = &[
+    (
+        "CL before TE",
+        "POST /cl-te HTTP/1.1\r\nHost: gw\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ),
+    (
+        "TE before CL",
+        "POST /cl-te HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ),
+    (
+        "TE chunked with Content-Length: 0",
+        "POST /cl-te HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ),
+    (
+        "bare LF line ends",
+        "POST /cl-te HTTP/1.1\nHost: gw\nContent-Length: 5\nTransfer-Encoding: gzip, chunked\n\n0\r\n\r\n",
+    ),
+];
+
 #[tokio::test]
-async fn content_length_with_chunked_is_read_as_chunked_and_the_connection_closed() {
+async fn content_length_with_transfer_encoding_is_a_bare_400() {
     let (up, gw) = start("").await;
-    for (what, head) in [
-        (
-            "CL before TE",
-            "POST /cl-te HTTP/1.1\r\nHost: gw\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        ),
-        (
-            "TE before CL",
-            "POST /cl-te HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        ),
-    ] {
-        let raw = raw::send(gw.addr(), head.as_bytes()).await.unwrap();
-        assert_ne!(raw.end, End::TimedOut, "{what}: connection left open");
-        assert_eq!(raw.statuses(), [200], "{what}: {}", raw.text());
-        let r = raw.first().unwrap();
-        assert_eq!(r.header("connection"), Some("close"), "{what}");
-        let echo = echo_json(r);
-        assert_eq!(echo["body_len"], 5, "{what}: {echo}");
-        assert!(
-            echo["headers"].get("content-length").is_none(),
-            "{what}: the stale length was forwarded: {echo}"
-        );
-        assert_eq!(echo["headers"]["transfer-encoding"], "chunked", "{what}");
+    for (what, request) in CL_WITH_TE {
+        let raw = raw::send(gw.addr(), request.as_bytes()).await.unwrap();
+        assert_bare_400(what, &raw);
     }
-    assert_eq!(up.hits(), 2);
+    assert_eq!(up.hits(), 0, "the upstream received {:?}", up.requests());
+    assert_healthy(&gw).await;
+}
+
+/// A valid request first, then one with both fields on the same
+/// connection: the first is served, the second refused.
+#[tokio::test]
+async fn content_length_with_transfer_encoding_in_a_pipelined_request_is_a_400() {
+    let (up, gw) = start("").await;
+    let request = "POST /first HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+POST /smuggled HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let raw = raw::send(gw.addr(), request.as_bytes()).await.unwrap();
+    assert_eq!(raw.statuses(), [200, 400], "{}", raw.text());
+    let first = echo_json(&raw.responses[0]);
+    assert_eq!(first["path"], "/first");
+    assert_eq!(first["body_len"], 5);
+    let second = &raw.responses[1];
+    assert!(second.body.is_empty(), "{}", raw.text());
+    assert_eq!(second.header("connection"), Some("close"));
+    assert_ne!(raw.end, End::TimedOut, "connection left open");
+    assert_eq!(up.hits(), 1, "{:?}", up.requests());
+    assert_nothing_smuggled(&up);
 }
 
 /// CL.TE: a front end that trusts Content-Length would forward the whole
 /// thing as one body, and a chunked back end would see `GET /smuggled` as a
-/// second request. The gateway reads the body as chunked (empty) and hyper
-/// closes the connection instead of parsing the rest, so the hidden request
-/// is never served.
+/// second request. The gateway refuses the head with a bare 400 and closes,
+/// so neither request is served.
 #[tokio::test]
 async fn cl_te_smuggle_never_reaches_the_upstream() {
     let (up, gw) = start("").await;
@@ -284,21 +305,16 @@ async fn cl_te_smuggle_never_reaches_the_upstream() {
         body.len()
     );
     let raw = raw::send(gw.addr(), request.as_bytes()).await.unwrap();
-    assert_ne!(raw.end, End::TimedOut, "connection left open");
-    assert_eq!(raw.statuses(), [200], "{}", raw.text());
-    let echo = echo_json(raw.first().unwrap());
-    assert_eq!(echo["path"], "/cl-te");
-    assert_eq!(echo["body_len"], 0);
-    assert_eq!(up.hits(), 1, "{:?}", up.requests());
+    assert_bare_400("CL.TE", &raw);
+    assert_eq!(up.hits(), 0, "{:?}", up.requests());
     assert_healthy(&gw).await;
-    assert_eq!(up.hits(), 2);
+    assert_eq!(up.hits(), 1);
     assert_nothing_smuggled(&up);
 }
 
-/// TE.CL: the gateway reads the chunked body; if it forwarded
-/// `Content-Length: 4` with it, a length-trusting upstream would read four
-/// bytes and take the rest as `GET /smuggled`. The stale length is dropped
-/// and the body goes out re-framed, so the upstream sees one request.
+/// TE.CL: a length-trusting back end would read four bytes of the chunked
+/// body and take the rest as `GET /smuggled`. The gateway refuses the head
+/// with a bare 400 and closes, so nothing reaches the upstream.
 #[tokio::test]
 async fn te_cl_smuggle_never_reaches_the_upstream() {
     let (up, gw) = start("").await;
@@ -308,15 +324,10 @@ async fn te_cl_smuggle_never_reaches_the_upstream() {
         hidden.len()
     );
     let raw = raw::send(gw.addr(), request.as_bytes()).await.unwrap();
-    assert_eq!(raw.statuses(), [200], "{}", raw.text());
-    let echo = echo_json(raw.first().unwrap());
-    assert_eq!(echo["path"], "/te-cl");
-    assert_eq!(echo["body_len"], hidden.len());
-    assert!(echo["headers"].get("content-length").is_none(), "{echo}");
-    assert_eq!(up.hits(), 1, "{:?}", up.requests());
-    // The pooled upstream connection is still in sync.
+    assert_bare_400("TE.CL", &raw);
+    assert_eq!(up.hits(), 0, "{:?}", up.requests());
     assert_healthy(&gw).await;
-    assert_eq!(up.hits(), 2);
+    assert_eq!(up.hits(), 1);
     assert_nothing_smuggled(&up);
 }
 

@@ -30,6 +30,15 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// survive so that WebSocket and other upgrades can pass. `TE: trailers`
 /// is kept on requests because gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, keep_te_trailers: bool) {
+    // Fast path: most messages carry no hop-by-hop field at all. One pass
+    // over the names (no hashing) proves it.
+    if !keep_upgrade
+        && !headers
+            .keys()
+            .any(|k| HOP_BY_HOP.contains(k) || k == header::UPGRADE)
+    {
+        return;
+    }
     // Fields named by Connection are hop-by-hop too.
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -137,7 +146,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// What the forwarding headers describe about the downstream hop.
-pub struct Hop<'a> {
+pub struct Hop {
     /// The TCP peer.
     pub peer: IpAddr,
     /// Whether the peer is a trusted proxy (its headers are kept).
@@ -145,7 +154,7 @@ pub struct Hop<'a> {
     /// `http` or `https`.
     pub proto: &'static str,
     /// The Host the client asked for.
-    pub host: Option<&'a str>,
+    pub host: Option<HeaderValue>,
     /// The listener's port.
     pub port: u16,
 }
@@ -153,7 +162,7 @@ pub struct Hop<'a> {
 /// Sets X-Forwarded-For/-Proto/-Host/-Port and Forwarded. Headers from an
 /// untrusted peer are replaced, never extended, so clients cannot forge
 /// their address to the upstream.
-pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
+pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop) {
     let peer = canonical(hop.peer);
     let peer_text = peer.to_string();
     let prior_xff = if hop.trusted {
@@ -165,7 +174,7 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
         Some(prev) => format!("{prev}, {peer_text}"),
         None => peer_text.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = owned_value(xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
@@ -176,9 +185,9 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
         );
     }
     if !keep(headers, &X_FORWARDED_HOST) {
-        match hop.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        match &hop.host {
             Some(v) => {
-                headers.insert(X_FORWARDED_HOST.clone(), v);
+                headers.insert(X_FORWARDED_HOST.clone(), v.clone());
             }
             None => {
                 headers.remove(&X_FORWARDED_HOST);
@@ -194,8 +203,12 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
         IpAddr::V4(_) => peer_text,
         IpAddr::V6(_) => format!("\"[{peer_text}]\""),
     };
-    let mut element = format!("for={node};proto={}", hop.proto);
-    if let Some(host) = hop.host
+    let mut element = String::with_capacity(64);
+    element.push_str("for=");
+    element.push_str(&node);
+    element.push_str(";proto=");
+    element.push_str(hop.proto);
+    if let Some(host) = hop.host.as_ref().and_then(|h| h.to_str().ok())
         && !host.is_empty()
         && host
             .bytes()
@@ -214,9 +227,14 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
         Some(prev) => format!("{prev}, {element}"),
         None => element,
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Some(v) = owned_value(forwarded) {
         headers.insert(FORWARDED.clone(), v);
     }
+}
+
+/// A header value that takes ownership of `s` instead of copying it.
+fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
 /// Appends `1.1 gatehouse` (or `2 gatehouse`) to Via.
@@ -326,7 +344,7 @@ mod tests {
             peer: "1.2.3.4".parse().unwrap(),
             trusted: false,
             proto: "http",
-            host: Some("api.test"),
+            host: Some(HeaderValue::from_static("api.test")),
             port: 8080,
         };
         set_forwarding_headers(&mut h, &hop);

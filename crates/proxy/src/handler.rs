@@ -178,7 +178,10 @@ async fn serve(snap: &Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> 
     ctx.route = Some(route.name.clone());
     ctx.service = route.service.map(|s| snap.services[s].name.clone());
     ctx.captures = m.captures;
-    let hop_host = host.map(str::to_owned);
+    let hop_host = match parts.headers.get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => host.and_then(|h| HeaderValue::from_str(h).ok()),
+    };
     let mut req = Request::from_parts(parts, body::boxed(incoming));
 
     let mut chain = route.chain.clone();
@@ -189,7 +192,7 @@ async fn serve(snap: &Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> 
                 peer: conn.peer.ip(),
                 trusted,
                 proto: "http",
-                host: hop_host.as_deref(),
+                host: hop_host,
                 port: conn.port,
             };
             let upstream = Upstream {
@@ -299,13 +302,14 @@ async fn forward_upstream(
     ctx: &mut Ctx,
     mut req: Request<Body>,
     up: &Upstream<'_>,
-    hop: &Hop<'_>,
+    hop: &Hop,
 ) -> Response<Body> {
     let route = up.route;
     let Some(svc) = route.service.map(|i| &snap.services[i]) else {
         return ctx_problem(
             ctx,
-            Problem::new(ProblemType::NoHealthyUpstream).detail("this route has no service"),
+            Problem::new(ProblemType::NoService)
+                .detail("the route has no service and no plugin answered"),
         );
     };
     let settings = &snap.settings;
@@ -314,17 +318,30 @@ async fn forward_upstream(
         downstream_version == Version::HTTP_11 && forward::is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-    let path = upstream_path(route, svc, req.uri().path(), up, ctx);
-    let pq = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
+    // The common case forwards the path untouched: reuse the parsed
+    // path-and-query (a reference-counted buffer) instead of re-parsing.
+    let unchanged = route.rewrite.is_none()
+        && !route.strip_prefix
+        && !route.strip_version
+        && svc.base_path.is_empty();
+    let pq = match req.uri().path_and_query() {
+        Some(pq) if unchanged => Ok(pq.clone()),
+        _ => {
+            let path = upstream_path(route, svc, req.uri().path(), up, ctx);
+            let pq = match req.uri().query() {
+                // A rewrite template may bring its own query string.
+                Some(q) if path.contains('?') => format!("{path}&{q}"),
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
+        }
     };
-    let uri = http::Uri::builder()
-        .scheme(svc.scheme.clone())
-        .authority(svc.authority.clone())
-        .path_and_query(pq)
-        .build();
-    let uri = match uri {
+    let mut uri_parts = http::uri::Parts::default();
+    uri_parts.scheme = Some(svc.scheme.clone());
+    uri_parts.authority = Some(svc.authority.clone());
+    uri_parts.path_and_query = pq.ok();
+    let uri = match http::Uri::from_parts(uri_parts) {
         Ok(u) => u,
         Err(_) => {
             return ctx_problem(
@@ -339,7 +356,7 @@ async fn forward_upstream(
         .headers()
         .get(header::HOST)
         .cloned()
-        .or_else(|| hop.host.and_then(|h| HeaderValue::from_str(h).ok()));
+        .or_else(|| hop.host.clone());
     {
         let headers = req.headers_mut();
         forward::strip_hop_by_hop(headers, upgrade, true);

@@ -8,6 +8,7 @@
 pub mod chain;
 pub mod client;
 pub mod forward;
+mod framing;
 mod handler;
 mod logbody;
 mod server;

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::framing::FramingGuard;
 use crate::handler::{ConnInfo, handle};
 use crate::state::Shared;
 
@@ -101,7 +102,10 @@ async fn serve_connection(
         seen.store(true, Ordering::Relaxed);
         handle(shared.clone(), conn, req)
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let connection = builder.serve_connection_with_upgrades(
+        TokioIo::new(FramingGuard::new(stream, conn.peer)),
+        service,
+    );
     tokio::pin!(connection);
     if *stop.borrow() {
         connection.as_mut().graceful_shutdown();

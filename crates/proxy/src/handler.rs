@@ -200,7 +200,13 @@ async fn serve(snap: &Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> 
                 matched_prefix: m.matched_prefix,
                 version_prefix: m.version_prefix,
             };
-            forward_upstream(snap, &chain, &mut ctx, req, &upstream, &hop).await
+            // Boxed: the upstream exchange is the largest part of the
+            // request's state; keeping it off the handler future keeps the
+            // future hyper stores (and moves) per request small.
+            Box::pin(forward_upstream(
+                snap, &chain, &mut ctx, req, &upstream, &hop,
+            ))
+            .await
         }
     };
     finish(snap, &chain, ctx, resp)
@@ -359,6 +365,9 @@ async fn forward_upstream(
         .or_else(|| hop.host.clone());
     {
         let headers = req.headers_mut();
+        // Room for Host, X-Forwarded-*, Forwarded, Via and the request id,
+        // so the map grows at most once.
+        headers.reserve(8);
         forward::strip_hop_by_hop(headers, upgrade, true);
         headers.remove(header::EXPECT);
         let host = if route.preserve_host {

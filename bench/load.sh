@@ -11,6 +11,7 @@ THREADS="${THREADS:-1}"              # proxy workers: gatehouse worker_threads =
 WRK_THREADS="${WRK_THREADS:-1}"      # wrk -t
 UPSTREAM_THREADS="${UPSTREAM_THREADS:-1}"
 PLUGINS="${PLUGINS:-1}"              # 1: also measure gatehouse with global plugins
+NGINX_EQUIV="${NGINX_EQUIV:-1}"       # 1: also measure nginx doing gatehouse's default header work
 SKIP_GATEHOUSE="${SKIP_GATEHOUSE:-0}" # 1: measure only upstream + nginx (no gatehouse build/run)
 SKIP_BUILD="${SKIP_BUILD:-0}"        # 1: use the binaries already in the target dir
 # GATEHOUSE_BIN: gatehouse binary to run (default: <target dir>/release/gatehouse)
@@ -233,11 +234,15 @@ if [[ "$SKIP_GATEHOUSE" != 1 ]]; then
     TARGETS+=("gatehouse|http://127.0.0.1:$GH_PORT$REQ_PATH")
 fi
 
-# (c) nginx
-NG_PORT="$(free_port)"
-NG_DIR="$WORK/nginx"
-mkdir -p "$NG_DIR"/{logs,tmp}
-cat >"$NG_DIR/nginx.conf" <<EOF
+# (c) nginx, and (e) nginx doing the same per-request header work as
+# gatehouse's defaults (X-Forwarded-*, Forwarded, Via both ways, a generated
+# X-Request-Id sent upstream and echoed): plain nginx adds none of these.
+start_nginx() { # NAME EXTRA_LOCATION_DIRECTIVES
+    local name="$1" extra="$2"
+    NG_PORT="$(free_port)"
+    NG_DIR="$WORK/$name"
+    mkdir -p "$NG_DIR"/{logs,tmp}
+    cat >"$NG_DIR/nginx.conf" <<EOF
 worker_processes $THREADS;
 pid $NG_DIR/nginx.pid;
 error_log $NG_DIR/logs/error.log warn;
@@ -266,23 +271,27 @@ http {
             proxy_pass http://up;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+$extra
         }
     }
 }
 EOF
-nginx -p "$NG_DIR" -e "$NG_DIR/logs/error.log" -c "$NG_DIR/nginx.conf" -t -q \
-    || { cat "$NG_DIR/logs/error.log" >&2 || true; die "nginx config test failed"; }
-"${PROXY_PIN[@]}" nginx -p "$NG_DIR" -e "$NG_DIR/logs/error.log" -c "$NG_DIR/nginx.conf" -g 'daemon off;' \
-    >"$WORK/nginx.log" 2>&1 &
-NG_PID=$!; PIDS+=("$NG_PID")
-wait_ready nginx "$NG_PID" "$NG_PORT" "$NG_DIR/logs/error.log"
-check_response nginx "http://127.0.0.1:$NG_PORT$REQ_PATH"
-mapfile -t NG_WORKERS < <(pgrep -P "$NG_PID" || true)
-((${#NG_WORKERS[@]} >= 1)) || die "nginx master $NG_PID has no worker processes"
-PIDS+=("${NG_WORKERS[@]}")   # killed too if the master does not take them down
-PROC_PIDS[nginx]="$NG_PID ${NG_WORKERS[*]}"
-TARGETS+=("nginx|http://127.0.0.1:$NG_PORT$REQ_PATH")
-log "nginx master $NG_PID, workers ${NG_WORKERS[*]} on 127.0.0.1:$NG_PORT"
+    nginx -p "$NG_DIR" -e "$NG_DIR/logs/error.log" -c "$NG_DIR/nginx.conf" -t -q \
+        || { cat "$NG_DIR/logs/error.log" >&2 || true; die "nginx config test failed"; }
+    "${PROXY_PIN[@]}" nginx -p "$NG_DIR" -e "$NG_DIR/logs/error.log" -c "$NG_DIR/nginx.conf" -g 'daemon off;' \
+        >"$WORK/$name.log" 2>&1 &
+    NG_PID=$!; PIDS+=("$NG_PID")
+    wait_ready "$name" "$NG_PID" "$NG_PORT" "$NG_DIR/logs/error.log"
+    check_response "$name" "http://127.0.0.1:$NG_PORT$REQ_PATH"
+    mapfile -t NG_WORKERS < <(pgrep -P "$NG_PID" || true)
+    ((${#NG_WORKERS[@]} >= 1)) || die "$name master $NG_PID has no worker processes"
+    PIDS+=("${NG_WORKERS[@]}")   # killed too if the master does not take them down
+    PROC_PIDS[$name]="$NG_PID ${NG_WORKERS[*]}"
+    TARGETS+=("$name|http://127.0.0.1:$NG_PORT$REQ_PATH")
+    log "$name master $NG_PID, workers ${NG_WORKERS[*]} on 127.0.0.1:$NG_PORT"
+}
+
+start_nginx nginx ""
 
 # (d) gatehouse with plugins
 if [[ "$SKIP_GATEHOUSE" != 1 && "$PLUGINS" == 1 ]]; then
@@ -290,6 +299,18 @@ if [[ "$SKIP_GATEHOUSE" != 1 && "$PLUGINS" == 1 ]]; then
     check_response gatehouse-plugins "http://127.0.0.1:$GH_PORT$REQ_PATH" "x-gateway: gatehouse"
     PROC_PIDS[gatehouse-plugins]="$GH_PID"
     TARGETS+=("gatehouse-plugins|http://127.0.0.1:$GH_PORT$REQ_PATH")
+fi
+
+if [[ "$NGINX_EQUIV" == 1 ]]; then
+    start_nginx nginx-equiv '            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\"$host\"";
+            proxy_set_header Via "1.1 gatehouse";
+            proxy_set_header X-Request-Id $request_id;
+            add_header X-Request-Id $request_id always;
+            add_header Via "1.1 nginx" always;'
 fi
 
 run_wrk() { # DURATION URL OUTFILE

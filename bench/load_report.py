@@ -170,6 +170,27 @@ def main() -> int:
                 failed = failed or not all(ck.values())
             print("(ratios = gatehouse / nginx; the plugins scenario is compared with plain nginx)")
 
+    # The same-work comparison: nginx told to do what gatehouse does by
+    # default on every request (forwarding headers, Via, request id).
+    if "nginx-equiv" in summary:
+        ne = summary["nginx-equiv"]
+        rows = []
+        for t in ("gatehouse", "gatehouse-plugins"):
+            if t in summary and ne["rps"] and ne["p99_ms"]:
+                g = summary[t]
+                rows.append((t, g["rps"] / ne["rps"], g["p99_ms"] / ne["p99_ms"]))
+                comparisons.setdefault(t, {})["vs_nginx_equiv"] = {
+                    "throughput_ratio": g["rps"] / ne["rps"],
+                    "p99_ratio": g["p99_ms"] / ne["p99_ms"],
+                }
+        if rows:
+            print()
+            print(f"{'vs nginx-equiv':<19} {'req/s ratio':>12} {'p99 ratio':>10}")
+            for t, thr, p99 in rows:
+                print(f"{t:<19} {thr:>12.3f} {p99:>10.3f}")
+            print("(nginx-equiv: nginx also setting X-Forwarded-For/-Proto/-Host/-Port, Forwarded, Via "
+                  "and a generated X-Request-Id, as gatehouse does by default; information only)")
+
     # Warn when the load side, not the proxy, is the likely bottleneck.
     if "upstream" in summary:
         up = summary["upstream"]["rps"]

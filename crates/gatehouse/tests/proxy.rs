@@ -306,3 +306,38 @@ async fn keep_alive_reuses_upstream_connections() {
         "sequential requests must reuse one pooled connection"
     );
 }
+
+#[tokio::test]
+async fn several_listeners_serve_the_same_routes() {
+    let up = Upstream::echo().await;
+    let yaml = format!(
+        "listeners:\n  - name: public\n    address: \"127.0.0.1:0\"\n  - name: internal\n    address: \"127.0.0.1:0\"\n    http2: false\n{}",
+        one_route(&up, "")
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let addrs = gw.gateway.addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert_ne!(addrs[0], addrs[1]);
+    for addr in &addrs {
+        let r = get(&format!("http://{addr}/x")).await;
+        assert_eq!(r.status, 200);
+        // X-Forwarded-Port tells the upstream which listener took it.
+        assert_eq!(
+            r.json()["headers"]["x-forwarded-port"],
+            addr.port().to_string()
+        );
+    }
+    // The HTTP/1-only listener refuses h2c prior knowledge; the other takes it.
+    let h2c = gatehouse_testkit::h2c_client();
+    let ok = h2c
+        .request(empty(req("GET", &format!("http://{}/x", addrs[0]))))
+        .await;
+    assert_eq!(ok.unwrap().status(), 200);
+    let refused = h2c
+        .request(empty(req("GET", &format!("http://{}/x", addrs[1]))))
+        .await;
+    assert!(
+        refused.is_err(),
+        "h2c must not be served on an http2: false listener"
+    );
+}

@@ -19,11 +19,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use gatehouse_core::{
-    BuildEnv, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginFactory, Problem, ProblemType,
-    Request, body,
+    Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType, Request, body,
 };
 
-use crate::config;
+use crate::{TypedFactory, config};
 
 /// Registry name.
 pub const NAME: &str = "cors";
@@ -79,32 +78,9 @@ impl Default for Config {
     }
 }
 
-/// Builds [`Cors`] instances.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl PluginFactory for Factory {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
-    fn schema(&self) -> serde_json::Value {
-        config::schema_of::<Config>()
-    }
-
-    fn build(
-        &self,
-        value: &serde_json::Value,
-        _env: &BuildEnv,
-    ) -> Result<Arc<dyn Plugin>, PluginError> {
-        let cfg: Config = config::parse(value)?;
-        Ok(Arc::new(Cors::new(cfg)?))
-    }
-}
+/// Builds [`Cors`] instances from their `config`.
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, |cfg, _env| Ok(Arc::new(Cors::new(cfg)?)));
 
 /// Compiled origin policy.
 #[derive(Debug)]
@@ -440,7 +416,7 @@ mod tests {
 
     /// Runs rewrite then response_headers for an actual request.
     async fn actual(config: serde_json::Value, origin: &str) -> http::HeaderMap {
-        let plugin = build(&Factory, config).unwrap();
+        let plugin = build(&FACTORY, config).unwrap();
         let mut ctx = ctx();
         let mut req = actual_req(origin);
         assert!(continues(&plugin.rewrite(&mut ctx, &mut req).await));
@@ -452,7 +428,7 @@ mod tests {
     #[tokio::test]
     async fn preflight_is_answered_with_204_and_the_policy() {
         let plugin = build(
-            &Factory,
+            &FACTORY,
             json!({
                 "origins": ["https://app.example.com"],
                 "methods": ["get", "POST"],
@@ -484,7 +460,7 @@ mod tests {
 
     #[tokio::test]
     async fn preflight_reflects_requested_headers_when_none_configured() {
-        let plugin = build(&Factory, json!({})).unwrap();
+        let plugin = build(&FACTORY, json!({})).unwrap();
         let mut req = preflight_req("https://any.example", "PUT");
         req.headers_mut().insert(
             header::ACCESS_CONTROL_REQUEST_HEADERS,
@@ -504,7 +480,7 @@ mod tests {
 
     #[tokio::test]
     async fn preflight_from_unknown_origin_or_with_bad_method_is_403() {
-        let plugin = build(&Factory, json!({"origins": ["https://app.example.com"]})).unwrap();
+        let plugin = build(&FACTORY, json!({"origins": ["https://app.example.com"]})).unwrap();
         let mut req = preflight_req("https://evil.example", "GET");
         let (status, doc, _) = problem(plugin.rewrite(&mut ctx(), &mut req).await).await;
         assert_eq!(status, 403);
@@ -519,7 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn plain_options_without_request_method_is_not_a_preflight() {
-        let plugin = build(&Factory, json!({})).unwrap();
+        let plugin = build(&FACTORY, json!({})).unwrap();
         let mut req = request("OPTIONS", "/");
         req.headers_mut().insert(
             header::ORIGIN,
@@ -530,7 +506,7 @@ mod tests {
 
     #[tokio::test]
     async fn preflight_continue_passes_the_preflight_on() {
-        let plugin = build(&Factory, json!({"preflight_continue": true})).unwrap();
+        let plugin = build(&FACTORY, json!({"preflight_continue": true})).unwrap();
         let mut ctx = ctx();
         let mut req = preflight_req("https://a.example", "GET");
         assert!(continues(&plugin.rewrite(&mut ctx, &mut req).await));
@@ -542,7 +518,7 @@ mod tests {
     #[tokio::test]
     async fn private_network_access_is_answered_only_when_enabled() {
         for (enabled, expected) in [(true, Some("true")), (false, None)] {
-            let plugin = build(&Factory, json!({"private_network": enabled})).unwrap();
+            let plugin = build(&FACTORY, json!({"private_network": enabled})).unwrap();
             let mut req = preflight_req("https://a.example", "GET");
             req.headers_mut()
                 .insert(REQUEST_PRIVATE_NETWORK, HeaderValue::from_static("true"));
@@ -611,7 +587,7 @@ mod tests {
 
     #[tokio::test]
     async fn vary_is_merged_not_duplicated() {
-        let plugin = build(&Factory, json!({"origins": ["https://a.example"]})).unwrap();
+        let plugin = build(&FACTORY, json!({"origins": ["https://a.example"]})).unwrap();
         let mut ctx = ctx();
         plugin
             .rewrite(&mut ctx, &mut actual_req("https://a.example"))
@@ -633,7 +609,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_without_origin_are_untouched() {
-        let plugin = build(&Factory, json!({})).unwrap();
+        let plugin = build(&FACTORY, json!({})).unwrap();
         let mut ctx = ctx();
         assert!(continues(
             &plugin.rewrite(&mut ctx, &mut request("GET", "/")).await
@@ -661,7 +637,7 @@ mod tests {
             (json!({"credential": true}), "credential"),
         ];
         for (cfg, path) in cases {
-            let err = build_err(&Factory, cfg.clone());
+            let err = build_err(&FACTORY, cfg.clone());
             assert_eq!(err.path, path, "{cfg}: {}", err.message);
             assert!(!err.message.is_empty());
         }

@@ -16,11 +16,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use gatehouse_core::{
-    BuildEnv, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginFactory, Request,
-};
+use gatehouse_core::{Ctx, Flow, Phase, Phases, Plugin, PluginError, Request};
 
-use crate::config;
+use crate::{TypedFactory, config};
 
 /// Registry name.
 pub const NAME: &str = "headers";
@@ -49,32 +47,9 @@ pub struct Operations {
     pub remove: Vec<String>,
 }
 
-/// Builds [`Headers`] instances.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl PluginFactory for Factory {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
-    fn schema(&self) -> serde_json::Value {
-        config::schema_of::<Config>()
-    }
-
-    fn build(
-        &self,
-        value: &serde_json::Value,
-        _env: &BuildEnv,
-    ) -> Result<Arc<dyn Plugin>, PluginError> {
-        let cfg: Config = config::parse(value)?;
-        Ok(Arc::new(Headers::new(cfg)?))
-    }
-}
+/// Builds [`Headers`] instances from their `config`.
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, |cfg, _env| Ok(Arc::new(Headers::new(cfg)?)));
 
 /// A value a template can refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,7 +325,7 @@ mod tests {
     #[tokio::test]
     async fn request_edits_run_remove_then_set_then_add() {
         let plugin = build(
-            &Factory,
+            &FACTORY,
             json!({"request": {
                 "remove": ["X-Internal", "x-set-me"],
                 "set": {"x-set-me": "new", "x-replace": "only"},
@@ -379,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn templates_expand_from_the_context() {
         let plugin = build(
-            &Factory,
+            &FACTORY,
             json!({"request": {"set": {
                 "x-request-id": "$(request_id)",
                 "x-client": "ip=$(client_ip)",
@@ -410,7 +385,7 @@ mod tests {
     #[tokio::test]
     async fn empty_expansions_remove_on_set_and_skip_on_add() {
         let plugin = build(
-            &Factory,
+            &FACTORY,
             json!({"request": {"set": {"x-consumer": "$(consumer)"}, "add": {"x-route": "$(route)"}}}),
         )
         .unwrap();
@@ -428,7 +403,7 @@ mod tests {
     #[test]
     fn response_edits_apply_to_response_parts() {
         let plugin = build(
-            &Factory,
+            &FACTORY,
             json!({"response": {"remove": ["server"], "set": {"x-request": "$(request_id)"}, "add": {"cache-control": "no-store"}}}),
         )
         .unwrap();
@@ -445,10 +420,10 @@ mod tests {
 
     #[test]
     fn empty_config_joins_no_phase() {
-        let plugin = build(&Factory, serde_json::Value::Null).unwrap();
+        let plugin = build(&FACTORY, serde_json::Value::Null).unwrap();
         assert_eq!(plugin.phases(), Phases::NONE);
         let both = build(
-            &Factory,
+            &FACTORY,
             json!({"request": {"remove": ["a"]}, "response": {"remove": ["b"]}}),
         )
         .unwrap();
@@ -512,10 +487,10 @@ mod tests {
             (json!({"requests": {}}), "requests"),
         ];
         for (cfg, path) in cases {
-            let err = build_err(&Factory, cfg.clone());
+            let err = build_err(&FACTORY, cfg.clone());
             assert_eq!(err.path, path, "{cfg}: {}", err.message);
         }
-        let err = build_err(&Factory, json!({"request": {"set": {"x": "$(nope)"}}}));
+        let err = build_err(&FACTORY, json!({"request": {"set": {"x": "$(nope)"}}}));
         assert!(
             err.message.contains("expected one of request_id"),
             "{}",

@@ -16,11 +16,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use gatehouse_core::{
-    BuildEnv, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginFactory, Problem, ProblemType,
-    Request,
+    Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType, Request,
 };
 
-use crate::config;
+use crate::{TypedFactory, config};
 
 /// Registry name.
 pub const NAME: &str = "ip-restriction";
@@ -53,32 +52,10 @@ impl Default for Config {
     }
 }
 
-/// Builds [`IpRestriction`] instances.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl PluginFactory for Factory {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
-    fn schema(&self) -> serde_json::Value {
-        config::schema_of::<Config>()
-    }
-
-    fn build(
-        &self,
-        value: &serde_json::Value,
-        _env: &BuildEnv,
-    ) -> Result<Arc<dyn Plugin>, PluginError> {
-        let cfg: Config = config::parse(value)?;
-        Ok(Arc::new(IpRestriction::new(cfg)?))
-    }
-}
+/// Builds [`IpRestriction`] instances from their `config`.
+pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, _env| {
+    Ok(Arc::new(IpRestriction::new(cfg)?))
+});
 
 /// A set of addresses as sorted, non-overlapping inclusive ranges, one
 /// vector per family.
@@ -244,7 +221,7 @@ mod tests {
     use serde_json::json;
 
     async fn check(config: serde_json::Value, ip: &str) -> Flow {
-        let plugin = build(&Factory, config).unwrap();
+        let plugin = build(&FACTORY, config).unwrap();
         let mut ctx = ctx();
         ctx.client_ip = ip.parse().unwrap();
         plugin.access(&mut ctx, &mut request("GET", "/")).await
@@ -351,10 +328,10 @@ mod tests {
             (json!({"allow": [1]}), "allow[0]"),
         ];
         for (cfg, path) in cases {
-            let err = build_err(&Factory, cfg.clone());
+            let err = build_err(&FACTORY, cfg.clone());
             assert_eq!(err.path, path, "{cfg}: {}", err.message);
         }
-        let err = build_err(&Factory, json!({"allow": ["nope"]}));
+        let err = build_err(&FACTORY, json!({"allow": ["nope"]}));
         assert!(
             err.message.contains("expected an IP address or CIDR"),
             "{}",

@@ -19,11 +19,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use gatehouse_core::{
-    BuildEnv, Consumer, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginFactory, Problem,
-    ProblemType, Request,
+    Consumer, Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType, Request,
 };
 
-use crate::config;
+use crate::{TypedFactory, config};
 
 /// Registry name.
 pub const NAME: &str = "key-auth";
@@ -56,32 +55,10 @@ impl Default for Config {
     }
 }
 
-/// Builds [`KeyAuth`] instances.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl PluginFactory for Factory {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
-    fn schema(&self) -> serde_json::Value {
-        config::schema_of::<Config>()
-    }
-
-    fn build(
-        &self,
-        value: &serde_json::Value,
-        env: &BuildEnv,
-    ) -> Result<Arc<dyn Plugin>, PluginError> {
-        let cfg: Config = config::parse(value)?;
-        Ok(Arc::new(KeyAuth::new(cfg, env.key_credentials.clone())?))
-    }
-}
+/// Builds [`KeyAuth`] instances from their `config`.
+pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, env| {
+    Ok(Arc::new(KeyAuth::new(cfg, env.key_credentials.clone())?))
+});
 
 /// The running plugin.
 #[derive(Debug)]
@@ -283,6 +260,7 @@ impl Plugin for KeyAuth {
 mod tests {
     use super::*;
     use crate::testing::*;
+    use gatehouse_core::{BuildEnv, PluginFactory};
     use serde_json::json;
 
     fn env() -> BuildEnv {
@@ -302,7 +280,7 @@ mod tests {
     }
 
     fn plugin(config: serde_json::Value) -> Arc<dyn Plugin> {
-        Factory.build(&config, &env()).unwrap()
+        FACTORY.build(&config, &env()).unwrap()
     }
 
     async fn run(config: serde_json::Value, req: &mut Request) -> (Ctx, Flow) {
@@ -457,7 +435,7 @@ mod tests {
             (json!({"keys": []}), "keys"),
         ];
         for (cfg, path) in cases {
-            let err = Factory.build(&cfg, &env()).err().unwrap();
+            let err = FACTORY.build(&cfg, &env()).err().unwrap();
             assert_eq!(err.path, path, "{cfg}: {}", err.message);
         }
     }

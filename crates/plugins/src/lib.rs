@@ -16,9 +16,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use gatehouse_core::PluginFactory;
+use gatehouse_core::{BuildEnv, Plugin, PluginError, PluginFactory};
 
 mod config;
 #[cfg(test)]
@@ -33,6 +34,56 @@ pub mod request_id;
 pub mod request_size_limit;
 
 pub use request_size_limit::BodyTooLarge;
+
+/// Builds a plugin instance from its parsed config.
+pub type BuildFn<C> = fn(C, &BuildEnv) -> Result<Arc<dyn Plugin>, PluginError>;
+
+/// A [`PluginFactory`] for a plugin built from a typed, serde-parsed
+/// config: it parses `config` (reporting the path of a faulty field),
+/// provides the JSON Schema of `C`, and hands the parsed value to `build`.
+pub struct TypedFactory<C> {
+    name: &'static str,
+    priority: i32,
+    build: BuildFn<C>,
+    config: PhantomData<fn() -> C>,
+}
+
+impl<C> TypedFactory<C> {
+    /// A factory for plugin `name` with a default `priority`.
+    pub const fn new(name: &'static str, priority: i32, build: BuildFn<C>) -> Self {
+        Self {
+            name,
+            priority,
+            build,
+            config: PhantomData,
+        }
+    }
+}
+
+impl<C> PluginFactory for TypedFactory<C>
+where
+    C: serde::de::DeserializeOwned + schemars::JsonSchema + 'static,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+
+    fn schema(&self) -> serde_json::Value {
+        config::schema_of::<C>()
+    }
+
+    fn build(
+        &self,
+        value: &serde_json::Value,
+        env: &BuildEnv,
+    ) -> Result<Arc<dyn Plugin>, PluginError> {
+        (self.build)(config::parse::<C>(value)?, env)
+    }
+}
 
 /// Plugin factories by registry name.
 #[derive(Clone, Default)]
@@ -86,13 +137,13 @@ impl fmt::Debug for Registry {
 /// The registry of every built-in plugin.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
-    registry.register(Arc::new(request_id::Factory));
-    registry.register(Arc::new(cors::Factory));
-    registry.register(Arc::new(ip_restriction::Factory));
-    registry.register(Arc::new(request_size_limit::Factory));
-    registry.register(Arc::new(mock::Factory));
-    registry.register(Arc::new(headers::Factory));
-    registry.register(Arc::new(key_auth::Factory));
+    registry.register(Arc::new(request_id::FACTORY));
+    registry.register(Arc::new(cors::FACTORY));
+    registry.register(Arc::new(ip_restriction::FACTORY));
+    registry.register(Arc::new(request_size_limit::FACTORY));
+    registry.register(Arc::new(mock::FACTORY));
+    registry.register(Arc::new(headers::FACTORY));
+    registry.register(Arc::new(key_auth::FACTORY));
     registry
 }
 

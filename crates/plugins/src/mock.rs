@@ -17,11 +17,9 @@ use http::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use gatehouse_core::{
-    BuildEnv, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginFactory, Request, body,
-};
+use gatehouse_core::{Ctx, Flow, Phase, Phases, Plugin, PluginError, Request, body};
 
-use crate::config;
+use crate::{TypedFactory, config};
 
 /// Registry name.
 pub const NAME: &str = "mock";
@@ -92,32 +90,9 @@ pub struct RuleConfig {
     pub delay_ms: Option<u64>,
 }
 
-/// Builds [`Mock`] instances.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl PluginFactory for Factory {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
-    fn schema(&self) -> serde_json::Value {
-        config::schema_of::<Config>()
-    }
-
-    fn build(
-        &self,
-        value: &serde_json::Value,
-        _env: &BuildEnv,
-    ) -> Result<Arc<dyn Plugin>, PluginError> {
-        let cfg: Config = config::parse(value)?;
-        Ok(Arc::new(Mock::new(cfg)?))
-    }
-}
+/// Builds [`Mock`] instances from their `config`.
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, |cfg, _env| Ok(Arc::new(Mock::new(cfg)?)));
 
 /// A piece of a body template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,7 +368,7 @@ mod tests {
         method: &str,
         uri: &str,
     ) -> (u16, HeaderMap, Bytes) {
-        let plugin = build(&Factory, config).unwrap();
+        let plugin = build(&FACTORY, config).unwrap();
         let resp = responded(plugin.access(&mut ctx, &mut request(method, uri)).await);
         let (parts, body) = resp.into_parts();
         (parts.status.as_u16(), parts.headers, bytes(body).await)
@@ -542,7 +517,7 @@ mod tests {
             ),
         ];
         for (cfg, path) in cases {
-            let err = build_err(&Factory, cfg.clone());
+            let err = build_err(&FACTORY, cfg.clone());
             assert_eq!(err.path, path, "{cfg}: {}", err.message);
         }
     }

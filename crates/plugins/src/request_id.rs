@@ -14,11 +14,9 @@ use http::{HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use gatehouse_core::{
-    BuildEnv, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginFactory, Request,
-};
+use gatehouse_core::{Ctx, Flow, Phase, Phases, Plugin, PluginError, Request};
 
-use crate::config;
+use crate::{TypedFactory, config};
 
 /// Registry name.
 pub const NAME: &str = "request-id";
@@ -65,32 +63,10 @@ impl Default for Config {
     }
 }
 
-/// Builds [`RequestId`] instances.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl PluginFactory for Factory {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
-    fn schema(&self) -> serde_json::Value {
-        config::schema_of::<Config>()
-    }
-
-    fn build(
-        &self,
-        value: &serde_json::Value,
-        _env: &BuildEnv,
-    ) -> Result<Arc<dyn Plugin>, PluginError> {
-        let cfg: Config = config::parse(value)?;
-        Ok(Arc::new(RequestId::new(cfg)?))
-    }
-}
+/// Builds [`RequestId`] instances from their `config`.
+pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, _env| {
+    Ok(Arc::new(RequestId::new(cfg)?))
+});
 
 /// The running plugin.
 #[derive(Debug)]
@@ -206,7 +182,7 @@ mod tests {
     use serde_json::json;
 
     async fn run(config: serde_json::Value, req: &mut Request) -> Ctx {
-        let plugin = build(&Factory, config).unwrap();
+        let plugin = build(&FACTORY, config).unwrap();
         let mut ctx = ctx();
         assert!(continues(&plugin.rewrite(&mut ctx, req).await));
         ctx
@@ -214,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn keeps_a_well_formed_incoming_id_and_echoes_it() {
-        let plugin = build(&Factory, serde_json::Value::Null).unwrap();
+        let plugin = build(&FACTORY, serde_json::Value::Null).unwrap();
         assert!(plugin.phases().contains(Phase::ResponseHeaders));
         let mut req = request("GET", "/");
         req.headers_mut()
@@ -281,19 +257,19 @@ mod tests {
 
     #[test]
     fn echo_can_be_turned_off() {
-        let plugin = build(&Factory, json!({"echo_downstream": false})).unwrap();
+        let plugin = build(&FACTORY, json!({"echo_downstream": false})).unwrap();
         assert!(!plugin.phases().contains(Phase::ResponseHeaders));
         assert!(plugin.phases().contains(Phase::Rewrite));
     }
 
     #[test]
     fn config_errors_name_the_field() {
-        let err = build_err(&Factory, json!({"header": "bad header"}));
+        let err = build_err(&FACTORY, json!({"header": "bad header"}));
         assert_eq!(err.path, "header");
-        let err = build_err(&Factory, json!({"generator": "snowflake"}));
+        let err = build_err(&FACTORY, json!({"generator": "snowflake"}));
         assert_eq!(err.path, "generator");
         assert!(err.message.contains("uuid"), "{}", err.message);
-        let err = build_err(&Factory, json!({"trust_incoming": "yes"}));
+        let err = build_err(&FACTORY, json!({"trust_incoming": "yes"}));
         assert_eq!(err.path, "trust_incoming");
     }
 }

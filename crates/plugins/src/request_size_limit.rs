@@ -20,11 +20,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use gatehouse_core::{
-    Body, BoxError, BuildEnv, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginFactory,
-    Problem, ProblemType, Request, body,
+    Body, BoxError, Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType, Request,
+    body,
 };
 
-use crate::config;
+use crate::{TypedFactory, config};
 
 /// Registry name.
 pub const NAME: &str = "request-size-limit";
@@ -43,32 +43,10 @@ pub struct Config {
     pub require_content_length: bool,
 }
 
-/// Builds [`RequestSizeLimit`] instances.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl PluginFactory for Factory {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn priority(&self) -> i32 {
-        PRIORITY
-    }
-
-    fn schema(&self) -> serde_json::Value {
-        config::schema_of::<Config>()
-    }
-
-    fn build(
-        &self,
-        value: &serde_json::Value,
-        _env: &BuildEnv,
-    ) -> Result<Arc<dyn Plugin>, PluginError> {
-        let cfg: Config = config::parse(value)?;
-        Ok(Arc::new(RequestSizeLimit::new(cfg)?))
-    }
-}
+/// Builds [`RequestSizeLimit`] instances from their `config`.
+pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, _env| {
+    Ok(Arc::new(RequestSizeLimit::new(cfg)?))
+});
 
 /// The error a [`LimitedBody`] fails with once more than `limit` bytes went
 /// through. The proxy looks for it in the error chain of a failed upstream
@@ -279,7 +257,7 @@ mod tests {
     use serde_json::json;
 
     fn plugin(config: serde_json::Value) -> Arc<dyn Plugin> {
-        build(&Factory, config).unwrap()
+        build(&FACTORY, config).unwrap()
     }
 
     fn with_length(len: &str, body: Body) -> Request {
@@ -432,10 +410,10 @@ mod tests {
             (json!({"max_bytes": 5, "max": 1}), "max"),
         ];
         for (cfg, path) in cases {
-            let err = build_err(&Factory, cfg.clone());
+            let err = build_err(&FACTORY, cfg.clone());
             assert_eq!(err.path, path, "{cfg}: {}", err.message);
         }
-        let err = build_err(&Factory, json!({}));
+        let err = build_err(&FACTORY, json!({}));
         assert!(err.message.contains("max_bytes"), "{}", err.message);
     }
 }

@@ -145,36 +145,73 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The downstream peer rendered once per connection, so requests on a
+/// keep-alive connection do not format the same address again and again.
+#[derive(Debug, Clone)]
+pub struct PeerText {
+    ip: IpAddr,
+    /// The address as X-Forwarded-For writes it.
+    text: HeaderValue,
+    /// The address as a Forwarded `for=` node (IPv6 quoted and bracketed).
+    node: String,
+    /// The listener port as X-Forwarded-Port writes it.
+    port: HeaderValue,
+}
+
+impl PeerText {
+    fn node_text(&self) -> &str {
+        self.text.to_str().unwrap_or("unknown")
+    }
+
+    /// Renders `peer` (IPv4-mapped IPv6 shown as IPv4) and `port`.
+    pub fn new(peer: IpAddr, port: u16) -> Self {
+        let ip = canonical(peer);
+        let text = ip.to_string();
+        // RFC 7239: IPv6 addresses are quoted and bracketed.
+        let node = match ip {
+            IpAddr::V4(_) => text.clone(),
+            IpAddr::V6(_) => format!("\"[{text}]\""),
+        };
+        Self {
+            ip,
+            text: owned_value(text).unwrap_or_else(|| HeaderValue::from_static("unknown")),
+            node,
+            port: HeaderValue::from(port),
+        }
+    }
+
+    /// The canonical peer address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 /// What the forwarding headers describe about the downstream hop.
-pub struct Hop {
-    /// The TCP peer.
-    pub peer: IpAddr,
+pub struct Hop<'a> {
+    /// The TCP peer, pre-rendered.
+    pub peer: &'a PeerText,
     /// Whether the peer is a trusted proxy (its headers are kept).
     pub trusted: bool,
     /// `http` or `https`.
     pub proto: &'static str,
     /// The Host the client asked for.
     pub host: Option<HeaderValue>,
-    /// The listener's port.
-    pub port: u16,
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host/-Port and Forwarded. Headers from an
 /// untrusted peer are replaced, never extended, so clients cannot forge
 /// their address to the upstream.
-pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop) {
-    let peer = canonical(hop.peer);
-    let peer_text = peer.to_string();
+pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     let prior_xff = if hop.trusted {
         join_values(headers, &X_FORWARDED_FOR)
     } else {
         None
     };
     let xff = match prior_xff {
-        Some(prev) => format!("{prev}, {peer_text}"),
-        None => peer_text.clone(),
+        Some(prev) => owned_value(format!("{prev}, {}", hop.peer.node_text())),
+        None => Some(hop.peer.text.clone()),
     };
-    if let Some(v) = owned_value(xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
@@ -195,17 +232,12 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop) {
         }
     }
     if !keep(headers, &X_FORWARDED_PORT) {
-        headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(hop.port));
+        headers.insert(X_FORWARDED_PORT.clone(), hop.peer.port.clone());
     }
 
-    // RFC 7239: IPv6 addresses are quoted and bracketed.
-    let node = match peer {
-        IpAddr::V4(_) => peer_text,
-        IpAddr::V6(_) => format!("\"[{peer_text}]\""),
-    };
     let mut element = String::with_capacity(64);
     element.push_str("for=");
-    element.push_str(&node);
+    element.push_str(&hop.peer.node);
     element.push_str(";proto=");
     element.push_str(hop.proto);
     if let Some(host) = hop.host.as_ref().and_then(|h| h.to_str().ok())
@@ -340,12 +372,12 @@ mod tests {
     #[test]
     fn forwarding_headers_replace_for_untrusted_and_append_for_trusted() {
         let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        let peer = PeerText::new("1.2.3.4".parse().unwrap(), 8080);
         let hop = Hop {
-            peer: "1.2.3.4".parse().unwrap(),
+            peer: &peer,
             trusted: false,
             proto: "http",
             host: Some(HeaderValue::from_static("api.test")),
-            port: 8080,
         };
         set_forwarding_headers(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4");
@@ -354,12 +386,12 @@ mod tests {
         assert_eq!(h["x-forwarded-port"], "8080");
 
         let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        let peer = PeerText::new("::1".parse().unwrap(), 80);
         let hop = Hop {
-            peer: "::1".parse().unwrap(),
+            peer: &peer,
             trusted: true,
             proto: "http",
             host: None,
-            port: 80,
         };
         set_forwarding_headers(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, ::1");

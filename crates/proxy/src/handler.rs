@@ -20,23 +20,33 @@ use crate::logbody::LogBody;
 use crate::snapshot::{RouteRt, ServiceRt, Snapshot};
 use crate::state::Shared;
 
-/// Facts about the downstream connection.
-#[derive(Debug, Clone, Copy)]
+/// Facts about the downstream connection, computed once per connection.
+#[derive(Debug)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
-    /// The listener's local port.
-    pub port: u16,
+    /// The peer and listener port rendered for forwarding headers.
+    pub text: forward::PeerText,
+}
+
+impl ConnInfo {
+    /// Describes a connection from `peer` accepted on `port`.
+    pub fn new(peer: SocketAddr, port: u16) -> Self {
+        Self {
+            peer,
+            text: forward::PeerText::new(peer.ip(), port),
+        }
+    }
 }
 
 /// Handles one request. Never fails: errors become responses.
 pub async fn handle(
     shared: Arc<Shared>,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let snap = shared.snapshot();
-    Ok(serve(&snap, conn, req).await)
+    Ok(serve(&snap, &conn, req).await)
 }
 
 fn valid_request_id(v: &HeaderValue) -> bool {
@@ -49,7 +59,7 @@ fn new_request_id() -> Arc<str> {
     Arc::from(&*uuid::Uuid::new_v4().simple().encode_lower(&mut buf))
 }
 
-async fn serve(snap: &Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let settings = &snap.settings;
     let (parts, incoming) = req.into_parts();
     let request_id = match parts.headers.get(&settings.request_id_header) {
@@ -189,11 +199,10 @@ async fn serve(snap: &Arc<Snapshot>, conn: ConnInfo, req: Request<Incoming>) -> 
         Some(resp) => resp,
         None => {
             let hop = Hop {
-                peer: conn.peer.ip(),
+                peer: &conn.text,
                 trusted,
                 proto: "http",
                 host: hop_host,
-                port: conn.port,
             };
             let upstream = Upstream {
                 route,
@@ -308,7 +317,7 @@ async fn forward_upstream(
     ctx: &mut Ctx,
     mut req: Request<Body>,
     up: &Upstream<'_>,
-    hop: &Hop,
+    hop: &Hop<'_>,
 ) -> Response<Body> {
     let route = up.route;
     let Some(svc) = route.service.map(|i| &snap.services[i]) else {

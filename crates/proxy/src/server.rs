@@ -2,7 +2,9 @@
 //! HTTP/1.1 and h2c on each connection with hyper-util's auto builder,
 //! and drains gracefully on shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -46,7 +48,7 @@ pub async fn accept_loop(
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let conn = ConnInfo { peer, port };
+                    let conn = Arc::new(ConnInfo::new(peer, port));
                     tracker.spawn(serve_connection(stream, conn, http2, shared.clone(), stop.clone()));
                 }
                 Err(e) => {
@@ -62,77 +64,117 @@ pub async fn accept_loop(
 
 async fn serve_connection(
     stream: TcpStream,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     http2: bool,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let snap = shared.snapshot();
     let s = &snap.settings;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's own limits sit above ours so that ordinary overruns get our
     // problem+json 431; only grossly oversized heads hit hyper's bare one.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
-        .max_headers(s.max_header_count.saturating_mul(2).max(100))
-        .max_buf_size((s.max_header_bytes.saturating_mul(2) + 16 * 1024).max(400 * 1024));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(
-            u32::try_from(s.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
-        )
-        .max_concurrent_streams(512)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let builder = if http2 { builder } else { builder.http1_only() };
+    let max_headers = s.max_header_count.saturating_mul(2).max(100);
+    let max_buf = (s.max_header_bytes.saturating_mul(2) + 16 * 1024).max(400 * 1024);
     let header_read_timeout = s.header_read_timeout;
+    let h2_header_list = u32::try_from(s.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX);
     drop(snap);
 
-    // hyper-util's auto builder first reads the connection preface to tell
-    // HTTP/1 from h2c, with no timeout of its own, and hyper's header timer
-    // only starts after that. Until the first request arrives, the
-    // connection gets `header_read_timeout` in total; after that hyper's
-    // own timer (HTTP/1) and keep-alive pings (h2) take over.
     let first_request = Arc::new(AtomicBool::new(false));
     let seen = first_request.clone();
+    let peer = conn.peer;
     let service = hyper::service::service_fn(move |req| {
         seen.store(true, Ordering::Relaxed);
-        handle(shared.clone(), conn, req)
+        handle(shared.clone(), conn.clone(), req)
     });
-    let connection = builder.serve_connection_with_upgrades(
-        TokioIo::new(FramingGuard::new(stream, conn.peer)),
-        service,
-    );
-    tokio::pin!(connection);
-    if *stop.borrow() {
-        connection.as_mut().graceful_shutdown();
+    let io = TokioIo::new(FramingGuard::new(stream, peer));
+    let watch = Watch {
+        peer,
+        stop,
+        first_request,
+        header_read_timeout,
+    };
+
+    if http2 {
+        // HTTP/1.1 and h2c (prior knowledge) on one port.
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_headers(max_headers)
+            .max_buf_size(max_buf);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(h2_header_list)
+            .max_concurrent_streams(512)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        watch.drive(connection, |c| c.graceful_shutdown()).await;
+    } else {
+        // HTTP/1.1 only. hyper-util's auto builder ignores `http1_only`
+        // when serving with upgrades, so use hyper's HTTP/1 builder.
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_headers(max_headers)
+            .max_buf_size(max_buf);
+        let connection = builder.serve_connection(io, service).with_upgrades();
+        watch.drive(connection, |c| c.graceful_shutdown()).await;
     }
-    let first_deadline = tokio::time::sleep(header_read_timeout);
-    tokio::pin!(first_deadline);
-    let mut waiting_for_first = true;
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            res = connection.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            changed = stop.changed(), if !draining => {
-                draining = true;
-                if changed.is_ok() {
-                    connection.as_mut().graceful_shutdown();
-                }
-            }
-            () = &mut first_deadline, if waiting_for_first => {
-                waiting_for_first = false;
-                if !first_request.load(Ordering::Relaxed) {
-                    tracing::debug!(peer = %conn.peer, "closing a connection that sent no request in time");
+}
+
+/// Drives one connection to its end: drains it on shutdown, and closes it
+/// if no request arrived within `header_read_timeout`.
+struct Watch {
+    peer: std::net::SocketAddr,
+    stop: watch::Receiver<bool>,
+    first_request: Arc<AtomicBool>,
+    header_read_timeout: Duration,
+}
+
+impl Watch {
+    async fn drive<C, E>(mut self, connection: C, graceful: fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let peer = self.peer;
+        tokio::pin!(connection);
+        if *self.stop.borrow() {
+            graceful(connection.as_mut());
+        }
+        // hyper-util's auto builder first reads the connection preface to
+        // tell HTTP/1 from h2c, with no timeout of its own, and hyper's
+        // header timer only starts after that. Until the first request
+        // arrives, the connection gets `header_read_timeout` in total; after
+        // that hyper's own timer (HTTP/1) and keep-alive pings (h2) take over.
+        let first_deadline = tokio::time::sleep(self.header_read_timeout);
+        tokio::pin!(first_deadline);
+        let mut waiting_for_first = true;
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                res = connection.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
                     return;
+                }
+                changed = self.stop.changed(), if !draining => {
+                    draining = true;
+                    if changed.is_ok() {
+                        graceful(connection.as_mut());
+                    }
+                }
+                () = &mut first_deadline, if waiting_for_first => {
+                    waiting_for_first = false;
+                    if !self.first_request.load(Ordering::Relaxed) {
+                        tracing::debug!(peer = %peer, "closing a connection that sent no request in time");
+                        return;
+                    }
                 }
             }
         }

@@ -162,6 +162,9 @@ impl PluginError {
 pub struct BuildEnv {
     /// API key -> consumer, from the consumers' `key-auth` credentials.
     pub key_credentials: Arc<HashMap<String, Consumer>>,
+    /// Every configured consumer by username (to check references such as
+    /// `key-auth`'s `anonymous`).
+    pub consumers: Arc<HashMap<String, Consumer>>,
 }
 
 /// Builds plugin instances of one kind from their configuration.

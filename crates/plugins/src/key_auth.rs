@@ -19,7 +19,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use gatehouse_core::{
-    Consumer, Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType, Request,
+    BuildEnv, Consumer, Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType,
+    Request,
 };
 
 use crate::{TypedFactory, config};
@@ -57,7 +58,7 @@ impl Default for Config {
 
 /// Builds [`KeyAuth`] instances from their `config`.
 pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, env| {
-    Ok(Arc::new(KeyAuth::new(cfg, env.key_credentials.clone())?))
+    Ok(Arc::new(KeyAuth::new(cfg, env)?))
 });
 
 /// The running plugin.
@@ -82,7 +83,7 @@ enum Found<'a> {
 
 impl KeyAuth {
     /// Validates `cfg` and builds the plugin over `keys`.
-    pub fn new(cfg: Config, keys: Arc<HashMap<String, Consumer>>) -> Result<Self, PluginError> {
+    pub fn new(cfg: Config, env: &BuildEnv) -> Result<Self, PluginError> {
         if cfg.key_names.is_empty() {
             return Err(PluginError::at(
                 "key_names",
@@ -100,10 +101,15 @@ impl KeyAuth {
                     "expected a consumer username, got an empty string",
                 ));
             }
-            Some(name) => Some(Consumer {
-                username: Arc::from(name),
-                custom_id: None,
-            }),
+            Some(name) => match env.consumers.get(&name) {
+                Some(consumer) => Some(consumer.clone()),
+                None => {
+                    return Err(PluginError::at(
+                        "anonymous",
+                        format!("no consumer named `{name}` (add it under `consumers`)"),
+                    ));
+                }
+            },
             None => None,
         };
         Ok(Self {
@@ -111,7 +117,7 @@ impl KeyAuth {
             query_names: cfg.key_names,
             hide_credentials: cfg.hide_credentials,
             anonymous,
-            keys,
+            keys: env.key_credentials.clone(),
         })
     }
 
@@ -260,7 +266,7 @@ impl Plugin for KeyAuth {
 mod tests {
     use super::*;
     use crate::testing::*;
-    use gatehouse_core::{BuildEnv, PluginFactory};
+    use gatehouse_core::PluginFactory;
     use serde_json::json;
 
     fn env() -> BuildEnv {
@@ -274,8 +280,21 @@ mod tests {
                 },
             );
         }
+        let consumers = ["alice", "bob", "guest"]
+            .into_iter()
+            .map(|u| {
+                (
+                    u.to_owned(),
+                    Consumer {
+                        username: Arc::from(u),
+                        custom_id: (u == "guest").then(|| Arc::from("guest-42")),
+                    },
+                )
+            })
+            .collect();
         BuildEnv {
             key_credentials: Arc::new(keys),
+            consumers: Arc::new(consumers),
         }
     }
 
@@ -398,6 +417,23 @@ mod tests {
         let (ctx, flow) = run(cfg, &mut req).await;
         assert!(ctx.consumer.is_none());
         assert_eq!(problem(flow).await.0, 401);
+    }
+
+    #[test]
+    fn anonymous_must_name_a_configured_consumer() {
+        let err = FACTORY
+            .build(&json!({"anonymous": "nobody"}), &env())
+            .err()
+            .unwrap();
+        assert_eq!(err.path, "anonymous");
+        assert!(
+            err.message.contains("no consumer named `nobody`"),
+            "{}",
+            err.message
+        );
+        // The configured consumer is used as is, custom_id included.
+        let plugin = FACTORY.build(&json!({"anonymous": "guest"}), &env());
+        assert!(plugin.is_ok());
     }
 
     #[tokio::test]

@@ -38,8 +38,16 @@ fn yaml_blocks(markdown: &str) -> Vec<String> {
 
 fn env_of(config: &Value) -> BuildEnv {
     let mut keys = HashMap::new();
+    let mut consumers = HashMap::new();
     for consumer in config["consumers"].as_array().into_iter().flatten() {
         let username = consumer["username"].as_str().expect("consumer username");
+        consumers.insert(
+            username.to_owned(),
+            Consumer {
+                username: Arc::from(username),
+                custom_id: None,
+            },
+        );
         for cred in consumer["credentials"]["key_auth"]
             .as_array()
             .into_iter()
@@ -56,6 +64,7 @@ fn env_of(config: &Value) -> BuildEnv {
     }
     BuildEnv {
         key_credentials: Arc::new(keys),
+        consumers: Arc::new(consumers),
     }
 }
 

@@ -122,6 +122,7 @@ pub fn compile(
 
     // Consumers and their keys, for authentication plugins.
     let mut keys = HashMap::new();
+    let mut consumers = HashMap::new();
     for c in &config.consumers {
         let consumer = Consumer {
             username: c.username.as_str().into(),
@@ -130,9 +131,11 @@ pub fn compile(
         for k in &c.credentials.key_auth {
             keys.insert(k.key.clone(), consumer.clone());
         }
+        consumers.insert(c.username.clone(), consumer);
     }
     let env = BuildEnv {
         key_credentials: Arc::new(keys),
+        consumers: Arc::new(consumers),
     };
 
     let global = build_plugins(&config.plugins, "plugins", registry, &env, &mut errs);

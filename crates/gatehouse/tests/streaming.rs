@@ -101,6 +101,7 @@ async fn websocket_upgrade_passes_through() {
     .expect("websocket handshake through the gateway");
     assert_eq!(resp.status(), 101);
     assert!(resp.headers().contains_key("x-request-id"));
+    assert_eq!(resp.headers()["via"], "1.1 gatehouse");
     for i in 0..3 {
         ws.send(Message::Text(format!("hello {i}").into()))
             .await

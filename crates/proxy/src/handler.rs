@@ -452,6 +452,9 @@ async fn forward_upstream(
         });
         let (mut parts, _) = resp.into_parts();
         forward::strip_hop_by_hop(&mut parts.headers, true, false);
+        if settings.via {
+            forward::append_via(&mut parts.headers, Version::HTTP_11);
+        }
         return Response::from_parts(parts, body::empty());
     }
 

@@ -142,6 +142,13 @@ fn run(config: Option<PathBuf>) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        let signals = match crate::reload::Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let gateway = match gatehouse_proxy::Gateway::start(&loaded).await {
             Ok(g) => g,
             Err(e) => {
@@ -158,6 +165,6 @@ fn run(config: Option<PathBuf>) -> ExitCode {
                     .to_string()),
             "gatehouse started"
         );
-        crate::reload::serve_until_signal(gateway, config, &loaded).await
+        crate::reload::serve_until_signal(gateway, signals, config, &loaded).await
     })
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gatehouse_config::Loaded;
 use gatehouse_proxy::Gateway;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Reloads `path` into `gateway`, logging the outcome.
 pub async fn reload_file(gateway: &Gateway, path: &Path) -> bool {
@@ -35,23 +35,38 @@ fn fingerprint(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok()
 }
 
+/// The signals the gateway reacts to. Installed before the listeners are
+/// bound, so a SIGHUP that arrives as soon as the gateway is reachable
+/// reloads it instead of killing it (the default action).
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers for SIGTERM, SIGINT and SIGHUP.
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, reloading on SIGHUP and file changes.
 pub async fn serve_until_signal(
     gateway: Gateway,
+    signals: Signals,
     path: Option<PathBuf>,
     loaded: &Loaded,
 ) -> ExitCode {
-    let (mut term, mut int, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            tracing::error!("cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let watch = loaded.config.server.watch && path.is_some();
     let mut tick = tokio::time::interval(
         loaded

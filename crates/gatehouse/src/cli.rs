@@ -109,6 +109,10 @@ pub fn load_and_check(path: &std::path::Path) -> Result<Loaded, ConfigErrors> {
 }
 
 fn run(config: Option<PathBuf>) -> ExitCode {
+    // Fingerprint the file before reading it: if it changes in between, the
+    // watcher sees a difference and reloads once more (harmless), instead
+    // of missing a change made right after start.
+    let fingerprint = config.as_deref().and_then(crate::reload::fingerprint);
     let loaded = match &config {
         Some(path) => load_and_check(path),
         None => gatehouse_config::parse_str(crate::DEMO_CONFIG, "<embedded demo config>")
@@ -165,6 +169,6 @@ fn run(config: Option<PathBuf>) -> ExitCode {
                     .to_string()),
             "gatehouse started"
         );
-        crate::reload::serve_until_signal(gateway, signals, config, &loaded).await
+        crate::reload::serve_until_signal(gateway, signals, config, fingerprint, &loaded).await
     })
 }

@@ -31,7 +31,8 @@ pub async fn reload_file(gateway: &Gateway, path: &Path) -> bool {
     }
 }
 
-fn fingerprint(path: &Path) -> Option<Vec<u8>> {
+/// The bytes of the config file, compared to detect changes.
+pub fn fingerprint(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok()
 }
 
@@ -60,6 +61,7 @@ pub async fn serve_until_signal(
     gateway: Gateway,
     signals: Signals,
     path: Option<PathBuf>,
+    initial: Option<Vec<u8>>,
     loaded: &Loaded,
 ) -> ExitCode {
     let Signals {
@@ -76,7 +78,7 @@ pub async fn serve_until_signal(
             .max(Duration::from_millis(50)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = path.as_deref().and_then(fingerprint);
+    let mut last = initial;
     loop {
         tokio::select! {
             _ = term.recv() => break,

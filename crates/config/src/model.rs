@@ -124,8 +124,17 @@ pub struct Service {
     /// Unique name; routes refer to it.
     pub name: String,
     /// Where to send requests: `http://host:port` with an optional base
-    /// path that is prepended to the forwarded path.
+    /// path that is prepended to the forwarded path. With `targets`, the
+    /// URL's host is the Host header sent upstream (unless the route
+    /// preserves or rewrites it) and the targets are where connections go.
     pub url: String,
+    /// Instances to balance over (`host:port` and a weight). Without it the
+    /// URL's host and port are the one target.
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    /// How a target is chosen for each request.
+    #[serde(default)]
+    pub load_balancing: LoadBalancing,
     /// HTTP/1.1 (default) or HTTP/2 prior knowledge.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
@@ -146,6 +155,33 @@ pub struct Service {
     /// Free-form labels.
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+/// One instance of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// `host:port` (an IP address or a DNS name).
+    pub target: String,
+    /// Share of traffic relative to the other targets; 0 drains it.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    100
+}
+
+/// Load-balancing settings of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadBalancing {
+    /// `round-robin` (smooth weighted, the default), `least-connections`,
+    /// `consistent-hash`, `random` or `p2c-ewma`.
+    pub algorithm: Option<String>,
+    /// What `consistent-hash` hashes: `client_ip` (default), `consumer`,
+    /// `header:NAME`, `cookie:NAME` or `query:NAME`.
+    pub hash_on: Option<String>,
 }
 
 fn default_connect_timeout() -> Duration {

@@ -153,6 +153,7 @@ fn services(config: &Config, c: &mut Collector<'_>) {
             },
             Err(e) => c.error(field, format!("`{}` is not a valid URL: {e}", s.url)),
         }
+        targets(s, i, c);
         if s.connect_timeout.is_zero() {
             c.error(
                 format!("services[{i}].connect_timeout"),
@@ -166,6 +167,78 @@ fn services(config: &Config, c: &mut Collector<'_>) {
             );
         }
         plugin_refs(&s.plugins, &format!("services[{i}].plugins"), c);
+    }
+}
+
+/// The algorithms `load_balancing.algorithm` accepts.
+pub const ALGORITHMS: [&str; 5] = [
+    "round-robin",
+    "least-connections",
+    "consistent-hash",
+    "random",
+    "p2c-ewma",
+];
+
+fn targets(s: &crate::model::Service, i: usize, c: &mut Collector<'_>) {
+    let mut seen = HashMap::new();
+    for (j, t) in s.targets.iter().enumerate() {
+        let field = format!("services[{i}].targets[{j}].target");
+        match t.target.parse::<http::uri::Authority>() {
+            Ok(a) if a.port_u16().is_some() && !a.host().is_empty() && !t.target.contains('@') => {
+                if let Some(prev) = seen.insert(t.target.as_str(), j) {
+                    c.error(
+                        field,
+                        format!("`{}` is already listed at targets[{prev}]", t.target),
+                    );
+                }
+            }
+            _ => c.error(
+                field,
+                format!(
+                    "`{}` is not host:port (expected e.g. 10.0.0.1:8080)",
+                    t.target
+                ),
+            ),
+        }
+        if t.weight > 65_535 {
+            c.error(
+                format!("services[{i}].targets[{j}].weight"),
+                "must be at most 65535",
+            );
+        }
+    }
+    let lb = &s.load_balancing;
+    if let Some(a) = &lb.algorithm
+        && !ALGORITHMS.contains(&a.as_str())
+    {
+        c.error(
+            format!("services[{i}].load_balancing.algorithm"),
+            format!(
+                "unknown algorithm `{a}` (expected one of {})",
+                ALGORITHMS.join(", ")
+            ),
+        );
+    }
+    if let Some(h) = &lb.hash_on {
+        let ok = match h.split_once(':') {
+            Some(("header", n)) => http::HeaderName::from_bytes(n.as_bytes()).is_ok(),
+            Some(("cookie" | "query", n)) => !n.is_empty(),
+            None => h == "client_ip" || h == "consumer",
+            _ => false,
+        };
+        if !ok {
+            c.error(
+                format!("services[{i}].load_balancing.hash_on"),
+                format!(
+                    "`{h}` is not a hash key (expected client_ip, consumer, header:NAME, cookie:NAME or query:NAME)"
+                ),
+            );
+        } else if lb.algorithm.as_deref() != Some("consistent-hash") {
+            c.error(
+                format!("services[{i}].load_balancing.hash_on"),
+                "only used with `algorithm: consistent-hash`",
+            );
+        }
     }
 }
 

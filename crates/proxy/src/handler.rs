@@ -17,7 +17,7 @@ use crate::chain::Chain;
 use crate::client::{UpstreamFailure, caused_by, classify};
 use crate::forward::{self, Hop};
 use crate::logbody::LogBody;
-use crate::snapshot::{RouteRt, ServiceRt, Snapshot};
+use crate::snapshot::{HashOn, RouteRt, ServiceRt, Snapshot};
 use crate::state::Shared;
 
 /// Facts about the downstream connection, computed once per connection.
@@ -352,9 +352,34 @@ async fn forward_upstream(
             http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
         }
     };
+    // Choose the target. One target needs no balancer bookkeeping.
+    let target = if svc.targets.len() == 1 {
+        None
+    } else {
+        let key = hash_key(svc, ctx, &req);
+        match svc.balancer.pick(key.as_deref(), &svc.health) {
+            Some(t) => {
+                svc.balancer.on_start(t);
+                Some(t)
+            }
+            None => {
+                return ctx_problem(
+                    ctx,
+                    Problem::new(ProblemType::NoHealthyUpstream).detail(format!(
+                        "no target of `{}` can take requests (all weights 0 or unhealthy)",
+                        svc.name
+                    )),
+                );
+            }
+        }
+    };
+    let authority = match target {
+        Some(t) => svc.targets[t].clone(),
+        None => svc.targets[0].clone(),
+    };
     let mut uri_parts = http::uri::Parts::default();
     uri_parts.scheme = Some(svc.scheme.clone());
-    uri_parts.authority = Some(svc.authority.clone());
+    uri_parts.authority = Some(authority);
     uri_parts.path_and_query = pq.ok();
     let uri = match http::Uri::from_parts(uri_parts) {
         Ok(u) => u,
@@ -400,11 +425,18 @@ async fn forward_upstream(
 
     for e in chain.phase(Phase::UpstreamRequest) {
         if let Flow::Respond(r) = e.plugin.upstream_request(ctx, &mut req).await {
+            if let Some(t) = target {
+                svc.balancer.on_finish(t, std::time::Duration::ZERO, true);
+            }
             return r;
         }
     }
 
+    let sent_at = std::time::Instant::now();
     let sent = tokio::time::timeout(svc.timeout, svc.client.request(req)).await;
+    if let (Some(t), Err(_) | Ok(Err(_))) = (target, &sent) {
+        svc.balancer.on_finish(t, sent_at.elapsed(), false);
+    }
     let mut resp = match sent {
         Err(_) => {
             return ctx_problem(
@@ -437,6 +469,9 @@ async fn forward_upstream(
     if let Some(client_upgrade) = client_upgrade
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
     {
+        if let Some(t) = target {
+            svc.balancer.on_finish(t, sent_at.elapsed(), true);
+        }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -464,7 +499,45 @@ async fn forward_upstream(
         forward::append_via(&mut parts.headers, parts.version);
     }
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, body::boxed(incoming))
+    let mut out = body::boxed(incoming);
+    if let Some(t) = target {
+        // The request stays "in flight" for least-connections until its
+        // body ends; the latency reported is the time to response headers.
+        let ok = !parts.status.is_server_error();
+        out = crate::logbody::FinishBody::wrap(out, svc.balancer.clone(), t, sent_at.elapsed(), ok);
+    }
+    Response::from_parts(parts, out)
+}
+
+/// The bytes `consistent-hash` hashes for this request, if it uses it.
+fn hash_key(svc: &ServiceRt, ctx: &Ctx, req: &Request<Body>) -> Option<Vec<u8>> {
+    if svc.balancer.algorithm() != gatehouse_upstream::Algorithm::ConsistentHash {
+        return None;
+    }
+    let ip = || Some(ctx.client_ip.to_string().into_bytes());
+    match &svc.hash_on {
+        HashOn::ClientIp => ip(),
+        HashOn::Consumer => match &ctx.consumer {
+            Some(c) => Some(c.username.as_bytes().to_vec()),
+            None => ip(),
+        },
+        HashOn::Header(name) => req.headers().get(name).map(|v| v.as_bytes().to_vec()),
+        HashOn::Cookie(name) => req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes().to_vec()),
+        HashOn::Query(name) => req.uri().query().and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_bytes().to_vec())
+        }),
+    }
 }
 
 fn ctx_problem(ctx: &Ctx, p: Problem) -> Response<Body> {

@@ -86,3 +86,72 @@ impl Drop for LogBody {
         self.done(completed);
     }
 }
+
+/// Reports the end of an upstream exchange to the load balancer when the
+/// response body ends or is dropped, so `least-connections` counts a
+/// streaming response as in flight for as long as it streams.
+pub struct FinishBody {
+    inner: Body,
+    done: Option<(Arc<gatehouse_upstream::Balancer>, usize)>,
+    latency: std::time::Duration,
+    ok: bool,
+}
+
+impl FinishBody {
+    /// Wraps `inner`; `latency` and `ok` are what the balancer is told.
+    pub fn wrap(
+        inner: Body,
+        balancer: Arc<gatehouse_upstream::Balancer>,
+        target: usize,
+        latency: std::time::Duration,
+        ok: bool,
+    ) -> Body {
+        gatehouse_core::body::boxed(Self {
+            inner,
+            done: Some((balancer, target)),
+            latency,
+            ok,
+        })
+    }
+
+    fn finish(&mut self, ok: bool) {
+        if let Some((balancer, target)) = self.done.take() {
+            balancer.on_finish(target, self.latency, self.ok && ok);
+        }
+    }
+}
+
+impl http_body::Body for FinishBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finish(true),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for FinishBody {
+    fn drop(&mut self) {
+        let completed = self.inner.is_end_stream();
+        self.finish(completed);
+    }
+}

@@ -13,6 +13,7 @@ use gatehouse_config::{
 use gatehouse_core::{BuildEnv, Consumer};
 use gatehouse_plugins::Registry;
 use gatehouse_router::{RouteSpec, Router, ValueMatch, VersionSource, VersionSpec};
+use gatehouse_upstream::{Algorithm, Balancer, HealthSet, Target};
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 
@@ -44,8 +45,16 @@ pub struct ServiceRt {
     pub name: Arc<str>,
     /// `http`.
     pub scheme: Scheme,
-    /// `host:port`.
+    /// `host:port` of the URL (the target when `targets` is empty).
     pub authority: Authority,
+    /// Where connections go, by balancer index.
+    pub targets: Vec<Authority>,
+    /// Chooses a target per request.
+    pub balancer: Arc<Balancer>,
+    /// Which targets may be picked (all, until health checks arrive).
+    pub health: Arc<HealthSet>,
+    /// The request property `consistent-hash` hashes.
+    pub hash_on: HashOn,
     /// Base path prepended to forwarded paths ("" for none).
     pub base_path: String,
     /// The Host header sent upstream unless the route says otherwise.
@@ -56,6 +65,35 @@ pub struct ServiceRt {
     pub timeout: Duration,
     /// Pooled client.
     pub client: UpstreamClient,
+}
+
+/// What `consistent-hash` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// The resolved client address.
+    ClientIp,
+    /// The identified consumer's username (client address if none).
+    Consumer,
+    /// A request header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value.
+    Query(String),
+}
+
+impl HashOn {
+    fn parse(s: Option<&str>) -> Self {
+        match s.and_then(|s| s.split_once(':').map(|(k, v)| (k, v.to_string()))) {
+            Some(("header", v)) => HeaderName::from_bytes(v.as_bytes())
+                .map(HashOn::Header)
+                .unwrap_or(HashOn::ClientIp),
+            Some(("cookie", v)) => HashOn::Cookie(v),
+            Some(("query", v)) => HashOn::Query(v),
+            _ if s == Some("consumer") => HashOn::Consumer,
+            _ => HashOn::ClientIp,
+        }
+    }
 }
 
 /// A route ready to take requests.
@@ -178,7 +216,38 @@ pub fn compile(
         if !client_keys.contains(&key) {
             client_keys.push(key.clone());
         }
+        // Targets: the listed ones, or the URL's own host:port.
+        let (targets, weights): (Vec<Authority>, Vec<u32>) = if s.targets.is_empty() {
+            (vec![authority.clone()], vec![1])
+        } else {
+            s.targets
+                .iter()
+                .filter_map(|t| t.target.parse::<Authority>().ok().map(|a| (a, t.weight)))
+                .unzip()
+        };
+        let algorithm = s
+            .load_balancing
+            .algorithm
+            .as_deref()
+            .and_then(|a| a.parse::<Algorithm>().ok())
+            .unwrap_or_default();
+        let lb_targets: Vec<Target> = weights
+            .iter()
+            .enumerate()
+            .map(|(j, w)| Target::new(j, *w))
+            .collect();
+        let balancer = match Balancer::new(algorithm, &lb_targets) {
+            Ok(b) => b,
+            Err(e) => {
+                errs.push(&format!("services[{i}].targets"), e.to_string());
+                continue;
+            }
+        };
         services.push(ServiceRt {
+            health: Arc::new(HealthSet::all_healthy(targets.len())),
+            targets,
+            balancer: Arc::new(balancer),
+            hash_on: HashOn::parse(s.load_balancing.hash_on.as_deref()),
             name: s.name.as_str().into(),
             scheme,
             authority,

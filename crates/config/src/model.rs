@@ -135,6 +135,9 @@ pub struct Service {
     /// How a target is chosen for each request.
     #[serde(default)]
     pub load_balancing: LoadBalancing,
+    /// Health checks that take failing targets out of rotation.
+    #[serde(default)]
+    pub health_checks: HealthChecks,
     /// HTTP/1.1 (default) or HTTP/2 prior knowledge.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
@@ -182,6 +185,74 @@ pub struct LoadBalancing {
     /// What `consistent-hash` hashes: `client_ip` (default), `consumer`,
     /// `header:NAME`, `cookie:NAME` or `query:NAME`.
     pub hash_on: Option<String>,
+}
+
+/// Health checking of a service's targets.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthChecks {
+    /// Probe every target on a timer.
+    pub active: Option<ActiveHealthCheck>,
+}
+
+/// What an active probe does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// `GET path`; healthy when the status is expected.
+    #[default]
+    Http,
+    /// A TCP connect; healthy when it succeeds.
+    Tcp,
+}
+
+/// Active health check settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveHealthCheck {
+    /// `http` (default) or `tcp`.
+    #[serde(default, rename = "type")]
+    pub kind: ProbeKind,
+    /// Path probed with GET (`http` only).
+    #[serde(default = "default_probe_path")]
+    pub path: String,
+    /// Statuses that count as healthy; empty means 200-399.
+    #[serde(default)]
+    pub expected_statuses: Vec<u16>,
+    /// Time between probes of a target.
+    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub interval: Duration,
+    /// Time a probe may take.
+    #[serde(default = "default_probe_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring an unhealthy target back.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a healthy target out.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_probe_path() -> String {
+    "/".to_string()
+}
+
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_healthy_threshold() -> u32 {
+    2
+}
+
+fn default_unhealthy_threshold() -> u32 {
+    3
 }
 
 fn default_connect_timeout() -> Duration {

@@ -207,6 +207,32 @@ fn targets(s: &crate::model::Service, i: usize, c: &mut Collector<'_>) {
             );
         }
     }
+    if let Some(a) = &s.health_checks.active {
+        let at = format!("services[{i}].health_checks.active");
+        if a.interval.is_zero() {
+            c.error(format!("{at}.interval"), "must be greater than zero");
+        }
+        if a.timeout.is_zero() {
+            c.error(format!("{at}.timeout"), "must be greater than zero");
+        }
+        if a.healthy_threshold == 0 {
+            c.error(format!("{at}.healthy_threshold"), "must be at least 1");
+        }
+        if a.unhealthy_threshold == 0 {
+            c.error(format!("{at}.unhealthy_threshold"), "must be at least 1");
+        }
+        if !a.path.starts_with('/') || a.path.parse::<http::uri::PathAndQuery>().is_err() {
+            c.error(format!("{at}.path"), "must be a path starting with `/`");
+        }
+        for (k, st) in a.expected_statuses.iter().enumerate() {
+            if !(100..=599).contains(st) {
+                c.error(
+                    format!("{at}.expected_statuses[{k}]"),
+                    "must be an HTTP status (100-599)",
+                );
+            }
+        }
+    }
     let lb = &s.load_balancing;
     if let Some(a) = &lb.algorithm
         && !ALGORITHMS.contains(&a.as_str())

@@ -10,6 +10,7 @@ pub mod client;
 pub mod forward;
 mod framing;
 mod handler;
+pub mod health;
 mod logbody;
 mod server;
 pub mod snapshot;
@@ -150,6 +151,7 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        self.shared.stop_health_checks();
     }
 }
 

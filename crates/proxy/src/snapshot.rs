@@ -55,6 +55,8 @@ pub struct ServiceRt {
     pub health: Arc<HealthSet>,
     /// The request property `consistent-hash` hashes.
     pub hash_on: HashOn,
+    /// Active health check, if configured.
+    pub active_check: Option<crate::health::ProbeSpec>,
     /// Base path prepended to forwarded paths ("" for none).
     pub base_path: String,
     /// The Host header sent upstream unless the route says otherwise.
@@ -248,6 +250,11 @@ pub fn compile(
             targets,
             balancer: Arc::new(balancer),
             hash_on: HashOn::parse(s.load_balancing.hash_on.as_deref()),
+            active_check: s
+                .health_checks
+                .active
+                .as_ref()
+                .map(crate::health::ProbeSpec::new),
             name: s.name.as_str().into(),
             scheme,
             authority,

@@ -1,0 +1,154 @@
+//! Active health checks: one task per service that configures them. Each
+//! interval it probes every target (an HTTP GET or a TCP connect) and flips
+//! the target's bit in the service's lock-free `HealthSet` after
+//! `unhealthy_threshold` consecutive failures or `healthy_threshold`
+//! consecutive successes. The request path only reads the bits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_config::{ActiveHealthCheck, ProbeKind};
+use gatehouse_upstream::HealthSet;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, header};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinHandle;
+
+/// A compiled active check.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    kind: ProbeKind,
+    path: PathAndQuery,
+    statuses: Vec<u16>,
+    interval: Duration,
+    timeout: Duration,
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
+}
+
+impl ProbeSpec {
+    /// From validated config.
+    pub fn new(c: &ActiveHealthCheck) -> Self {
+        Self {
+            kind: c.kind,
+            path: c
+                .path
+                .parse()
+                .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+            statuses: c.expected_statuses.clone(),
+            interval: c.interval,
+            timeout: c.timeout,
+            healthy_threshold: c.healthy_threshold,
+            unhealthy_threshold: c.unhealthy_threshold,
+        }
+    }
+
+    fn expected(&self, status: u16) -> bool {
+        if self.statuses.is_empty() {
+            (200..400).contains(&status)
+        } else {
+            self.statuses.contains(&status)
+        }
+    }
+}
+
+/// What the checker of one service needs.
+pub struct CheckTarget {
+    /// Service name, for logs.
+    pub service: Arc<str>,
+    /// Scheme of the service URL.
+    pub scheme: Scheme,
+    /// Host header to send with HTTP probes.
+    pub host: HeaderValue,
+    /// The targets, by balancer index.
+    pub targets: Vec<Authority>,
+    /// The bits the request path reads.
+    pub health: Arc<HealthSet>,
+    /// The probe.
+    pub spec: ProbeSpec,
+}
+
+/// Starts the checker task for one service.
+pub fn spawn(check: CheckTarget) -> JoinHandle<()> {
+    tokio::spawn(run(check))
+}
+
+async fn run(c: CheckTarget) {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(c.spec.timeout));
+    connector.set_nodelay(true);
+    // No pooling: every probe opens a connection, as a new client would.
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .set_host(false)
+        .build(connector);
+    let n = c.targets.len();
+    let mut successes = vec![0u32; n];
+    let mut failures = vec![0u32; n];
+    let mut tick = tokio::time::interval(c.spec.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let probes = c.targets.iter().map(|t| probe(&client, &c, t.clone()));
+        let results = futures_util::future::join_all(probes).await;
+        for (i, ok) in results.into_iter().enumerate() {
+            if ok {
+                successes[i] = successes[i].saturating_add(1);
+                failures[i] = 0;
+            } else {
+                failures[i] = failures[i].saturating_add(1);
+                successes[i] = 0;
+            }
+            let healthy = c.health.is_healthy(i);
+            if healthy && failures[i] >= c.spec.unhealthy_threshold {
+                c.health.set(i, false);
+                tracing::warn!(service = %c.service, target = %c.targets[i], failures = failures[i], "target unhealthy: out of rotation");
+            } else if !healthy && successes[i] >= c.spec.healthy_threshold {
+                c.health.set(i, true);
+                tracing::info!(service = %c.service, target = %c.targets[i], "target healthy again: back in rotation");
+            }
+        }
+    }
+}
+
+async fn probe(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    c: &CheckTarget,
+    target: Authority,
+) -> bool {
+    let spec = &c.spec;
+    match spec.kind {
+        ProbeKind::Tcp => matches!(
+            tokio::time::timeout(
+                spec.timeout,
+                tokio::net::TcpStream::connect(target.as_str())
+            )
+            .await,
+            Ok(Ok(_))
+        ),
+        ProbeKind::Http => {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(c.scheme.clone());
+            parts.authority = Some(target);
+            parts.path_and_query = Some(spec.path.clone());
+            let Ok(uri) = http::Uri::from_parts(parts) else {
+                return false;
+            };
+            let Ok(req) = Request::get(uri)
+                .header(header::HOST, c.host.clone())
+                .header(header::USER_AGENT, "gatehouse-health-check")
+                .body(Empty::new())
+            else {
+                return false;
+            };
+            match tokio::time::timeout(spec.timeout, client.request(req)).await {
+                Ok(Ok(resp)) => spec.expected(resp.status().as_u16()),
+                _ => false,
+            }
+        }
+    }
+}

@@ -193,6 +193,37 @@ pub struct LoadBalancing {
 pub struct HealthChecks {
     /// Probe every target on a timer.
     pub active: Option<ActiveHealthCheck>,
+    /// Eject targets whose live traffic keeps failing (outlier ejection).
+    pub passive: Option<PassiveHealthCheck>,
+}
+
+/// Passive health check (outlier ejection) settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealthCheck {
+    /// Consecutive failed requests (connect failures, timeouts, resets, or a
+    /// status in `unhealthy_statuses`) that eject a target.
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    /// Response statuses that count as failures.
+    #[serde(default = "default_unhealthy_statuses")]
+    pub unhealthy_statuses: Vec<u16>,
+    /// How long an ejected target stays out before it gets traffic again.
+    #[serde(default = "default_cool_down", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cool_down: Duration,
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+
+fn default_unhealthy_statuses() -> Vec<u16> {
+    vec![500, 502, 503, 504]
+}
+
+fn default_cool_down() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// What an active probe does.

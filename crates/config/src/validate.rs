@@ -233,6 +233,23 @@ fn targets(s: &crate::model::Service, i: usize, c: &mut Collector<'_>) {
             }
         }
     }
+    if let Some(p) = &s.health_checks.passive {
+        let at = format!("services[{i}].health_checks.passive");
+        if p.consecutive_failures == 0 {
+            c.error(format!("{at}.consecutive_failures"), "must be at least 1");
+        }
+        if p.cool_down.is_zero() {
+            c.error(format!("{at}.cool_down"), "must be greater than zero");
+        }
+        for (k, st) in p.unhealthy_statuses.iter().enumerate() {
+            if !(100..=599).contains(st) {
+                c.error(
+                    format!("{at}.unhealthy_statuses[{k}]"),
+                    "must be an HTTP status (100-599)",
+                );
+            }
+        }
+    }
     let lb = &s.load_balancing;
     if let Some(a) = &lb.algorithm
         && !ALGORITHMS.contains(&a.as_str())

@@ -180,3 +180,80 @@ fn invalid_health_check_config_is_located() {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }
 }
+
+fn passive_config(targets: &[String], passive: &str) -> String {
+    let list: String = targets
+        .iter()
+        .map(|t| format!("      - target: \"{t}\"\n"))
+        .collect();
+    format!(
+        "services:\n  - name: pool\n    url: \"http://pool.internal\"\n    targets:\n{list}    health_checks:\n      passive:\n{passive}routes:\n  - name: r\n    service: pool\n"
+    )
+}
+
+#[tokio::test]
+async fn passive_checks_eject_a_failing_target_until_the_cool_down_ends() {
+    let good = Upstream::builder().name("good").start().await;
+    let bad = Upstream::builder().name("bad").status(500).start().await;
+    let gw = TestGateway::start(&passive_config(
+        &[good.addr().to_string(), bad.addr().to_string()],
+        "        consecutive_failures: 2\n        cool_down: 400ms\n",
+    ))
+    .await;
+    // Round-robin alternates: the bad target fails twice within 4 requests.
+    for _ in 0..4 {
+        get(&gw.url("/x")).await;
+    }
+    assert_eq!(bad.hits(), 2);
+    let ejected_at = Instant::now();
+    for _ in 0..6 {
+        let r = get(&gw.url("/x")).await;
+        assert_eq!(r.header("x-upstream"), Some("good"));
+    }
+    assert_eq!(bad.hits(), 2, "an ejected target must get no traffic");
+    // After the cool-down the target gets traffic again.
+    eventually("the bad target is back after its cool-down", async || {
+        get(&gw.url("/x")).await;
+        bad.hits() > 2
+    })
+    .await;
+    assert!(ejected_at.elapsed() >= Duration::from_millis(350));
+}
+
+#[tokio::test]
+async fn passive_checks_count_connect_failures() {
+    let good = Upstream::builder().name("good").start().await;
+    let dead = RefusingAddr::new();
+    let gw = TestGateway::start(&passive_config(
+        &[good.addr().to_string(), dead.addr().to_string()],
+        "        consecutive_failures: 1\n        cool_down: 60s\n",
+    ))
+    .await;
+    let first_two = [
+        get(&gw.url("/x")).await.status,
+        get(&gw.url("/x")).await.status,
+    ];
+    assert!(first_two.contains(&502), "{first_two:?}");
+    for _ in 0..6 {
+        assert_eq!(get(&gw.url("/x")).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_single_checked_target_that_is_down_gets_a_fast_503() {
+    let ok = Arc::new(AtomicBool::new(false));
+    let only = switchable("only", ok.clone()).await;
+    let gw = TestGateway::start(&config(&[only.addr().to_string()], HTTP_CHECK)).await;
+    eventually("the only target is out", async || {
+        get(&gw.url("/x")).await.status == 503
+    })
+    .await;
+    get(&gw.url("/x"))
+        .await
+        .assert_problem(503, "no-healthy-upstream");
+    ok.store(true, Ordering::Relaxed);
+    eventually("the only target is back", async || {
+        get(&gw.url("/x")).await.status == 200
+    })
+    .await;
+}

@@ -352,8 +352,10 @@ async fn forward_upstream(
             http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
         }
     };
-    // Choose the target. One target needs no balancer bookkeeping.
-    let target = if svc.targets.len() == 1 {
+    // Choose the target. One target without health checks needs no
+    // balancer bookkeeping.
+    let checked = svc.active_check.is_some() || svc.passive.is_some();
+    let target = if svc.targets.len() == 1 && !checked {
         None
     } else {
         let key = hash_key(svc, ctx, &req);
@@ -436,6 +438,16 @@ async fn forward_upstream(
     let sent = tokio::time::timeout(svc.timeout, svc.client.request(req)).await;
     if let (Some(t), Err(_) | Ok(Err(_))) = (target, &sent) {
         svc.balancer.on_finish(t, sent_at.elapsed(), false);
+    }
+    if let (Some(t), Some(passive)) = (target, &svc.passive) {
+        let ok = match &sent {
+            Ok(Ok(resp)) => !passive.is_failure(resp.status().as_u16()),
+            // A body that failed on the client's side says nothing
+            // about the target.
+            Ok(Err(e)) => classify(e) == UpstreamFailure::RequestBody,
+            Err(_) => false,
+        };
+        passive.report(t, ok);
     }
     let mut resp = match sent {
         Err(_) => {

@@ -152,3 +152,70 @@ async fn probe(
         }
     }
 }
+
+/// Passive health (outlier ejection) of one service: counts consecutive
+/// failures of live requests per target and ejects a target for
+/// `cool_down` when they reach the threshold. Lock-free on the request path.
+pub struct Passive {
+    service: Arc<str>,
+    targets: Vec<Authority>,
+    health: Arc<HealthSet>,
+    failures: Vec<std::sync::atomic::AtomicU32>,
+    threshold: u32,
+    unhealthy_statuses: Vec<u16>,
+    cool_down: Duration,
+}
+
+impl Passive {
+    /// From validated config.
+    pub fn new(
+        c: &gatehouse_config::PassiveHealthCheck,
+        service: Arc<str>,
+        targets: Vec<Authority>,
+        health: Arc<HealthSet>,
+    ) -> Self {
+        Self {
+            service,
+            failures: targets
+                .iter()
+                .map(|_| std::sync::atomic::AtomicU32::new(0))
+                .collect(),
+            targets,
+            health,
+            threshold: c.consecutive_failures,
+            unhealthy_statuses: c.unhealthy_statuses.clone(),
+            cool_down: c.cool_down,
+        }
+    }
+
+    /// Whether a response with `status` counts as a failure.
+    pub fn is_failure(&self, status: u16) -> bool {
+        self.unhealthy_statuses.contains(&status)
+    }
+
+    /// Records the outcome of one request to target `idx`.
+    pub fn report(self: &Arc<Self>, idx: usize, ok: bool) {
+        use std::sync::atomic::Ordering;
+        let Some(counter) = self.failures.get(idx) else {
+            return;
+        };
+        if ok {
+            if counter.load(Ordering::Relaxed) != 0 {
+                counter.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == self.threshold && self.health.is_healthy(idx) {
+            self.health.set(idx, false);
+            tracing::warn!(service = %self.service, target = %self.targets[idx], failures = n, cool_down = ?self.cool_down, "target ejected after consecutive failures");
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(me.cool_down).await;
+                me.failures[idx].store(0, Ordering::Relaxed);
+                me.health.set(idx, true);
+                tracing::info!(service = %me.service, target = %me.targets[idx], "ejected target back in rotation after cool-down");
+            });
+        }
+    }
+}

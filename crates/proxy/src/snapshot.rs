@@ -57,6 +57,8 @@ pub struct ServiceRt {
     pub hash_on: HashOn,
     /// Active health check, if configured.
     pub active_check: Option<crate::health::ProbeSpec>,
+    /// Passive health check, if configured.
+    pub passive: Option<Arc<crate::health::Passive>>,
     /// Base path prepended to forwarded paths ("" for none).
     pub base_path: String,
     /// The Host header sent upstream unless the route says otherwise.
@@ -245,8 +247,18 @@ pub fn compile(
                 continue;
             }
         };
+        let health = Arc::new(HealthSet::all_healthy(targets.len()));
+        let passive = s.health_checks.passive.as_ref().map(|p| {
+            Arc::new(crate::health::Passive::new(
+                p,
+                s.name.as_str().into(),
+                targets.clone(),
+                health.clone(),
+            ))
+        });
         services.push(ServiceRt {
-            health: Arc::new(HealthSet::all_healthy(targets.len())),
+            passive,
+            health,
             targets,
             balancer: Arc::new(balancer),
             hash_on: HashOn::parse(s.load_balancing.hash_on.as_deref()),

@@ -138,6 +138,9 @@ pub struct Service {
     /// Health checks that take failing targets out of rotation.
     #[serde(default)]
     pub health_checks: HealthChecks,
+    /// Cap on requests in flight to this service, with an optional queue.
+    #[serde(default)]
+    pub concurrency: Option<Concurrency>,
     /// HTTP/1.1 (default) or HTTP/2 prior knowledge.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
@@ -185,6 +188,26 @@ pub struct LoadBalancing {
     /// What `consistent-hash` hashes: `client_ip` (default), `consumer`,
     /// `header:NAME`, `cookie:NAME` or `query:NAME`.
     pub hash_on: Option<String>,
+}
+
+/// Concurrency protection of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// Requests in flight to the service at most (until the response body
+    /// has been sent).
+    pub max_in_flight: usize,
+    /// Requests that may wait for a slot; 0 rejects at once when full.
+    #[serde(default)]
+    pub queue_size: usize,
+    /// Longest wait in the queue.
+    #[serde(default = "default_queue_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub queue_timeout: Duration,
+}
+
+fn default_queue_timeout() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Health checking of a service's targets.

@@ -233,6 +233,20 @@ fn targets(s: &crate::model::Service, i: usize, c: &mut Collector<'_>) {
             }
         }
     }
+    if let Some(cc) = &s.concurrency {
+        if cc.max_in_flight == 0 {
+            c.error(
+                format!("services[{i}].concurrency.max_in_flight"),
+                "must be at least 1",
+            );
+        }
+        if cc.queue_size > 0 && cc.queue_timeout.is_zero() {
+            c.error(
+                format!("services[{i}].concurrency.queue_timeout"),
+                "must be greater than zero",
+            );
+        }
+    }
     if let Some(p) = &s.health_checks.passive {
         let at = format!("services[{i}].health_checks.passive");
         if p.consecutive_failures == 0 {

@@ -37,6 +37,9 @@ pub enum ProblemType {
     NoHealthyUpstream,
     /// The matched route has no service and no plugin answered (503).
     NoService,
+    /// The service is at its concurrency limit and its queue is full or
+    /// the wait timed out (503).
+    ServiceOverloaded,
     /// The client address is not allowed (403).
     IpForbidden,
     /// The CORS policy rejected the request (403).
@@ -65,6 +68,7 @@ impl ProblemType {
             Self::UpstreamTimeout => "upstream-timeout",
             Self::NoHealthyUpstream => "no-healthy-upstream",
             Self::NoService => "no-service",
+            Self::ServiceOverloaded => "service-overloaded",
             Self::IpForbidden => "ip-forbidden",
             Self::CorsRejected => "cors-rejected",
             Self::Unauthorized => "unauthorized",
@@ -90,9 +94,10 @@ impl ProblemType {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::NoHealthyUpstream | Self::NoService | Self::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NoHealthyUpstream
+            | Self::NoService
+            | Self::ServiceOverloaded
+            | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::IpForbidden | Self::CorsRejected | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -113,6 +118,7 @@ impl ProblemType {
             Self::UpstreamTimeout => "Upstream timed out",
             Self::NoHealthyUpstream => "No healthy upstream",
             Self::NoService => "No service configured for this route",
+            Self::ServiceOverloaded => "Service at its concurrency limit",
             Self::IpForbidden => "Client address not allowed",
             Self::CorsRejected => "CORS request not allowed",
             Self::Unauthorized => "Unauthorized",

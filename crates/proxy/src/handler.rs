@@ -352,6 +352,34 @@ async fn forward_upstream(
             http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
         }
     };
+    // Concurrency limit: hold a slot until the response body has been sent.
+    let permit = match &svc.limit {
+        None => None,
+        Some(limit) => match limit.acquire().await {
+            Ok(p) => Some(p),
+            Err(why) => {
+                let detail = match why {
+                    crate::limit::Rejected::QueueFull => {
+                        format!(
+                            "`{}` is at its concurrency limit and its queue is full",
+                            svc.name
+                        )
+                    }
+                    crate::limit::Rejected::Timeout => format!(
+                        "`{}` is at its concurrency limit; no slot within {:?}",
+                        svc.name,
+                        limit.queue_timeout()
+                    ),
+                };
+                return ctx_problem(
+                    ctx,
+                    Problem::new(ProblemType::ServiceOverloaded)
+                        .detail(detail)
+                        .header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+                );
+            }
+        },
+    };
     // Choose the target. One target without health checks needs no
     // balancer bookkeeping.
     let checked = svc.active_check.is_some() || svc.passive.is_some();
@@ -512,6 +540,9 @@ async fn forward_upstream(
     }
     parts.version = Version::HTTP_11;
     let mut out = body::boxed(incoming);
+    if let Some(permit) = permit {
+        out = crate::logbody::HoldBody::wrap(out, permit);
+    }
     if let Some(t) = target {
         // The request stays "in flight" for least-connections until its
         // body ends; the latency reported is the time to response headers.

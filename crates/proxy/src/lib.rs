@@ -11,6 +11,7 @@ pub mod forward;
 mod framing;
 mod handler;
 pub mod health;
+pub mod limit;
 mod logbody;
 mod server;
 pub mod snapshot;

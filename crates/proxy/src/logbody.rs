@@ -155,3 +155,45 @@ impl Drop for FinishBody {
         self.finish(completed);
     }
 }
+
+/// Keeps a value (a concurrency slot) alive until the body ends or is
+/// dropped.
+pub struct HoldBody<T> {
+    inner: Body,
+    held: Option<T>,
+}
+
+impl<T: Send + Unpin + 'static> HoldBody<T> {
+    /// Wraps `inner`, holding `value` until its end.
+    pub fn wrap(inner: Body, value: T) -> Body {
+        gatehouse_core::body::boxed(Self {
+            inner,
+            held: Some(value),
+        })
+    }
+}
+
+impl<T: Unpin> http_body::Body for HoldBody<T> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || this.inner.is_end_stream() {
+            this.held = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

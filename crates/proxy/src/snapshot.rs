@@ -59,6 +59,8 @@ pub struct ServiceRt {
     pub active_check: Option<crate::health::ProbeSpec>,
     /// Passive health check, if configured.
     pub passive: Option<Arc<crate::health::Passive>>,
+    /// Concurrency limit, if configured.
+    pub limit: Option<Arc<crate::limit::Limit>>,
     /// Base path prepended to forwarded paths ("" for none).
     pub base_path: String,
     /// The Host header sent upstream unless the route says otherwise.
@@ -257,6 +259,10 @@ pub fn compile(
             ))
         });
         services.push(ServiceRt {
+            limit: s
+                .concurrency
+                .as_ref()
+                .map(|c| Arc::new(crate::limit::Limit::new(c))),
             passive,
             health,
             targets,

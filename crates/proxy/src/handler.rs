@@ -16,7 +16,6 @@ use hyper_util::rt::TokioIo;
 use crate::chain::Chain;
 use crate::client::{UpstreamFailure, caused_by, classify};
 use crate::forward::{self, Hop};
-use crate::logbody::LogBody;
 use crate::snapshot::{HashOn, RouteRt, ServiceRt, Snapshot};
 use crate::state::Shared;
 
@@ -541,13 +540,13 @@ async fn forward_upstream(
     parts.version = Version::HTTP_11;
     let mut out = body::boxed(incoming);
     if let Some(permit) = permit {
-        out = crate::logbody::HoldBody::wrap(out, permit);
+        out = crate::logbody::hold(out, permit);
     }
     if let Some(t) = target {
         // The request stays "in flight" for least-connections until its
         // body ends; the latency reported is the time to response headers.
         let ok = !parts.status.is_server_error();
-        out = crate::logbody::FinishBody::wrap(out, svc.balancer.clone(), t, sent_at.elapsed(), ok);
+        out = crate::logbody::finish_target(out, svc.balancer.clone(), t, sent_at.elapsed(), ok);
     }
     Response::from_parts(parts, out)
 }
@@ -617,7 +616,7 @@ fn finish(
         body = e.plugin.response_body(&ctx, body);
     }
     if chain.has(Phase::Log) {
-        body = LogBody::wrap(body, chain.clone(), ctx, parts.status.as_u16());
+        body = crate::logbody::log_phase(body, chain.clone(), ctx, parts.status.as_u16());
     }
     Response::from_parts(parts, body)
 }

@@ -1,5 +1,6 @@
-//! Runs the log phase once a response body has been fully sent, or was
-//! abandoned, without delaying the response.
+//! Runs work when a response body has been fully sent or was abandoned,
+//! without delaying the response: the log phase, the load balancer's
+//! `on_finish`, releasing a concurrency slot.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,41 +12,46 @@ use http_body::{Body as _, Frame, SizeHint};
 
 use crate::chain::Chain;
 
-/// A body that counts bytes and calls the log phase at its end.
-pub struct LogBody {
+/// How a body ended.
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    /// Whether every frame was delivered (false: error or dropped early).
+    pub completed: bool,
+    /// Data bytes that went through.
+    pub bytes: u64,
+}
+
+/// A body that calls `on_end` exactly once: at its end, on an error, or
+/// when it is dropped.
+pub struct OnEnd<F: FnOnce(End)> {
     inner: Body,
-    state: Option<(Arc<Chain>, Ctx)>,
-    status: u16,
+    on_end: Option<F>,
     bytes: u64,
 }
 
-impl LogBody {
+impl<F: FnOnce(End) + Send + Unpin + 'static> OnEnd<F> {
     /// Wraps `inner`.
-    pub fn wrap(inner: Body, chain: Arc<Chain>, ctx: Ctx, status: u16) -> Body {
+    pub fn wrap(inner: Body, on_end: F) -> Body {
         gatehouse_core::body::boxed(Self {
             inner,
-            state: Some((chain, ctx)),
-            status,
+            on_end: Some(on_end),
             bytes: 0,
         })
     }
+}
 
-    fn done(&mut self, completed: bool) {
-        if let Some((chain, ctx)) = self.state.take() {
-            let record = LogRecord {
-                status: self.status,
-                bytes_sent: self.bytes,
-                duration: ctx.started.elapsed(),
+impl<F: FnOnce(End)> OnEnd<F> {
+    fn end(&mut self, completed: bool) {
+        if let Some(f) = self.on_end.take() {
+            f(End {
                 completed,
-            };
-            for e in chain.phase(Phase::Log) {
-                e.plugin.log(&ctx, &record);
-            }
+                bytes: self.bytes,
+            });
         }
     }
 }
 
-impl http_body::Body for LogBody {
+impl<F: FnOnce(End) + Unpin> http_body::Body for OnEnd<F> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -61,11 +67,11 @@ impl http_body::Body for LogBody {
                     this.bytes += d.len() as u64;
                 }
                 if this.inner.is_end_stream() {
-                    this.done(true);
+                    this.end(true);
                 }
             }
-            Poll::Ready(None) => this.done(true),
-            Poll::Ready(Some(Err(_))) => this.done(false),
+            Poll::Ready(None) => this.end(true),
+            Poll::Ready(Some(Err(_))) => this.end(false),
             Poll::Pending => {}
         }
         polled
@@ -80,120 +86,44 @@ impl http_body::Body for LogBody {
     }
 }
 
-impl Drop for LogBody {
+impl<F: FnOnce(End)> Drop for OnEnd<F> {
     fn drop(&mut self) {
         let completed = self.inner.is_end_stream();
-        self.done(completed);
+        self.end(completed);
     }
 }
 
-/// Reports the end of an upstream exchange to the load balancer when the
-/// response body ends or is dropped, so `least-connections` counts a
-/// streaming response as in flight for as long as it streams.
-pub struct FinishBody {
-    inner: Body,
-    done: Option<(Arc<gatehouse_upstream::Balancer>, usize)>,
+/// Runs the chain's log phase when `body` ends.
+pub fn log_phase(body: Body, chain: Arc<Chain>, ctx: Ctx, status: u16) -> Body {
+    OnEnd::wrap(body, move |end: End| {
+        let record = LogRecord {
+            status,
+            bytes_sent: end.bytes,
+            duration: ctx.started.elapsed(),
+            completed: end.completed,
+        };
+        for e in chain.phase(Phase::Log) {
+            e.plugin.log(&ctx, &record);
+        }
+    })
+}
+
+/// Tells the balancer the exchange with `target` is over when `body` ends,
+/// so `least-connections` counts a streaming response as in flight for as
+/// long as it streams. `latency` and `ok` are what it is told.
+pub fn finish_target(
+    body: Body,
+    balancer: Arc<gatehouse_upstream::Balancer>,
+    target: usize,
     latency: std::time::Duration,
     ok: bool,
+) -> Body {
+    OnEnd::wrap(body, move |end: End| {
+        balancer.on_finish(target, latency, ok && end.completed);
+    })
 }
 
-impl FinishBody {
-    /// Wraps `inner`; `latency` and `ok` are what the balancer is told.
-    pub fn wrap(
-        inner: Body,
-        balancer: Arc<gatehouse_upstream::Balancer>,
-        target: usize,
-        latency: std::time::Duration,
-        ok: bool,
-    ) -> Body {
-        gatehouse_core::body::boxed(Self {
-            inner,
-            done: Some((balancer, target)),
-            latency,
-            ok,
-        })
-    }
-
-    fn finish(&mut self, ok: bool) {
-        if let Some((balancer, target)) = self.done.take() {
-            balancer.on_finish(target, self.latency, self.ok && ok);
-        }
-    }
-}
-
-impl http_body::Body for FinishBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.finish(true),
-            Poll::Ready(Some(Err(_))) => this.finish(false),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finish(true),
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for FinishBody {
-    fn drop(&mut self) {
-        let completed = self.inner.is_end_stream();
-        self.finish(completed);
-    }
-}
-
-/// Keeps a value (a concurrency slot) alive until the body ends or is
-/// dropped.
-pub struct HoldBody<T> {
-    inner: Body,
-    held: Option<T>,
-}
-
-impl<T: Send + Unpin + 'static> HoldBody<T> {
-    /// Wraps `inner`, holding `value` until its end.
-    pub fn wrap(inner: Body, value: T) -> Body {
-        gatehouse_core::body::boxed(Self {
-            inner,
-            held: Some(value),
-        })
-    }
-}
-
-impl<T: Unpin> http_body::Body for HoldBody<T> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || this.inner.is_end_stream() {
-            this.held = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+/// Keeps `value` (a concurrency slot) alive until `body` ends.
+pub fn hold<T: Send + Unpin + 'static>(body: Body, value: T) -> Body {
+    OnEnd::wrap(body, move |_: End| drop(value))
 }

@@ -127,3 +127,52 @@ pub fn finish_target(
 pub fn hold<T: Send + Unpin + 'static>(body: Body, value: T) -> Body {
     OnEnd::wrap(body, move |_: End| drop(value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::Mutex;
+
+    fn recorder() -> (
+        Arc<Mutex<Vec<(bool, u64)>>>,
+        impl FnOnce(End) + Send + Unpin + 'static,
+    ) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        (seen, move |end: End| {
+            s.lock().unwrap().push((end.completed, end.bytes))
+        })
+    }
+
+    #[tokio::test]
+    async fn runs_once_at_the_end_with_the_byte_count() {
+        let (seen, f) = recorder();
+        let body = OnEnd::wrap(gatehouse_core::body::full("hello"), f);
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+        assert_eq!(*seen.lock().unwrap(), vec![(true, 5)]);
+    }
+
+    #[tokio::test]
+    async fn runs_once_when_dropped_early() {
+        let (seen, f) = recorder();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let stream = http_body_util::StreamBody::new(tokio_stream_adapter(rx));
+        let mut body = OnEnd::wrap(gatehouse_core::body::boxed(stream), f);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"abc"))))
+            .await
+            .unwrap();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap().len(), 3);
+        drop(body);
+        drop(tx);
+        assert_eq!(*seen.lock().unwrap(), vec![(false, 3)]);
+    }
+
+    fn tokio_stream_adapter(
+        mut rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+    ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, BoxError>> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+}

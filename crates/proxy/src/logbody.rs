@@ -134,10 +134,9 @@ mod tests {
     use http_body_util::BodyExt;
     use std::sync::Mutex;
 
-    fn recorder() -> (
-        Arc<Mutex<Vec<(bool, u64)>>>,
-        impl FnOnce(End) + Send + Unpin + 'static,
-    ) {
+    type Seen = Arc<Mutex<Vec<(bool, u64)>>>;
+
+    fn recorder() -> (Seen, impl FnOnce(End) + Send + Unpin + 'static) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
         (seen, move |end: End| {

@@ -4,7 +4,7 @@
 //! survive a config change.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use gatehouse_config::UpstreamProtocol;
@@ -93,10 +93,16 @@ pub enum UpstreamFailure {
     RequestBody,
 }
 
+/// `e` and every error it was caused by, outermost first.
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |err| err.source())
+}
+
 /// Classifies a client error.
 pub fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
+    for err in chain(e) {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
@@ -107,7 +113,6 @@ pub fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
         {
             return UpstreamFailure::RequestBody;
         }
-        source = err.source();
     }
     // hyper-util reports a connect timeout as a plain message.
     if e.is_connect() && format!("{e:?}").contains("timed out") {
@@ -116,17 +121,7 @@ pub fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
     UpstreamFailure::Unreachable
 }
 
-/// Whether a too-large request body ended the exchange.
+/// Whether an error of type `E` is somewhere in `e`'s causes.
 pub fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<E>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
+    chain(e).any(|err| err.is::<E>())
 }
-
-/// Shared handle to the cache.
-pub type SharedClients = Arc<ClientCache>;

@@ -100,11 +100,6 @@ impl TrustedProxies {
         self.nets.iter().any(|n| n.contains(&ip))
     }
 
-    /// Whether any proxy is trusted at all.
-    pub fn is_empty(&self) -> bool {
-        self.nets.is_empty()
-    }
-
     /// The client address: the right-most address of X-Forwarded-For that
     /// is not a trusted proxy, when the peer itself is trusted; otherwise
     /// the peer.
@@ -149,7 +144,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// keep-alive connection do not format the same address again and again.
 #[derive(Debug, Clone)]
 pub struct PeerText {
-    ip: IpAddr,
     /// The address as X-Forwarded-For writes it.
     text: HeaderValue,
     /// The address as a Forwarded `for=` node (IPv6 quoted and bracketed).
@@ -173,16 +167,10 @@ impl PeerText {
             IpAddr::V6(_) => format!("\"[{text}]\""),
         };
         Self {
-            ip,
             text: owned_value(text).unwrap_or_else(|| HeaderValue::from_static("unknown")),
             node,
             port: HeaderValue::from(port),
         }
-    }
-
-    /// The canonical peer address.
-    pub fn ip(&self) -> IpAddr {
-        self.ip
     }
 }
 

@@ -552,18 +552,29 @@ async fn forward_upstream(
 }
 
 /// The bytes `consistent-hash` hashes for this request, if it uses it.
-fn hash_key(svc: &ServiceRt, ctx: &Ctx, req: &Request<Body>) -> Option<Vec<u8>> {
+/// Header, cookie and query keys are borrowed from the request.
+fn hash_key<'r>(
+    svc: &ServiceRt,
+    ctx: &'r Ctx,
+    req: &'r Request<Body>,
+) -> Option<std::borrow::Cow<'r, [u8]>> {
+    use std::borrow::Cow;
     if svc.balancer.algorithm() != gatehouse_upstream::Algorithm::ConsistentHash {
         return None;
     }
-    let ip = || Some(ctx.client_ip.to_string().into_bytes());
+    let ip = || {
+        Some(Cow::Owned(match ctx.client_ip {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        }))
+    };
     match &svc.hash_on {
         HashOn::ClientIp => ip(),
         HashOn::Consumer => match &ctx.consumer {
-            Some(c) => Some(c.username.as_bytes().to_vec()),
+            Some(c) => Some(Cow::Borrowed(c.username.as_bytes())),
             None => ip(),
         },
-        HashOn::Header(name) => req.headers().get(name).map(|v| v.as_bytes().to_vec()),
+        HashOn::Header(name) => req.headers().get(name).map(|v| Cow::Borrowed(v.as_bytes())),
         HashOn::Cookie(name) => req
             .headers()
             .get_all(header::COOKIE)
@@ -572,12 +583,12 @@ fn hash_key(svc: &ServiceRt, ctx: &Ctx, req: &Request<Body>) -> Option<Vec<u8>> 
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes().to_vec()),
+            .map(|(_, v)| Cow::Borrowed(v.as_bytes())),
         HashOn::Query(name) => req.uri().query().and_then(|q| {
             q.split('&')
-                .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_bytes().to_vec())
+                .map(|(_, v)| Cow::Borrowed(v.as_bytes()))
         }),
     }
 }

@@ -341,3 +341,18 @@ async fn several_listeners_serve_the_same_routes() {
         "h2c must not be served on an http2: false listener"
     );
 }
+
+#[tokio::test]
+async fn pool_idle_limit_per_host_is_honoured() {
+    let up = Upstream::echo().await;
+    let yaml = format!(
+        "services:\n  - name: up\n    url: \"{}\"\n    pool:\n      max_idle_per_host: 0\nroutes:\n  - name: r\n    service: up\n",
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    for _ in 0..5 {
+        assert_eq!(get(&gw.url("/k")).await.status, 200);
+    }
+    // No idle connection may be kept, so none is reused.
+    assert_eq!(up.connections(), 5);
+}

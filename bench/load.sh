@@ -12,6 +12,8 @@ WRK_THREADS="${WRK_THREADS:-1}"      # wrk -t
 UPSTREAM_THREADS="${UPSTREAM_THREADS:-1}"
 PLUGINS="${PLUGINS:-1}"              # 1: also measure gatehouse with global plugins
 NGINX_EQUIV="${NGINX_EQUIV:-1}"       # 1: also measure nginx doing gatehouse's default header work
+RR4="${RR4:-1}"                      # 1: also measure four upstreams round-robin (gatehouse-rr4 vs nginx-rr4)
+HTTPS="${HTTPS:-1}"                  # 1: also measure HTTPS termination (gatehouse-https vs nginx-https)
 SKIP_GATEHOUSE="${SKIP_GATEHOUSE:-0}" # 1: measure only upstream + nginx (no gatehouse build/run)
 SKIP_BUILD="${SKIP_BUILD:-0}"        # 1: use the binaries already in the target dir
 # GATEHOUSE_BIN: gatehouse binary to run (default: <target dir>/release/gatehouse)
@@ -132,7 +134,7 @@ wait_ready() {
 # check_response NAME URL [HEADER]: one GET must return 200 with the upstream body (and HEADER if given).
 check_response() {
     local name="$1" url="$2" want_header="${3:-}" out status
-    out="$(curl -sS -D - --max-time 5 "$url" 2>&1)" || die "$name: curl $url failed: $out"
+    out="$(curl -sS -k -D - --max-time 5 "$url" 2>&1)" || die "$name: curl $url failed: $out"
     status="$(printf '%s' "$out" | head -n1 | tr -d '\r')"
     [[ "$status" == *" 200"* ]] || die "$name: GET $url returned '$status', expected 200:"$'\n'"$out"
     [[ "$out" == *"hello from upstream"* ]] || die "$name: GET $url did not return the upstream body:"$'\n'"$out"
@@ -185,22 +187,23 @@ check_response upstream "http://127.0.0.1:$UP_PORT$REQ_PATH"
 TARGETS+=("upstream|http://127.0.0.1:$UP_PORT$REQ_PATH")
 log "bench-upstream pid $UP_PID on 127.0.0.1:$UP_PORT"
 
-write_gatehouse_config() { # FILE PORT WITH_PLUGINS
-    cat >"$1" <<EOF
-server:
-  worker_threads: $THREADS
-listeners:
-  - address: "127.0.0.1:$2"
-services:
-  - name: up
-    url: "http://127.0.0.1:$UP_PORT"
-routes:
-  - name: all
-    service: up
-    paths: ["/*"]
-EOF
-    if [[ "$3" == 1 ]]; then
-        cat >>"$1" <<'EOF'
+write_gatehouse_config() { # FILE PORT MODE (plain | plugins | rr4 | https)
+    local file="$1" port="$2" mode="$3" t
+    {
+        printf 'server:\n  worker_threads: %s\nlisteners:\n  - address: "127.0.0.1:%s"\n' "$THREADS" "$port"
+        if [[ "$mode" == https ]]; then
+            printf '    tls:\n      min_version: "1.3"\n      certificates:\n'
+            printf '        - cert: "%s"\n          key: "%s"\n' "$WORK/tls/cert.pem" "$WORK/tls/key.pem"
+        fi
+        printf 'services:\n  - name: up\n    url: "http://127.0.0.1:%s"\n' "$UP_PORT"
+        if [[ "$mode" == rr4 ]]; then
+            printf '    load_balancing:\n      algorithm: round-robin\n    targets:\n'
+            for t in "${RR_PORTS[@]}"; do printf '      - target: "127.0.0.1:%s"\n' "$t"; done
+        fi
+        printf 'routes:\n  - name: all\n    service: up\n    paths: ["/*"]\n'
+    } >"$file"
+    if [[ "$mode" == plugins ]]; then
+        cat >>"$file" <<'EOF2'
 plugins:
   - name: request-id
   - name: cors
@@ -211,14 +214,14 @@ plugins:
       response:
         set:
           x-gateway: gatehouse
-EOF
+EOF2
     fi
 }
 
-start_gatehouse() { # NAME WITH_PLUGINS -> sets GH_PID GH_PORT
-    local name="$1" plugins="$2"
+start_gatehouse() { # NAME MODE -> sets GH_PID GH_PORT
+    local name="$1" mode="$2"
     GH_PORT="$(free_port)"
-    write_gatehouse_config "$WORK/$name.yaml" "$GH_PORT" "$plugins"
+    write_gatehouse_config "$WORK/$name.yaml" "$GH_PORT" "$mode"
     "${PROXY_PIN[@]}" "$GATEHOUSE_BIN" run --config "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1 &
     GH_PID=$!; PIDS+=("$GH_PID")
     wait_ready "$name" "$GH_PID" "$GH_PORT" "$WORK/$name.log"
@@ -228,7 +231,7 @@ start_gatehouse() { # NAME WITH_PLUGINS -> sets GH_PID GH_PORT
 # (b) gatehouse, plain
 declare -A PROC_PIDS=([upstream]="$UP_PID")
 if [[ "$SKIP_GATEHOUSE" != 1 ]]; then
-    start_gatehouse gatehouse 0
+    start_gatehouse gatehouse plain
     check_response gatehouse "http://127.0.0.1:$GH_PORT$REQ_PATH"
     PROC_PIDS[gatehouse]="$GH_PID"
     TARGETS+=("gatehouse|http://127.0.0.1:$GH_PORT$REQ_PATH")
@@ -237,9 +240,22 @@ fi
 # (c) nginx, and (e) nginx doing the same per-request header work as
 # gatehouse's defaults (X-Forwarded-*, Forwarded, Via both ways, a generated
 # X-Request-Id sent upstream and echoed): plain nginx adds none of these.
-start_nginx() { # NAME EXTRA_LOCATION_DIRECTIVES
-    local name="$1" extra="$2"
+start_nginx() { # NAME EXTRA_LOCATION_DIRECTIVES [UPSTREAM_PORTS] [TLS 0|1]
+    local name="$1" extra="$2" ports="${3:-$UP_PORT}" tls="${4:-0}" servers="" listen scheme=http p
     NG_PORT="$(free_port)"
+    for p in $ports; do servers+="        server 127.0.0.1:$p;"$'\n'; done
+    listen="listen 127.0.0.1:$NG_PORT;"
+    if [[ "$tls" == 1 ]]; then
+        scheme=https
+        # Same certificate, protocol and cipher suite as gatehouse-https.
+        listen="listen 127.0.0.1:$NG_PORT ssl;
+        ssl_certificate $WORK/tls/cert.pem;
+        ssl_certificate_key $WORK/tls/key.pem;
+        ssl_protocols TLSv1.3;
+        ssl_conf_command Ciphersuites $TLS_SUITE;
+        ssl_session_cache off;
+        ssl_session_tickets off;"
+    fi
     NG_DIR="$WORK/$name"
     mkdir -p "$NG_DIR"/{logs,tmp}
     cat >"$NG_DIR/nginx.conf" <<EOF
@@ -261,12 +277,11 @@ http {
     # gatehouse/hyper has no such limit, so this keeps the comparison fair.
     keepalive_requests 1000000;
     upstream up {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 64;
+$servers        keepalive 64;
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$NG_PORT;
+        $listen
         location / {
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -282,12 +297,12 @@ EOF
         >"$WORK/$name.log" 2>&1 &
     NG_PID=$!; PIDS+=("$NG_PID")
     wait_ready "$name" "$NG_PID" "$NG_PORT" "$NG_DIR/logs/error.log"
-    check_response "$name" "http://127.0.0.1:$NG_PORT$REQ_PATH"
+    check_response "$name" "$scheme://127.0.0.1:$NG_PORT$REQ_PATH"
     mapfile -t NG_WORKERS < <(pgrep -P "$NG_PID" || true)
     ((${#NG_WORKERS[@]} >= 1)) || die "$name master $NG_PID has no worker processes"
     PIDS+=("${NG_WORKERS[@]}")   # killed too if the master does not take them down
     PROC_PIDS[$name]="$NG_PID ${NG_WORKERS[*]}"
-    TARGETS+=("$name|http://127.0.0.1:$NG_PORT$REQ_PATH")
+    TARGETS+=("$name|$scheme://127.0.0.1:$NG_PORT$REQ_PATH")
     log "$name master $NG_PID, workers ${NG_WORKERS[*]} on 127.0.0.1:$NG_PORT"
 }
 
@@ -295,7 +310,7 @@ start_nginx nginx ""
 
 # (d) gatehouse with plugins
 if [[ "$SKIP_GATEHOUSE" != 1 && "$PLUGINS" == 1 ]]; then
-    start_gatehouse gatehouse-plugins 1
+    start_gatehouse gatehouse-plugins plugins
     check_response gatehouse-plugins "http://127.0.0.1:$GH_PORT$REQ_PATH" "x-gateway: gatehouse"
     PROC_PIDS[gatehouse-plugins]="$GH_PID"
     TARGETS+=("gatehouse-plugins|http://127.0.0.1:$GH_PORT$REQ_PATH")
@@ -311,6 +326,52 @@ if [[ "$NGINX_EQUIV" == 1 ]]; then
             proxy_set_header X-Request-Id $request_id;
             add_header X-Request-Id $request_id always;
             add_header Via "1.1 nginx" always;'
+fi
+
+# (f) four upstreams, round-robin: gatehouse targets vs an nginx upstream block.
+if [[ "$RR4" == 1 ]]; then
+    RR_PORTS=("$UP_PORT")
+    for _ in 1 2 3; do
+        p="$(free_port)"
+        "${LOAD_PIN[@]}" "$UPSTREAM_BIN" --listen "127.0.0.1:$p" --threads "$UPSTREAM_THREADS" \
+            >"$WORK/upstream-$p.log" 2>&1 &
+        PIDS+=("$!")
+        wait_ready "bench-upstream:$p" "$!" "$p" "$WORK/upstream-$p.log"
+        RR_PORTS+=("$p")
+    done
+    if [[ "$SKIP_GATEHOUSE" != 1 ]]; then
+        start_gatehouse gatehouse-rr4 rr4
+        check_response gatehouse-rr4 "http://127.0.0.1:$GH_PORT$REQ_PATH"
+        PROC_PIDS[gatehouse-rr4]="$GH_PID"
+        TARGETS+=("gatehouse-rr4|http://127.0.0.1:$GH_PORT$REQ_PATH")
+    fi
+    start_nginx nginx-rr4 "" "${RR_PORTS[*]}"
+fi
+
+# (g) HTTPS termination: one self-signed ECDSA P-256 certificate, TLS 1.3
+# and the same cipher suite for both; plain HTTP to the upstream.
+TLS_SUITE="${TLS_SUITE:-TLS_AES_256_GCM_SHA384}"
+if [[ "$HTTPS" == 1 ]]; then
+    command -v openssl >/dev/null 2>&1 || die "'openssl' not found (needed for HTTPS=1; or set HTTPS=0)"
+    mkdir -p "$WORK/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" >/dev/null 2>&1 \
+        || die "openssl could not create the benchmark certificate"
+    tls_cipher() { # PORT -> the negotiated TLS 1.3 cipher suite
+        openssl s_client -connect "127.0.0.1:$1" -tls1_3 -ciphersuites "$TLS_SUITE" </dev/null 2>/dev/null \
+            | awk '/^New, / {print $NF; exit}'
+    }
+    if [[ "$SKIP_GATEHOUSE" != 1 ]]; then
+        start_gatehouse gatehouse-https https
+        check_response gatehouse-https "https://127.0.0.1:$GH_PORT$REQ_PATH"
+        PROC_PIDS[gatehouse-https]="$GH_PID"
+        TARGETS+=("gatehouse-https|https://127.0.0.1:$GH_PORT$REQ_PATH")
+        [[ "$(tls_cipher "$GH_PORT")" == "$TLS_SUITE" ]] || die "gatehouse-https did not negotiate $TLS_SUITE"
+    fi
+    start_nginx nginx-https "" "$UP_PORT" 1
+    [[ "$(tls_cipher "$NG_PORT")" == "$TLS_SUITE" ]] || die "nginx-https did not negotiate $TLS_SUITE"
+    log "HTTPS: both negotiate TLS 1.3 with $TLS_SUITE"
 fi
 
 run_wrk() { # DURATION URL OUTFILE
@@ -357,7 +418,7 @@ python3 "$ROOT/bench/load_report.py" \
     --meta "timestamp=$STAMP" "git_rev=$git_rev" "git_dirty=$git_dirty" \
     "duration=$DURATION" "rounds=$ROUNDS" "connections=$CONNECTIONS" "threads=$THREADS" \
     "wrk_threads=$WRK_THREADS" "upstream_threads=$UPSTREAM_THREADS" "warmup=$WARMUP" \
-    "req_path=$REQ_PATH" "pin=$PIN" "proxy_cpus=$PROXY_CPUS" "load_cpus=$LOAD_CPUS" \
+    "req_path=$REQ_PATH" "tls_suite=$TLS_SUITE" "pin=$PIN" "proxy_cpus=$PROXY_CPUS" "load_cpus=$LOAD_CPUS" \
     "nproc=$(nproc)" "loadavg_start=$LOADAVG_START" "cpu_model=$cpu_model" "kernel=$(uname -r)" \
     "nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')" \
     "wrk_version=$(wrk -v 2>&1 | head -n1 | awk '{print $2}')" \

@@ -377,10 +377,18 @@ pub struct Version {
 pub struct Route {
     /// Unique name.
     pub name: String,
-    /// The service to forward to. A route without a service must answer
-    /// through a plugin (for example `mock`).
+    /// The service to forward to. A route without a service (and without
+    /// `split`) must answer through a plugin (for example `mock`).
     #[serde(default)]
     pub service: Option<String>,
+    /// Split traffic between several services (canary, blue/green) instead
+    /// of forwarding to one `service`. See docs/traffic-splitting.md.
+    #[serde(default)]
+    pub split: Option<Vec<SplitBranch>>,
+    /// With `split`: the same key always lands on the same branch for the
+    /// weighted part of the split.
+    #[serde(default)]
+    pub sticky: Option<Sticky>,
     /// Hosts: `api.example.com` or `*.example.com`. Empty: any host.
     #[serde(default)]
     pub hosts: Vec<String>,
@@ -420,6 +428,44 @@ pub struct Route {
     /// Free-form labels.
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+/// One branch of a route's traffic split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitBranch {
+    /// The service this branch forwards to.
+    pub service: String,
+    /// Share of the weighted traffic relative to the other branches
+    /// (0-65535). 0 takes no weighted traffic; requests matching `when`
+    /// still come here.
+    pub weight: u32,
+    /// Requests matching all of these conditions go to this branch whatever
+    /// the weights (the first matching branch, in list order, wins).
+    #[serde(default)]
+    pub when: Option<SplitWhen>,
+}
+
+/// Conditions that send a request to one split branch. All must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitWhen {
+    /// Request headers that must match (`"*"` present, `"~re"` regex, a
+    /// list of exact values, else exact), like route `headers`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, OneOrMany>,
+    /// Cookies that must match, by cookie name (same value syntax).
+    #[serde(default)]
+    pub cookies: BTreeMap<String, OneOrMany>,
+}
+
+/// Sticky assignment of requests to split branches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sticky {
+    /// The request property that keeps a client on one branch:
+    /// `header:NAME`, `cookie:NAME`, `query:NAME` or `client_ip`.
+    pub hash_on: String,
 }
 
 /// A plugin attached globally, to a service, a route or a consumer.

@@ -332,6 +332,7 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
                 ),
             );
         }
+        split(r, i, &services, c);
         for (j, h) in r.hosts.iter().enumerate() {
             if !valid_host(h) {
                 c.error(
@@ -406,6 +407,133 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
             );
         }
         plugin_refs(&r.plugins, &format!("routes[{i}].plugins"), c);
+    }
+}
+
+/// Largest weight of one split branch.
+pub const MAX_SPLIT_WEIGHT: u32 = 65_535;
+
+/// Largest sum of a route's split weights (the weighted round-robin cycle
+/// is precomputed, one entry per unit of weight).
+pub const MAX_SPLIT_TOTAL: u64 = 1 << 16;
+
+fn split(r: &Route, i: usize, services: &HashSet<&str>, c: &mut Collector<'_>) {
+    let at = format!("routes[{i}]");
+    let Some(branches) = &r.split else {
+        if r.sticky.is_some() {
+            c.error(format!("{at}.sticky"), "only used with `split`");
+        }
+        return;
+    };
+    if r.service.is_some() {
+        c.error(
+            format!("{at}.split"),
+            "cannot be combined with `service` (a route forwards to one service or splits between several)",
+        );
+    }
+    if branches.is_empty() {
+        c.error(format!("{at}.split"), "must list at least one branch");
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (j, b) in branches.iter().enumerate() {
+        let bat = format!("{at}.split[{j}]");
+        if !services.contains(b.service.as_str()) {
+            c.error(
+                format!("{bat}.service"),
+                format!(
+                    "no service named `{}` (defined services: {})",
+                    b.service,
+                    list(services)
+                ),
+            );
+        } else if let Some(prev) = seen.insert(b.service.as_str(), j) {
+            c.error(
+                format!("{bat}.service"),
+                format!(
+                    "`{}` is already used by {at}.split[{prev}] (one branch per service)",
+                    b.service
+                ),
+            );
+        }
+        if b.weight > MAX_SPLIT_WEIGHT {
+            c.error(
+                format!("{bat}.weight"),
+                format!("must be at most {MAX_SPLIT_WEIGHT}"),
+            );
+        }
+        if let Some(w) = &b.when {
+            if w.headers.is_empty() && w.cookies.is_empty() {
+                c.error(
+                    format!("{bat}.when"),
+                    "must list at least one of `headers` or `cookies`",
+                );
+            }
+            for (name, v) in &w.headers {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    c.error(
+                        format!("{bat}.when.headers.{name}"),
+                        format!("`{name}` is not a valid header name"),
+                    );
+                }
+                empty_list(v, &format!("{bat}.when.headers.{name}"), c);
+            }
+            for (name, v) in &w.cookies {
+                let ok = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+                if !ok {
+                    c.error(
+                        format!("{bat}.when.cookies.{name}"),
+                        format!("`{name}` is not a valid cookie name"),
+                    );
+                }
+                empty_list(v, &format!("{bat}.when.cookies.{name}"), c);
+            }
+        }
+    }
+    let total: u64 = branches.iter().map(|b| u64::from(b.weight)).sum();
+    if total > MAX_SPLIT_TOTAL {
+        c.error(
+            format!("{at}.split"),
+            format!("weights add up to {total}, more than the maximum of {MAX_SPLIT_TOTAL}"),
+        );
+    }
+    if !branches.is_empty() && total == 0 && branches.iter().all(|b| b.when.is_none()) {
+        c.error(
+            format!("{at}.split"),
+            "every weight is 0 and no branch has `when`: no request could be forwarded",
+        );
+    }
+    if let Some(st) = &r.sticky {
+        let h = st.hash_on.as_str();
+        let ok = match h.split_once(':') {
+            Some(("header", n)) => http::HeaderName::from_bytes(n.as_bytes()).is_ok(),
+            Some(("cookie" | "query", n)) => !n.is_empty(),
+            None => h == "client_ip",
+            _ => false,
+        };
+        if h == "consumer" {
+            c.error(
+                format!("{at}.sticky.hash_on"),
+                "`consumer` cannot be a sticky key: the branch is chosen before plugins identify a consumer (use header:NAME or cookie:NAME)",
+            );
+        } else if !ok {
+            c.error(
+                format!("{at}.sticky.hash_on"),
+                format!(
+                    "`{h}` is not a sticky key (expected client_ip, header:NAME, cookie:NAME or query:NAME)"
+                ),
+            );
+        }
+    }
+}
+
+fn empty_list(v: &OneOrMany, field: &str, c: &mut Collector<'_>) {
+    if let OneOrMany::Many(list) = v
+        && list.is_empty()
+    {
+        c.error(field, "must list at least one value");
     }
 }
 

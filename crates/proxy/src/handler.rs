@@ -17,6 +17,7 @@ use crate::chain::Chain;
 use crate::client::{UpstreamFailure, caused_by, classify};
 use crate::forward::{self, Hop};
 use crate::snapshot::{HashOn, RouteRt, ServiceRt, Snapshot};
+use crate::split::RequestView;
 use crate::state::Shared;
 
 /// Facts about the downstream connection, computed once per connection.
@@ -143,15 +144,7 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
                     query: parts.uri.query(),
                 })
             }) {
-                Some(Match::Found(m))
-                    if snap.routes[m.route]
-                        .chain
-                        .entries()
-                        .iter()
-                        .any(|e| &*e.name == "cors") =>
-                {
-                    Match::Found(m)
-                }
+                Some(Match::Found(m)) if snap.routes[m.route].has_plugin("cors") => Match::Found(m),
                 _ => found,
             }
         }
@@ -184,8 +177,15 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
         }
     };
     let route = &snap.routes[m.route];
+    // The service (a split route's branch) and its chain, chosen before
+    // any plugin runs.
+    let (service, route_chain) = route.target(&RequestView {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        client_ip: ctx.client_ip,
+    });
     ctx.route = Some(route.name.clone());
-    ctx.service = route.service.map(|s| snap.services[s].name.clone());
+    ctx.service = service.map(|s| snap.services[s].name.clone());
     ctx.captures = m.captures;
     let hop_host = match parts.headers.get(header::HOST) {
         Some(h) => Some(h.clone()),
@@ -193,7 +193,7 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
     };
     let mut req = Request::from_parts(parts, body::boxed(incoming));
 
-    let mut chain = route.chain.clone();
+    let mut chain = route_chain.clone();
     let resp = match request_phases(snap, &mut chain, &mut ctx, &mut req).await {
         Some(resp) => resp,
         None => {
@@ -205,6 +205,7 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
             };
             let upstream = Upstream {
                 route,
+                service,
                 matched_prefix: m.matched_prefix,
                 version_prefix: m.version_prefix,
             };
@@ -275,6 +276,8 @@ async fn request_phases(
 
 struct Upstream<'a> {
     route: &'a RouteRt,
+    /// The route's service, or the split branch chosen for this request.
+    service: Option<usize>,
     matched_prefix: usize,
     version_prefix: usize,
 }
@@ -319,12 +322,13 @@ async fn forward_upstream(
     hop: &Hop<'_>,
 ) -> Response<Body> {
     let route = up.route;
-    let Some(svc) = route.service.map(|i| &snap.services[i]) else {
-        return ctx_problem(
-            ctx,
-            Problem::new(ProblemType::NoService)
-                .detail("the route has no service and no plugin answered"),
-        );
+    let Some(svc) = up.service.map(|i| &snap.services[i]) else {
+        let detail = if route.split.is_some() {
+            "no split branch takes this request (no `when` matched and every weight is 0)"
+        } else {
+            "the route has no service and no plugin answered"
+        };
+        return ctx_problem(ctx, Problem::new(ProblemType::NoService).detail(detail));
     };
     let settings = &snap.settings;
     let downstream_version = req.version();

@@ -15,6 +15,7 @@ pub mod limit;
 mod logbody;
 mod server;
 pub mod snapshot;
+pub mod split;
 mod state;
 
 use std::net::SocketAddr;

@@ -20,6 +20,7 @@ use http::uri::{Authority, Scheme};
 use crate::chain::{Chain, Entry};
 use crate::client::{ClientCache, ClientKey, UpstreamClient};
 use crate::forward::TrustedProxies;
+use crate::split::{Branch, RequestView, Split, StickyKey, When};
 
 /// Node settings the request path reads on every request.
 pub struct Settings {
@@ -106,10 +107,14 @@ impl HashOn {
 pub struct RouteRt {
     /// Name.
     pub name: Arc<str>,
-    /// Index into [`Snapshot::services`].
+    /// Index into [`Snapshot::services`] (`None` for split routes).
     pub service: Option<usize>,
-    /// Merged global + service + route plugins.
+    /// Merged global + service + route plugins. For a split route, global +
+    /// route plugins: the chain of requests no branch takes.
     pub chain: Arc<Chain>,
+    /// Traffic split between several services, each branch with its own
+    /// merged chain.
+    pub split: Option<Split>,
     /// Remove the matched prefix before forwarding.
     pub strip_prefix: bool,
     /// Forwarded path template.
@@ -120,6 +125,35 @@ pub struct RouteRt {
     pub host_rewrite: Option<HeaderValue>,
     /// Remove a `/v2` version segment before forwarding.
     pub strip_version: bool,
+}
+
+impl RouteRt {
+    /// The service (index into [`Snapshot::services`]) and plugin chain
+    /// for `req`: the route's own, or those of the split branch chosen for
+    /// it. Chosen once, before any plugin phase.
+    pub fn target(&self, req: &RequestView<'_>) -> (Option<usize>, &Arc<Chain>) {
+        match &self.split {
+            None => (self.service, &self.chain),
+            Some(split) => match split.choose(req) {
+                Some(b) => {
+                    let b = &split.branches()[b];
+                    (Some(b.service), &b.chain)
+                }
+                None => (None, &self.chain),
+            },
+        }
+    }
+
+    /// Whether an enabled plugin called `name` is in any chain of the route
+    /// (its own or a split branch's).
+    pub fn has_plugin(&self, name: &str) -> bool {
+        let in_chain = |c: &Chain| c.entries().iter().any(|e| &*e.name == name);
+        in_chain(&self.chain)
+            || self
+                .split
+                .as_ref()
+                .is_some_and(|s| s.branches().iter().any(|b| in_chain(&b.chain)))
+    }
 }
 
 /// One compiled, immutable configuration.
@@ -311,6 +345,13 @@ pub fn compile(
         let empty: Vec<Entry> = Vec::new();
         let svc_plugins = service.map_or(&empty, |s| &service_plugins[s]);
         let chain = Chain::merge([&global[..], &svc_plugins[..], &plugins[..]]);
+        let split = compile_split(
+            r,
+            &at,
+            &service_index,
+            (&global, &service_plugins, &plugins),
+            &mut errs,
+        );
 
         let mut methods = Vec::with_capacity(r.methods.len());
         for (j, m) in r.methods.iter().enumerate() {
@@ -363,6 +404,7 @@ pub fn compile(
             name: r.name.as_str().into(),
             service,
             chain: Arc::new(chain),
+            split,
             strip_prefix: r.strip_prefix,
             rewrite: r.rewrite.clone(),
             preserve_host: r.preserve_host,
@@ -431,6 +473,72 @@ pub fn compile(
     }
 }
 
+/// A route's split: one branch per entry, each with its own chain (global
+/// + that branch's service plugins + route plugins).
+fn compile_split(
+    r: &gatehouse_config::Route,
+    at: &str,
+    service_index: &HashMap<&str, usize>,
+    (global, service_plugins, route_plugins): (&[Entry], &[Vec<Entry>], &[Entry]),
+    errs: &mut Errors<'_>,
+) -> Option<Split> {
+    let branches = r.split.as_ref()?;
+    let mut out = Vec::with_capacity(branches.len());
+    for (j, b) in branches.iter().enumerate() {
+        let bat = format!("{at}.split[{j}]");
+        let Some(&svc) = service_index.get(b.service.as_str()) else {
+            continue; // reported by validation
+        };
+        let when = b.when.as_ref().map(|w| When {
+            headers: matchers(&w.headers, &format!("{bat}.when.headers"), errs)
+                .into_iter()
+                .filter_map(|(k, v)| HeaderName::from_bytes(k.as_bytes()).ok().map(|k| (k, v)))
+                .collect(),
+            cookies: w
+                .cookies
+                .iter()
+                .filter_map(|(name, v)| match value_match(v) {
+                    Ok(m) => Some((name.clone(), m)),
+                    Err(e) => {
+                        errs.push(&format!("{bat}.when.cookies.{name}"), e);
+                        None
+                    }
+                })
+                .collect(),
+        });
+        let chain = Chain::merge([global, &service_plugins[svc][..], route_plugins]);
+        out.push(Branch::new(
+            svc,
+            &b.service,
+            b.weight,
+            when,
+            Arc::new(chain),
+        ));
+    }
+    let sticky = match r.sticky.as_ref().map(|s| StickyKey::parse(&s.hash_on)) {
+        None => None,
+        Some(Some(k)) => Some(k),
+        Some(None) => {
+            errs.push(&format!("{at}.sticky.hash_on"), "not a sticky key");
+            return None;
+        }
+    };
+    match Split::new(out, sticky) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errs.push(&format!("{at}.split"), e.to_string());
+            None
+        }
+    }
+}
+
+fn value_match(v: &OneOrMany) -> Result<ValueMatch, String> {
+    match v {
+        OneOrMany::One(s) => ValueMatch::parse(s).map_err(|e| e.to_string()),
+        OneOrMany::Many(list) => Ok(ValueMatch::OneOf(list.clone())),
+    }
+}
+
 fn matchers(
     map: &std::collections::BTreeMap<String, OneOrMany>,
     at: &str,
@@ -438,11 +546,7 @@ fn matchers(
 ) -> Vec<(String, ValueMatch)> {
     let mut out = Vec::with_capacity(map.len());
     for (name, v) in map {
-        let m = match v {
-            OneOrMany::One(s) => ValueMatch::parse(s).map_err(|e| e.to_string()),
-            OneOrMany::Many(list) => Ok(ValueMatch::OneOf(list.clone())),
-        };
-        match m {
+        match value_match(v) {
             Ok(m) => out.push((name.to_ascii_lowercase(), m)),
             Err(e) => errs.push(&format!("{at}.{name}"), e),
         }

@@ -201,6 +201,14 @@ fn services(config: &Config, c: &mut Collector<'_>) {
                 Some("http") => {
                     if uri.host().is_none_or(str::is_empty) {
                         c.error(field, "missing host (expected http://host:port)");
+                    } else if let Some(host) = uri.host()
+                        && !is_ip_literal(host)
+                        && !valid_dns_name(host)
+                    {
+                        c.error(
+                            field,
+                            format!("`{host}` is neither an IP address nor a DNS name"),
+                        );
                     } else if uri.query().is_some() {
                         c.error(field, "must not contain a query string");
                     }

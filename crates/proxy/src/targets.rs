@@ -145,6 +145,9 @@ impl Targets {
     /// already has exactly these entries (and, when empty, this `unresolved`
     /// reason). Health bits carry over by address; new addresses start
     /// healthy. Returns whether the set changed.
+    ///
+    /// One writer per service (its discovery task): the load-compare-store
+    /// here is not atomic against a second writer.
     pub fn replace(
         self: &Arc<Self>,
         entries: Vec<(Authority, u32)>,
@@ -358,6 +361,36 @@ mod tests {
             .map(|_| set.balancer.pick(None, &set.health).unwrap())
             .collect();
         assert_eq!(picks, [0, 1, 0]);
+    }
+
+    #[tokio::test]
+    async fn an_ejected_address_comes_back_in_the_set_that_replaced_its_own() {
+        let recipe = Recipe {
+            passive: Some(PassiveHealthCheck {
+                consecutive_failures: 2,
+                unhealthy_statuses: vec![503],
+                cool_down: std::time::Duration::from_millis(50),
+            }),
+            ..recipe()
+        };
+        let t = Targets::discovered(recipe, spec()).unwrap();
+        t.replace(entries(&[("10.0.0.1:80", 1), ("10.0.0.2:80", 1)]), None)
+            .unwrap();
+        let old = t.load();
+        let passive = old.passive.clone().unwrap();
+        passive.report(0, false);
+        passive.report(0, false);
+        assert!(!old.health.is_healthy(0), "ejected after 2 failures");
+
+        // DNS replaces the set while 10.0.0.1 is ejected: the bit carries
+        // over, and the cool-down brings it back in the new set.
+        t.replace(entries(&[("10.0.0.3:80", 1), ("10.0.0.1:80", 1)]), None)
+            .unwrap();
+        let new = t.load();
+        assert!(!new.health.is_healthy(1), "still ejected in the new set");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(new.health.is_healthy(1), "back after the cool-down");
+        assert!(new.health.is_healthy(0));
     }
 
     #[test]

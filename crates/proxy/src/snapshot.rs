@@ -49,7 +49,8 @@ pub struct ServiceRt {
     pub name: Arc<str>,
     /// `http`.
     pub scheme: Scheme,
-    /// `host:port` of the URL (the target when `targets` is empty).
+    /// `host:port` of the URL: the default Host header; without `targets`,
+    /// also where connections go (every address, for a DNS name).
     pub authority: Authority,
     /// The current target set (addresses, balancer, health bits, passive
     /// check); replaced by DNS discovery for services that name DNS names.

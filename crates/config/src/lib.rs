@@ -13,7 +13,7 @@ mod locate;
 mod model;
 mod validate;
 
-pub use validate::parse_net;
+pub use validate::{is_ip_literal, parse_nameserver, parse_net, valid_dns_name};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use locate::Source;

@@ -68,6 +68,52 @@ pub struct Server {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub watch_interval: Duration,
+    /// How DNS names of service targets are resolved (name servers, TTL
+    /// clamps, lookup timeout). See docs/discovery.md.
+    pub dns: Dns,
+}
+
+/// Node-level resolver settings for DNS-based target discovery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Name servers to query, as `IP` (port 53) or `IP:port`
+    /// (`[IPv6]:port`). Empty: the system's (`/etc/resolv.conf`, with its
+    /// search domains and the hosts file).
+    pub nameservers: Vec<String>,
+    /// Shortest time an answer is used before the name is resolved again;
+    /// record TTLs below it are raised to it.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub min_ttl: Duration,
+    /// Longest time an answer is used before the name is resolved again;
+    /// record TTLs above it are lowered to it.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max_ttl: Duration,
+    /// After a failed lookup (NXDOMAIN, SERVFAIL, timeout, empty answer),
+    /// how long until the name is tried again. The last good answer keeps
+    /// serving meanwhile.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub error_ttl: Duration,
+    /// Time allowed for one query. At start, the gateway waits at most this
+    /// long for the first answers before accepting requests.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(300),
+            error_ttl: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Default for Server {
@@ -83,6 +129,7 @@ impl Default for Server {
             request_id_header: "x-request-id".to_string(),
             watch: true,
             watch_interval: Duration::from_secs(1),
+            dns: Dns::default(),
         }
     }
 }
@@ -128,8 +175,10 @@ pub struct Service {
     /// URL's host is the Host header sent upstream (unless the route
     /// preserves or rewrites it) and the targets are where connections go.
     pub url: String,
-    /// Instances to balance over (`host:port` and a weight). Without it the
-    /// URL's host and port are the one target.
+    /// Instances to balance over: `target: host:port` with a weight, or
+    /// `srv: _service._proto.name`. Host names are resolved with DNS and
+    /// re-resolved when their TTL expires. Without it the URL's host and
+    /// port are the one target (all its addresses, for a DNS name).
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
     /// How a target is chosen for each request.
@@ -163,20 +212,35 @@ pub struct Service {
     pub tags: Vec<String>,
 }
 
-/// One instance of a service.
+/// One entry of a service's targets: an address, or a DNS name that
+/// stands for several. Exactly one of `target` and `srv` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    /// `host:port` (an IP address or a DNS name).
-    pub target: String,
-    /// Share of traffic relative to the other targets; 0 drains it.
-    #[serde(default = "default_weight")]
-    pub weight: u32,
+    /// `host:port`. An IP address is one target; a DNS name becomes one
+    /// target per A/AAAA record, each with this port and weight.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// An SRV name (`_service._proto.name`): each record of the
+    /// lowest-priority group gives the host (resolved to its addresses),
+    /// the port and the weight (0 counts as 1).
+    #[serde(default)]
+    pub srv: Option<String>,
+    /// Share of traffic relative to the other targets; 0 drains it. Default
+    /// 100. Not allowed with `srv` (the records carry the weights).
+    #[serde(default)]
+    pub weight: Option<u32>,
 }
 
-fn default_weight() -> u32 {
-    100
+impl TargetConfig {
+    /// Weight of a `target` entry: [`TargetConfig::weight`] or 100.
+    pub fn weight(&self) -> u32 {
+        self.weight.unwrap_or(DEFAULT_WEIGHT)
+    }
 }
+
+/// The weight of a `target` entry that sets none.
+pub const DEFAULT_WEIGHT: u32 = 100;
 
 /// Load-balancing settings of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

@@ -76,6 +76,72 @@ fn server(config: &Config, c: &mut Collector<'_>) {
     if s.watch_interval.is_zero() {
         c.error("server.watch_interval", "must be greater than zero");
     }
+    dns(&s.dns, c);
+}
+
+/// Parses a name server: `IP:port`, `[IPv6]:port`, or a bare IP (port 53).
+pub fn parse_nameserver(s: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return (addr.port() != 0).then_some(addr);
+    }
+    s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53))
+}
+
+fn dns(d: &crate::model::Dns, c: &mut Collector<'_>) {
+    for (i, ns) in d.nameservers.iter().enumerate() {
+        if parse_nameserver(ns).is_none() {
+            c.error(
+                format!("server.dns.nameservers[{i}]"),
+                format!(
+                    "`{ns}` is not an IP address with an optional port (expected e.g. 10.0.0.2 or 127.0.0.1:5353)"
+                ),
+            );
+        }
+    }
+    for (field, value) in [
+        ("min_ttl", d.min_ttl),
+        ("max_ttl", d.max_ttl),
+        ("error_ttl", d.error_ttl),
+        ("timeout", d.timeout),
+    ] {
+        if value.is_zero() {
+            c.error(format!("server.dns.{field}"), "must be greater than zero");
+        }
+    }
+    if d.min_ttl > d.max_ttl {
+        c.error(
+            "server.dns.max_ttl",
+            format!("must not be less than min_ttl ({:?})", d.min_ttl),
+        );
+    }
+}
+
+/// Whether `name` is a DNS name: dot-separated labels of letters, digits,
+/// `-` and `_`, at most 63 bytes each and 253 in all; one trailing dot
+/// (fully qualified) is allowed.
+pub fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Whether `host` (as written in a URL or `host:port`, IPv6 in brackets)
+/// is an IP literal rather than a DNS name.
+pub fn is_ip_literal(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<IpAddr>().is_ok()
 }
 
 fn listeners(config: &Config, c: &mut Collector<'_>) {
@@ -135,6 +201,14 @@ fn services(config: &Config, c: &mut Collector<'_>) {
                 Some("http") => {
                     if uri.host().is_none_or(str::is_empty) {
                         c.error(field, "missing host (expected http://host:port)");
+                    } else if let Some(host) = uri.host()
+                        && !is_ip_literal(host)
+                        && !valid_dns_name(host)
+                    {
+                        c.error(
+                            field,
+                            format!("`{host}` is neither an IP address nor a DNS name"),
+                        );
                     } else if uri.query().is_some() {
                         c.error(field, "must not contain a query string");
                     }
@@ -182,29 +256,81 @@ pub const ALGORITHMS: [&str; 5] = [
 fn targets(s: &crate::model::Service, i: usize, c: &mut Collector<'_>) {
     let mut seen = HashMap::new();
     for (j, t) in s.targets.iter().enumerate() {
-        let field = format!("services[{i}].targets[{j}].target");
-        match t.target.parse::<http::uri::Authority>() {
-            Ok(a) if a.port_u16().is_some() && !a.host().is_empty() && !t.target.contains('@') => {
-                if let Some(prev) = seen.insert(t.target.as_str(), j) {
+        let at = format!("services[{i}].targets[{j}]");
+        match (&t.target, &t.srv) {
+            (Some(target), None) => {
+                let field = format!("{at}.target");
+                match target.parse::<http::uri::Authority>() {
+                    Ok(a) if !a.host().is_empty() && !target.contains('@') => {
+                        if !is_ip_literal(a.host()) && !valid_dns_name(a.host()) {
+                            c.error(
+                                field,
+                                format!(
+                                    "`{}` is neither an IP address nor a DNS name",
+                                    a.host()
+                                ),
+                            );
+                        } else if a.port_u16().is_none_or(|p| p == 0) {
+                            c.error(
+                                field,
+                                format!(
+                                    "`{target}` is not host:port with a port from 1 to 65535 (expected e.g. 10.0.0.1:8080 or api.internal:8080)"
+                                ),
+                            );
+                        } else if let Some(prev) = seen.insert(target.to_ascii_lowercase(), j) {
+                            c.error(
+                                field,
+                                format!("`{target}` is already listed at targets[{prev}]"),
+                            );
+                        }
+                    }
+                    _ => c.error(
+                        field,
+                        format!(
+                            "`{target}` is not host:port (expected e.g. 10.0.0.1:8080 or api.internal:8080)"
+                        ),
+                    ),
+                }
+            }
+            (None, Some(srv)) => {
+                let field = format!("{at}.srv");
+                let mut labels = srv.split('.');
+                let conventional = labels.next().is_some_and(|l| l.starts_with('_'))
+                    && labels.next().is_some_and(|l| l.starts_with('_'))
+                    && labels.next().is_some();
+                if !valid_dns_name(srv) || !conventional {
                     c.error(
                         field,
-                        format!("`{}` is already listed at targets[{prev}]", t.target),
+                        format!(
+                            "`{srv}` is not an SRV name (expected _service._proto.name, e.g. _http._tcp.api.internal; the port comes from the records)"
+                        ),
+                    );
+                } else if let Some(prev) =
+                    seen.insert(format!("srv:{}", srv.to_ascii_lowercase()), j)
+                {
+                    c.error(
+                        field,
+                        format!("`{srv}` is already listed at targets[{prev}]"),
+                    );
+                }
+                if t.weight.is_some() {
+                    c.error(
+                        format!("{at}.weight"),
+                        "not allowed with `srv`: the SRV records carry the weights",
                     );
                 }
             }
-            _ => c.error(
-                field,
-                format!(
-                    "`{}` is not host:port (expected e.g. 10.0.0.1:8080)",
-                    t.target
-                ),
+            (Some(_), Some(_)) => c.error(
+                format!("{at}.srv"),
+                "set either `target` or `srv`, not both",
+            ),
+            (None, None) => c.error(
+                at.clone(),
+                "needs `target: host:port` or `srv: _service._proto.name`",
             ),
         }
-        if t.weight > 65_535 {
-            c.error(
-                format!("services[{i}].targets[{j}].weight"),
-                "must be at most 65535",
-            );
+        if t.weight.is_some_and(|w| w > 65_535) {
+            c.error(format!("{at}.weight"), "must be at most 65535");
         }
     }
     if let Some(a) = &s.health_checks.active {

@@ -119,3 +119,44 @@ fn method_tokens_any_host_and_zero_timeouts() {
     let e = errors("routes:\n  - name: r\n    methods: [\"-\"]\n");
     assert!(e[0].contains("is not an HTTP method"), "{}", e[0]);
 }
+
+#[test]
+fn dns_settings_default_and_names_are_checked() {
+    let loaded = parse_str(
+        "services:\n  - name: a\n    url: http://api.internal:8080\n",
+        "gw.yaml",
+    )
+    .unwrap();
+    let dns = &loaded.config.server.dns;
+    assert!(dns.nameservers.is_empty());
+    assert_eq!(dns.min_ttl, std::time::Duration::from_secs(1));
+    assert_eq!(dns.max_ttl, std::time::Duration::from_secs(300));
+    assert_eq!(dns.error_ttl, std::time::Duration::from_secs(5));
+    assert_eq!(dns.timeout, std::time::Duration::from_secs(2));
+
+    use gatehouse_config::{is_ip_literal, parse_nameserver, valid_dns_name};
+    assert_eq!(
+        parse_nameserver("10.0.0.2"),
+        Some("10.0.0.2:53".parse().unwrap())
+    );
+    assert_eq!(
+        parse_nameserver("[::1]:5353"),
+        Some("[::1]:5353".parse().unwrap())
+    );
+    assert_eq!(parse_nameserver("::1"), Some("[::1]:53".parse().unwrap()));
+    assert_eq!(parse_nameserver("10.0.0.2:0"), None);
+    assert_eq!(parse_nameserver("dns.internal:53"), None);
+    assert!(valid_dns_name("api.internal."));
+    assert!(valid_dns_name("_http._tcp.api"));
+    assert!(!valid_dns_name("a..b"));
+    assert!(!valid_dns_name("-a.b"));
+    assert!(!valid_dns_name(&"a".repeat(64)));
+    assert!(is_ip_literal("[::1]") && is_ip_literal("10.0.0.1"));
+    assert!(!is_ip_literal("localhost"));
+
+    let e = errors("services:\n  - name: a\n    url: http://a..b:80\n");
+    assert_eq!(
+        e,
+        vec!["gw.yaml:3:5: services[0].url: `a..b` is neither an IP address nor a DNS name"]
+    );
+}

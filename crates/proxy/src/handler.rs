@@ -383,32 +383,32 @@ async fn forward_upstream(
             }
         },
     };
-    // Choose the target. One target without health checks needs no
-    // balancer bookkeeping.
-    let checked = svc.active_check.is_some() || svc.passive.is_some();
-    let target = if svc.targets.len() == 1 && !checked {
+    // Choose the target from the current set (DNS discovery may replace
+    // it; this request keeps the one it loaded). One target without health
+    // checks needs no balancer bookkeeping.
+    let set = svc.targets.load();
+    let checked = svc.active_check.is_some() || set.passive.is_some();
+    let target = if set.targets.len() == 1 && !checked {
         None
     } else {
-        let key = hash_key(svc, ctx, &req);
-        match svc.balancer.pick(key.as_deref(), &svc.health) {
+        let key = hash_key(svc, &set.balancer, ctx, &req);
+        match set.balancer.pick(key.as_deref(), &set.health) {
             Some(t) => {
-                svc.balancer.on_start(t);
+                set.balancer.on_start(t);
                 Some(t)
             }
             None => {
                 return ctx_problem(
                     ctx,
-                    Problem::new(ProblemType::NoHealthyUpstream).detail(format!(
-                        "no target of `{}` can take requests (all weights 0 or unhealthy)",
-                        svc.name
-                    )),
+                    Problem::new(ProblemType::NoHealthyUpstream)
+                        .detail(set.no_target_detail(&svc.name)),
                 );
             }
         }
     };
     let authority = match target {
-        Some(t) => svc.targets[t].clone(),
-        None => svc.targets[0].clone(),
+        Some(t) => set.targets[t].clone(),
+        None => set.targets[0].clone(),
     };
     let mut uri_parts = http::uri::Parts::default();
     uri_parts.scheme = Some(svc.scheme.clone());
@@ -459,7 +459,7 @@ async fn forward_upstream(
     for e in chain.phase(Phase::UpstreamRequest) {
         if let Flow::Respond(r) = e.plugin.upstream_request(ctx, &mut req).await {
             if let Some(t) = target {
-                svc.balancer.on_finish(t, std::time::Duration::ZERO, true);
+                set.balancer.on_finish(t, std::time::Duration::ZERO, true);
             }
             return r;
         }
@@ -468,9 +468,9 @@ async fn forward_upstream(
     let sent_at = std::time::Instant::now();
     let sent = tokio::time::timeout(svc.timeout, svc.client.request(req)).await;
     if let (Some(t), Err(_) | Ok(Err(_))) = (target, &sent) {
-        svc.balancer.on_finish(t, sent_at.elapsed(), false);
+        set.balancer.on_finish(t, sent_at.elapsed(), false);
     }
-    if let (Some(t), Some(passive)) = (target, &svc.passive) {
+    if let (Some(t), Some(passive)) = (target, &set.passive) {
         let ok = match &sent {
             Ok(Ok(resp)) => !passive.is_failure(resp.status().as_u16()),
             // A body that failed on the client's side says nothing
@@ -513,7 +513,7 @@ async fn forward_upstream(
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
     {
         if let Some(t) = target {
-            svc.balancer.on_finish(t, sent_at.elapsed(), true);
+            set.balancer.on_finish(t, sent_at.elapsed(), true);
         }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
@@ -550,7 +550,7 @@ async fn forward_upstream(
         // The request stays "in flight" for least-connections until its
         // body ends; the latency reported is the time to response headers.
         let ok = !parts.status.is_server_error();
-        out = crate::logbody::finish_target(out, svc.balancer.clone(), t, sent_at.elapsed(), ok);
+        out = crate::logbody::finish_target(out, set.balancer.clone(), t, sent_at.elapsed(), ok);
     }
     Response::from_parts(parts, out)
 }
@@ -559,11 +559,12 @@ async fn forward_upstream(
 /// Header, cookie and query keys are borrowed from the request.
 fn hash_key<'r>(
     svc: &ServiceRt,
+    balancer: &gatehouse_upstream::Balancer,
     ctx: &'r Ctx,
     req: &'r Request<Body>,
 ) -> Option<std::borrow::Cow<'r, [u8]>> {
     use std::borrow::Cow;
-    if svc.balancer.algorithm() != gatehouse_upstream::Algorithm::ConsistentHash {
+    if balancer.algorithm() != gatehouse_upstream::Algorithm::ConsistentHash {
         return None;
     }
     let ip = || {

@@ -1,10 +1,12 @@
 //! Active health checks: one task per service that configures them. Each
-//! interval it probes every target (an HTTP GET or a TCP connect) and flips
-//! the target's bit in the service's lock-free `HealthSet` after
+//! interval it probes every target of the service's *current* target set
+//! (an HTTP GET or a TCP connect; DNS discovery may have replaced the set)
+//! and flips the target's bit in the set's lock-free `HealthSet` after
 //! `unhealthy_threshold` consecutive failures or `healthy_threshold`
 //! consecutive successes. The request path only reads the bits.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinHandle;
+
+use crate::targets::Targets;
 
 /// A compiled active check.
 #[derive(Debug, Clone)]
@@ -64,12 +68,18 @@ pub struct CheckTarget {
     pub scheme: Scheme,
     /// Host header to send with HTTP probes.
     pub host: HeaderValue,
-    /// The targets, by balancer index.
-    pub targets: Vec<Authority>,
-    /// The bits the request path reads.
-    pub health: Arc<HealthSet>,
+    /// The service's targets; each round probes the current set and flips
+    /// the bits the request path reads.
+    pub targets: Arc<Targets>,
     /// The probe.
     pub spec: ProbeSpec,
+}
+
+/// Consecutive probe outcomes of one address.
+#[derive(Default, Clone, Copy)]
+struct Streak {
+    successes: u32,
+    failures: u32,
 }
 
 /// Starts the checker task for one service.
@@ -86,30 +96,36 @@ async fn run(c: CheckTarget) {
         .pool_max_idle_per_host(0)
         .set_host(false)
         .build(connector);
-    let n = c.targets.len();
-    let mut successes = vec![0u32; n];
-    let mut failures = vec![0u32; n];
+    // Streaks are kept by address, so they survive the target set being
+    // replaced by DNS discovery; addresses that left are forgotten.
+    let mut streaks: HashMap<Authority, Streak> = HashMap::new();
     let mut tick = tokio::time::interval(c.spec.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let probes = c.targets.iter().map(|t| probe(&client, &c, t.clone()));
+        let set = c.targets.load();
+        let probes = set.targets.iter().map(|t| probe(&client, &c, t.clone()));
         let results = futures_util::future::join_all(probes).await;
+        streaks.retain(|a, _| set.targets.contains(a));
         for (i, ok) in results.into_iter().enumerate() {
+            let target = &set.targets[i];
+            let s = streaks.entry(target.clone()).or_default();
             if ok {
-                successes[i] = successes[i].saturating_add(1);
-                failures[i] = 0;
+                s.successes = s.successes.saturating_add(1);
+                s.failures = 0;
             } else {
-                failures[i] = failures[i].saturating_add(1);
-                successes[i] = 0;
+                s.failures = s.failures.saturating_add(1);
+                s.successes = 0;
             }
-            let healthy = c.health.is_healthy(i);
-            if healthy && failures[i] >= c.spec.unhealthy_threshold {
-                c.health.set(i, false);
-                tracing::warn!(service = %c.service, target = %c.targets[i], failures = failures[i], "target unhealthy: out of rotation");
-            } else if !healthy && successes[i] >= c.spec.healthy_threshold {
-                c.health.set(i, true);
-                tracing::info!(service = %c.service, target = %c.targets[i], "target healthy again: back in rotation");
+            // A set swapped in while probing got its bits from this one;
+            // the next round writes to it.
+            let healthy = set.health.is_healthy(i);
+            if healthy && s.failures >= c.spec.unhealthy_threshold {
+                set.health.set(i, false);
+                tracing::warn!(service = %c.service, %target, failures = s.failures, "target unhealthy: out of rotation");
+            } else if !healthy && s.successes >= c.spec.healthy_threshold {
+                set.health.set(i, true);
+                tracing::info!(service = %c.service, %target, "target healthy again: back in rotation");
             }
         }
     }
@@ -153,13 +169,16 @@ async fn probe(
     }
 }
 
-/// Passive health (outlier ejection) of one service: counts consecutive
+/// Passive health (outlier ejection) of one target set: counts consecutive
 /// failures of live requests per target and ejects a target for
 /// `cool_down` when they reach the threshold. Lock-free on the request path.
 pub struct Passive {
     service: Arc<str>,
     targets: Vec<Authority>,
     health: Arc<HealthSet>,
+    /// The service's targets, to bring an ejected address back in the set
+    /// that is current when the cool-down ends (DNS may have replaced it).
+    home: Weak<Targets>,
     failures: Vec<std::sync::atomic::AtomicU32>,
     threshold: u32,
     unhealthy_statuses: Vec<u16>,
@@ -167,12 +186,14 @@ pub struct Passive {
 }
 
 impl Passive {
-    /// From validated config.
+    /// From validated config, for one set (`targets` and `health`) of the
+    /// service whose targets are `home`.
     pub fn new(
         c: &gatehouse_config::PassiveHealthCheck,
         service: Arc<str>,
         targets: Vec<Authority>,
         health: Arc<HealthSet>,
+        home: Weak<Targets>,
     ) -> Self {
         Self {
             service,
@@ -182,6 +203,7 @@ impl Passive {
                 .collect(),
             targets,
             health,
+            home,
             threshold: c.consecutive_failures,
             unhealthy_statuses: c.unhealthy_statuses.clone(),
             cool_down: c.cool_down,
@@ -214,6 +236,16 @@ impl Passive {
                 tokio::time::sleep(me.cool_down).await;
                 me.failures[idx].store(0, Ordering::Relaxed);
                 me.health.set(idx, true);
+                // The set may have been replaced meanwhile, with this
+                // address's (ejected) bit carried over.
+                if let Some(home) = me.home.upgrade() {
+                    let current = home.load();
+                    if !Arc::ptr_eq(&current.health, &me.health)
+                        && let Some(i) = current.targets.iter().position(|a| *a == me.targets[idx])
+                    {
+                        current.health.set(i, true);
+                    }
+                }
                 tracing::info!(service = %me.service, target = %me.targets[idx], "ejected target back in rotation after cool-down");
             });
         }

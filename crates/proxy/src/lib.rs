@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod client;
+pub mod discovery;
 pub mod forward;
 mod framing;
 mod handler;
@@ -17,6 +18,7 @@ mod server;
 pub mod snapshot;
 pub mod split;
 mod state;
+pub mod targets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +63,14 @@ impl Gateway {
     /// Compiles `loaded`, binds its listeners and starts serving.
     pub async fn start(loaded: &Loaded) -> Result<Self, StartError> {
         let shared = Arc::new(Shared::new(loaded, gatehouse_plugins::registry())?);
+        // DNS-backed services resolve in the background; give them up to
+        // `server.dns.timeout` so a normal start does not answer 503 before
+        // the first answers. DNS never blocks the start beyond that.
+        if !shared.first_resolution().await {
+            tracing::warn!(
+                "some DNS names did not resolve in time; their services answer 503 until they do"
+            );
+        }
         let mut specs: Vec<(String, bool)> = loaded
             .config
             .listeners
@@ -153,7 +163,7 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        self.shared.stop_health_checks();
+        self.shared.stop_background_tasks();
     }
 }
 

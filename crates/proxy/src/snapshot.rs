@@ -1,7 +1,9 @@
 //! Config becomes running parts here, in one visible place: a validated
 //! [`Loaded`] config is compiled into an immutable [`Snapshot`] (route
 //! table, plugin chains, upstream clients) that the request path reads
-//! through an `ArcSwap`. Compiling never touches the network.
+//! through an `ArcSwap`. Compiling never touches the network: DNS names of
+//! targets become a `discovery::Spec`, resolved by the discovery tasks
+//! `state.rs` starts with the snapshot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,14 +15,16 @@ use gatehouse_config::{
 use gatehouse_core::{BuildEnv, Consumer};
 use gatehouse_plugins::Registry;
 use gatehouse_router::{RouteSpec, Router, ValueMatch, VersionSource, VersionSpec};
-use gatehouse_upstream::{Algorithm, Balancer, HealthSet, Target};
+use gatehouse_upstream::Algorithm;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 
 use crate::chain::{Chain, Entry};
 use crate::client::{ClientCache, ClientKey, UpstreamClient};
+use crate::discovery::{DnsSettings, Spec, TargetSource};
 use crate::forward::TrustedProxies;
 use crate::split::{Branch, RequestView, Split, StickyKey, When};
+use crate::targets::{Recipe, Targets};
 
 /// Node settings the request path reads on every request.
 pub struct Settings {
@@ -46,20 +50,17 @@ pub struct ServiceRt {
     pub name: Arc<str>,
     /// `http`.
     pub scheme: Scheme,
-    /// `host:port` of the URL (the target when `targets` is empty).
+    /// `host:port` of the URL: the default Host header; without `targets`,
+    /// also where connections go (every address, for a DNS name).
     pub authority: Authority,
-    /// Where connections go, by balancer index.
-    pub targets: Vec<Authority>,
-    /// Chooses a target per request.
-    pub balancer: Arc<Balancer>,
-    /// Which targets may be picked (all, until health checks arrive).
-    pub health: Arc<HealthSet>,
+    /// The current target set (addresses, balancer, health bits, passive
+    /// check); replaced by DNS discovery for services that name DNS names.
+    /// Requests call `targets.load()` once.
+    pub targets: Arc<Targets>,
     /// The request property `consistent-hash` hashes.
     pub hash_on: HashOn,
     /// Active health check, if configured.
     pub active_check: Option<crate::health::ProbeSpec>,
-    /// Passive health check, if configured.
-    pub passive: Option<Arc<crate::health::Passive>>,
     /// Concurrency limit, if configured.
     pub limit: Option<Arc<crate::limit::Limit>>,
     /// Base path prepended to forwarded paths ("" for none).
@@ -172,6 +173,8 @@ pub struct Snapshot {
     pub settings: Settings,
     /// Client settings in use (so the cache can drop the rest).
     pub client_keys: Vec<ClientKey>,
+    /// Resolver settings for the services' DNS names.
+    pub dns: DnsSettings,
 }
 
 struct Errors<'a> {
@@ -256,51 +259,48 @@ pub fn compile(
         if !client_keys.contains(&key) {
             client_keys.push(key.clone());
         }
-        // Targets: the listed ones, or the URL's own host:port.
-        let (targets, weights): (Vec<Authority>, Vec<u32>) = if s.targets.is_empty() {
-            (vec![authority.clone()], vec![1])
-        } else {
-            s.targets
-                .iter()
-                .filter_map(|t| t.target.parse::<Authority>().ok().map(|a| (a, t.weight)))
-                .unzip()
-        };
+        // Targets: the listed ones, or the URL's own host:port. IP
+        // literals are fixed; DNS names are resolved later by discovery.
         let algorithm = s
             .load_balancing
             .algorithm
             .as_deref()
             .and_then(|a| a.parse::<Algorithm>().ok())
             .unwrap_or_default();
-        let lb_targets: Vec<Target> = weights
-            .iter()
-            .enumerate()
-            .map(|(j, w)| Target::new(j, *w))
-            .collect();
-        let balancer = match Balancer::new(algorithm, &lb_targets) {
-            Ok(b) => b,
+        let recipe = Recipe {
+            service: s.name.as_str().into(),
+            algorithm,
+            passive: s.health_checks.passive.clone(),
+        };
+        let spec = Spec::new(target_sources(s, &authority));
+        let targets = if spec.needs_dns() {
+            Targets::discovered(recipe, spec)
+        } else if s.targets.is_empty() {
+            Targets::fixed(recipe, vec![(authority.clone(), 1)])
+        } else {
+            let listed = s
+                .targets
+                .iter()
+                .filter_map(|t| {
+                    let a = t.target.as_deref()?.parse::<Authority>().ok()?;
+                    Some((a, t.weight()))
+                })
+                .collect();
+            Targets::fixed(recipe, listed)
+        };
+        let targets = match targets {
+            Ok(t) => t,
             Err(e) => {
                 errs.push(&format!("services[{i}].targets"), e.to_string());
                 continue;
             }
         };
-        let health = Arc::new(HealthSet::all_healthy(targets.len()));
-        let passive = s.health_checks.passive.as_ref().map(|p| {
-            Arc::new(crate::health::Passive::new(
-                p,
-                s.name.as_str().into(),
-                targets.clone(),
-                health.clone(),
-            ))
-        });
         services.push(ServiceRt {
             limit: s
                 .concurrency
                 .as_ref()
                 .map(|c| Arc::new(crate::limit::Limit::new(c))),
-            passive,
-            health,
             targets,
-            balancer: Arc::new(balancer),
             hash_on: HashOn::parse(s.load_balancing.hash_on.as_deref()),
             active_check: s
                 .health_checks
@@ -463,6 +463,7 @@ pub fn compile(
                 shutdown_timeout: s.shutdown_timeout,
             },
             client_keys,
+            dns: DnsSettings::new(&s.dns),
         }),
         _ => {
             if errs.list.is_empty() {
@@ -537,6 +538,42 @@ fn value_match(v: &OneOrMany) -> Result<ValueMatch, String> {
         OneOrMany::One(s) => ValueMatch::parse(s).map_err(|e| e.to_string()),
         OneOrMany::Many(list) => Ok(ValueMatch::OneOf(list.clone())),
     }
+}
+
+/// Where a service's targets come from: each listed entry, or the URL's
+/// host and port (80 by default) when none are listed.
+fn target_sources(s: &gatehouse_config::Service, url: &Authority) -> Vec<TargetSource> {
+    fn host_port(host: &str, port: u16, weight: u32, text: &str) -> Option<TargetSource> {
+        // `localhost` never changes: it stays a fixed target that the
+        // connector resolves when it connects (trying ::1 and 127.0.0.1 in
+        // turn), as before discovery existed.
+        if gatehouse_config::is_ip_literal(host) || host.eq_ignore_ascii_case("localhost") {
+            let target = text.parse::<Authority>().ok()?;
+            Some(TargetSource::Static { target, weight })
+        } else {
+            Some(TargetSource::Host {
+                name: host.to_string(),
+                port,
+                weight,
+            })
+        }
+    }
+    if s.targets.is_empty() {
+        let port = url.port_u16().unwrap_or(80);
+        let text = format!("{}:{port}", url.host());
+        return host_port(url.host(), port, 1, &text).into_iter().collect();
+    }
+    s.targets
+        .iter()
+        .filter_map(|t| match (&t.target, &t.srv) {
+            (Some(target), _) => {
+                let a = target.parse::<Authority>().ok()?;
+                host_port(a.host(), a.port_u16()?, t.weight(), target)
+            }
+            (None, Some(srv)) => Some(TargetSource::Srv { name: srv.clone() }),
+            (None, None) => None,
+        })
+        .collect()
 }
 
 fn matchers(

@@ -1,6 +1,8 @@
 //! The state every connection shares: the current snapshot behind an
-//! `ArcSwap` (readers never wait for writers), and what is needed to
-//! compile the next one.
+//! `ArcSwap` (readers never wait for writers), what is needed to compile
+//! the next one, and the lifecycle of a snapshot's background tasks
+//! (active health checks, DNS discovery): started with it, aborted when a
+//! reload replaces it or the gateway stops.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +12,7 @@ use gatehouse_config::{ConfigErrors, Loaded};
 use gatehouse_plugins::Registry;
 
 use crate::client::ClientCache;
+use crate::discovery::{self, Memory, TargetSource};
 use crate::snapshot::{Snapshot, compile};
 
 /// Shared by the listeners, the request path and the reloader.
@@ -19,22 +22,30 @@ pub struct Shared {
     clients: ClientCache,
     versions: AtomicU64,
     reload_lock: tokio::sync::Mutex<()>,
-    checkers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The current snapshot's background tasks: active health checks and
+    /// DNS discovery. Started with a snapshot, aborted when it is replaced.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Last good DNS answers, kept across reloads.
+    dns_memory: Arc<Memory>,
 }
 
 impl Shared {
-    /// Compiles the first snapshot.
+    /// Compiles the first snapshot and starts its background tasks (must
+    /// run inside a tokio runtime). DNS names resolve in the background:
+    /// see [`Shared::first_resolution`].
     pub fn new(loaded: &Loaded, registry: Registry) -> Result<Self, ConfigErrors> {
         let clients = ClientCache::default();
         let snap = compile(loaded, &registry, &clients, 1)?;
-        let checkers = start_health_checks(&snap);
+        let dns_memory = Arc::new(Memory::default());
+        let tasks = start_tasks(&snap, &dns_memory);
         Ok(Self {
             current: ArcSwap::from_pointee(snap),
             registry,
             clients,
             versions: AtomicU64::new(1),
             reload_lock: tokio::sync::Mutex::new(()),
-            checkers: std::sync::Mutex::new(checkers),
+            tasks: std::sync::Mutex::new(tasks),
+            dns_memory,
         })
     }
 
@@ -44,8 +55,20 @@ impl Shared {
         self.current.load_full()
     }
 
+    /// Waits until every DNS-backed service of the current snapshot has
+    /// finished its first discovery round (answered or failed), at most
+    /// `server.dns.timeout`. Returns whether all did in time.
+    pub async fn first_resolution(&self) -> bool {
+        first_round(&self.snapshot()).await
+    }
+
     /// Compiles `loaded` and swaps it in; on error the current snapshot
     /// keeps serving. Returns the new version.
+    ///
+    /// The new snapshot's health checks and DNS discovery start before the
+    /// swap, and the swap waits (at most `server.dns.timeout`) for the
+    /// first DNS answers, so DNS-backed services do not answer 503 right
+    /// after a reload.
     pub async fn reload(&self, loaded: &Loaded) -> Result<u64, ConfigErrors> {
         let _serialized = self.reload_lock.lock().await;
         let version = self.versions.load(Ordering::Relaxed) + 1;
@@ -53,29 +76,41 @@ impl Shared {
         self.clients.retain(&snap.client_keys);
         self.versions.store(version, Ordering::Relaxed);
         // Health state starts afresh with the new snapshot's targets.
-        let checkers = start_health_checks(&snap);
-        self.current.store(Arc::new(snap));
-        let old = std::mem::replace(&mut *self.lock_checkers(), checkers);
+        let tasks = start_tasks(&snap, &self.dns_memory);
+        let snap = Arc::new(snap);
+        first_round(&snap).await;
+        self.current.store(snap.clone());
+        let old = std::mem::replace(&mut *self.lock_tasks(), tasks);
         old.iter().for_each(tokio::task::JoinHandle::abort);
+        let sources: Vec<&TargetSource> = snap
+            .services
+            .iter()
+            .filter_map(|s| s.targets.discovery())
+            .flat_map(|spec| spec.sources())
+            .collect();
+        self.dns_memory.retain(&sources);
         Ok(version)
     }
 
-    /// Stops every health-check task.
-    pub fn stop_health_checks(&self) {
-        self.lock_checkers().drain(..).for_each(|h| h.abort());
+    /// Stops every background task (health checks, DNS discovery).
+    pub fn stop_background_tasks(&self) {
+        self.lock_tasks().drain(..).for_each(|h| h.abort());
     }
 
-    fn lock_checkers(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
-        match self.checkers.lock() {
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        match self.tasks.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 }
 
-/// Starts the active health checks a snapshot configures.
-fn start_health_checks(snap: &Snapshot) -> Vec<tokio::task::JoinHandle<()>> {
-    snap.services
+/// Starts the background tasks a snapshot configures: one active health
+/// checker per service that has one, one discovery task per service whose
+/// targets name DNS names (sharing one resolver).
+fn start_tasks(snap: &Snapshot, memory: &Arc<Memory>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks: Vec<_> = snap
+        .services
         .iter()
         .filter_map(|svc| {
             let spec = svc.active_check.clone()?;
@@ -84,9 +119,40 @@ fn start_health_checks(snap: &Snapshot) -> Vec<tokio::task::JoinHandle<()>> {
                 scheme: svc.scheme.clone(),
                 host: svc.host_header.clone(),
                 targets: svc.targets.clone(),
-                health: svc.health.clone(),
                 spec,
             }))
         })
-        .collect()
+        .collect();
+    let dynamic: Vec<_> = snap
+        .services
+        .iter()
+        .filter(|svc| svc.targets.discovery().is_some())
+        .collect();
+    if !dynamic.is_empty() {
+        let resolver = discovery::resolver(&snap.dns);
+        if let Err(e) = &resolver {
+            tracing::error!(error = %e, "DNS discovery cannot start");
+        }
+        for svc in dynamic {
+            tasks.push(discovery::spawn(
+                resolver.clone(),
+                snap.dns.clone(),
+                svc.targets.clone(),
+                memory.clone(),
+            ));
+        }
+    }
+    tasks
+}
+
+/// Waits for the first discovery round of every DNS-backed service of
+/// `snap`, at most `snap.dns.timeout`; whether all finished in time.
+async fn first_round(snap: &Snapshot) -> bool {
+    let rounds = snap
+        .services
+        .iter()
+        .filter(|svc| svc.targets.discovery().is_some())
+        .map(|svc| svc.targets.first_round());
+    let all = futures_util::future::join_all(rounds);
+    tokio::time::timeout(snap.dns.timeout, all).await.is_ok()
 }

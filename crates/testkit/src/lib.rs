@@ -1,6 +1,7 @@
 //! Test support for gatehouse: small real upstream servers and raw clients.
 //!
-//! Everything here binds `127.0.0.1:0`, is ready when `start().await`
+//! Everything here binds `127.0.0.1:0` (upstreams may bind a chosen
+//! loopback address with [`UpstreamBuilder::bind`]), is ready when `start().await`
 //! returns (the listener is bound before it returns) and stops when its guard
 //! is dropped. Nothing here is used on the gateway's request path.
 //!
@@ -14,6 +15,9 @@
 //! - [`http1_client`], [`h2c_client`]: hyper clients with a boxed request body.
 //! - [`StreamingBody`]: a request body that generates bytes without holding them.
 //! - [`rss`]: resident-memory readings for flat-memory assertions.
+//! - [`DnsServer`]: an authoritative DNS server (UDP and TCP) whose A, AAAA
+//!   and SRV records tests change at runtime, or that stops answering or
+//!   answers NXDOMAIN/SERVFAIL.
 
 // This is test-support code: a builder given an invalid header or status, or a
 // loopback listener that cannot bind, is a bug in the test or its machine, and
@@ -22,6 +26,7 @@
 
 pub mod body;
 pub mod client;
+pub mod dns;
 pub mod raw;
 pub mod rss;
 mod server;
@@ -30,6 +35,7 @@ pub mod upstream;
 
 pub use body::{BoxBody, BoxError, StreamingBody};
 pub use client::{Client, h2c_client, http1_client};
+pub use dns::DnsServer;
 pub use rss::{current_peak_rss_kb, current_rss_kb, rss_kb};
 pub use tcp::{AcceptThenCloseServer, BlackholeServer, RefusingAddr};
 pub use tokio_tungstenite;

@@ -72,6 +72,7 @@ pub(crate) struct Config {
 pub struct UpstreamBuilder {
     config: Config,
     record: usize,
+    bind: Option<SocketAddr>,
 }
 
 impl UpstreamBuilder {
@@ -86,6 +87,7 @@ impl UpstreamBuilder {
                 delay: None,
             },
             record: 32,
+            bind: None,
         }
     }
 
@@ -231,21 +233,41 @@ impl UpstreamBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving; the server accepts
-    /// connections as soon as this returns. Must run inside a tokio runtime.
+    /// Listen on `addr` instead of `127.0.0.1:0`: for example
+    /// `127.0.0.2:PORT`, to serve several upstreams on one port behind the
+    /// A records of a DNS name (Linux routes all of 127/8 to loopback).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = Some(addr);
+        self
+    }
+
+    /// Binds `127.0.0.1:0` (or the [`UpstreamBuilder::bind`] address) and
+    /// starts serving; the server accepts connections as soon as this
+    /// returns. Must run inside a tokio runtime.
     ///
     /// # Panics
-    /// If the loopback listener cannot be bound.
+    /// If the listener cannot be bound.
     pub async fn start(self) -> Upstream {
-        let listener = bind_loopback().await.expect("bind 127.0.0.1:0");
+        let at = self.bind;
+        self.try_start()
+            .await
+            .unwrap_or_else(|e| panic!("bind {at:?} (None: 127.0.0.1:0): {e}"))
+    }
+
+    /// Like [`UpstreamBuilder::start`], returning the bind error (a chosen
+    /// port may be taken).
+    pub async fn try_start(self) -> std::io::Result<Upstream> {
+        let listener = match self.bind {
+            Some(addr) => TcpListener::bind(addr).await?,
+            None => bind_loopback().await?,
+        };
         let state = Arc::new(State::new(self.record));
         let config = Arc::new(self.config);
         let run_state = state.clone();
         let guard = ServerGuard::spawn(listener, move |listener, stop| {
             accept_loop(listener, stop, config, run_state)
-        })
-        .expect("local_addr of a bound listener");
-        Upstream { guard, state }
+        })?;
+        Ok(Upstream { guard, state })
     }
 }
 
@@ -323,7 +345,7 @@ impl Upstream {
         self.guard.addr()
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://IP:PORT` of the listener (`127.0.0.1` unless bound elsewhere).
     pub fn url(&self) -> String {
         self.guard.url()
     }

@@ -6,6 +6,7 @@
 //! hyper's server and client types.
 
 pub mod chain;
+pub mod circuit;
 pub mod client;
 pub mod forward;
 mod framing;
@@ -13,6 +14,7 @@ mod handler;
 pub mod health;
 pub mod limit;
 mod logbody;
+pub mod retry;
 mod server;
 pub mod snapshot;
 mod state;

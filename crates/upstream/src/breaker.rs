@@ -100,7 +100,11 @@ fn pack(mode: u64, generation: u64, payload: u64) -> u64 {
     mode | ((generation & GEN_MASK) << 2) | ((payload & 0xffff_ffff) << 16)
 }
 fn half_open(generation: u64, in_flight: u64, successes: u64) -> u64 {
-    pack(HALF_OPEN, generation, (in_flight & 0xffff) | ((successes & 0xffff) << 16))
+    pack(
+        HALF_OPEN,
+        generation,
+        (in_flight & 0xffff) | ((successes & 0xffff) << 16),
+    )
 }
 fn probes(s: u64) -> (u64, u64) {
     (payload(s) & 0xffff, payload(s) >> 16)
@@ -137,12 +141,18 @@ pub struct Breaker {
 impl Breaker {
     /// A closed breaker.
     pub fn new(config: BreakerConfig) -> Self {
+        Self::with_epoch(config, Instant::now())
+    }
+
+    /// A closed breaker whose clock ([`Breaker::now`]) counts from `epoch`,
+    /// so breakers built together can share one reading of the time.
+    pub fn with_epoch(config: BreakerConfig, epoch: Instant) -> Self {
         Self {
             bucket_ms: (millis(config.window) / BUCKETS as u64).max(1),
             // Elapsed open time is measured modulo 2^32 ms.
             open_for_ms: millis(config.open_for).min(u64::from(u32::MAX >> 1)),
             config,
-            epoch: Instant::now(),
+            epoch,
             state: AtomicU64::new(pack(CLOSED, 0, 0)),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -256,20 +266,20 @@ impl Breaker {
         self.try_acquire_at(self.now())
     }
 
-    /// Reports the outcome of an admitted request at time `now`.
-    pub fn record_at(&self, ticket: Ticket, ok: bool, now: Duration) {
+    /// Reports the outcome of an admitted request at time `now`. Returns
+    /// the new state when this outcome changed it (for logs).
+    pub fn record_at(&self, ticket: Ticket, ok: bool, now: Duration) -> Option<State> {
         if ticket.probe {
-            self.record_probe(ticket, ok, now);
-            return;
+            return self.record_probe(ticket, ok, now);
         }
         let s = self.state.load(Ordering::Acquire);
         if mode(s) != CLOSED || generation(s) != ticket.generation {
-            return; // an outcome from before the breaker last opened
+            return None; // an outcome from before the breaker last opened
         }
         let idx = millis(now) / self.bucket_ms;
         self.count(idx, ok);
         if ok {
-            return;
+            return None;
         }
         let (requests, failures) = self.window(idx);
         if requests >= u64::from(self.config.min_requests)
@@ -277,15 +287,18 @@ impl Breaker {
         {
             let open = pack(OPEN, generation(s) + 1, millis(now) & 0xffff_ffff);
             // Losing the race means another outcome already moved it on.
-            let _ = self
+            return self
                 .state
-                .compare_exchange(s, open, Ordering::AcqRel, Ordering::Acquire);
+                .compare_exchange(s, open, Ordering::AcqRel, Ordering::Acquire)
+                .ok()
+                .map(|_| State::Open);
         }
+        None
     }
 
     /// Reports the outcome of an admitted request now.
-    pub fn record(&self, ticket: Ticket, ok: bool) {
-        self.record_at(ticket, ok, self.now());
+    pub fn record(&self, ticket: Ticket, ok: bool) -> Option<State> {
+        self.record_at(ticket, ok, self.now())
     }
 
     /// Gives back a ticket whose request has no outcome to report
@@ -305,7 +318,7 @@ impl Breaker {
             });
     }
 
-    fn record_probe(&self, ticket: Ticket, ok: bool, now: Duration) {
+    fn record_probe(&self, ticket: Ticket, ok: bool, now: Duration) -> Option<State> {
         let limit = u64::from(self.config.half_open_requests);
         let mut closed = false;
         let updated = self
@@ -328,12 +341,20 @@ impl Breaker {
                     Some(half_open(g, in_flight.saturating_sub(1), successes + 1))
                 }
             });
-        if updated.is_ok() && closed {
+        if updated.is_err() {
+            return None;
+        }
+        if closed {
             // A fresh start: failures from before the breaker opened must
             // not count again.
             for b in &self.buckets {
                 b.store(0, Ordering::Relaxed);
             }
+            Some(State::Closed)
+        } else if ok {
+            None
+        } else {
+            Some(State::Open)
         }
     }
 
@@ -395,7 +416,7 @@ mod tests {
     /// Admits and records one request at `now`.
     fn call(b: &Breaker, ok: bool, now: Duration) -> Result<(), Rejected> {
         let t = b.try_acquire_at(now)?;
-        b.record_at(t, ok, now);
+        let _ = b.record_at(t, ok, now);
         Ok(())
     }
 
@@ -410,7 +431,8 @@ mod tests {
         // A success keeps it closed; the next failure makes 4/5 ≥ 0.5.
         call(&b, true, ms(4)).unwrap();
         assert_eq!(b.state_at(ms(4)), State::Closed);
-        call(&b, false, ms(5)).unwrap();
+        let t = b.try_acquire_at(ms(5)).unwrap();
+        assert_eq!(b.record_at(t, false, ms(5)), Some(State::Open));
         assert_eq!(b.state_at(ms(5)), State::Open);
         let rejected = b.try_acquire_at(ms(1005)).unwrap_err();
         assert_eq!(rejected.retry_after, ms(29_000));
@@ -460,10 +482,10 @@ mod tests {
             Duration::ZERO
         );
         assert!(!b.may_admit_at(at));
-        b.record_at(p1, true, at);
+        assert_eq!(b.record_at(p1, true, at), None);
         // One success, one in flight: still no room for a third probe.
         assert!(b.try_acquire_at(at).is_err());
-        b.record_at(p2, true, at);
+        assert_eq!(b.record_at(p2, true, at), Some(State::Closed));
         assert_eq!(b.state_at(at), State::Closed);
         // Closed with an empty window: one failure does not reopen it.
         assert_eq!(b.window_at(at), (0, 0));
@@ -478,14 +500,14 @@ mod tests {
         assert_eq!(b.state_at(ms(0)), State::Open);
         let p = b.try_acquire_at(ms(30_000)).unwrap();
         let other = b.try_acquire_at(ms(30_000)).unwrap();
-        b.record_at(p, false, ms(30_500));
+        assert_eq!(b.record_at(p, false, ms(30_500)), Some(State::Open));
         assert_eq!(b.state_at(ms(30_500)), State::Open);
         assert_eq!(
             b.try_acquire_at(ms(31_000)).unwrap_err().retry_after,
             ms(29_500)
         );
         // A late outcome of the other probe belongs to an old phase.
-        b.record_at(other, true, ms(31_000));
+        assert_eq!(b.record_at(other, true, ms(31_000)), None);
         assert_eq!(b.state_at(ms(31_000)), State::Open);
         assert_eq!(b.state_at(ms(60_500)), State::HalfOpen);
     }
@@ -498,7 +520,7 @@ mod tests {
         assert!(b.try_acquire_at(ms(30_000)).is_err());
         b.release(p);
         let p = b.try_acquire_at(ms(30_000)).unwrap();
-        b.record_at(p, true, ms(30_000));
+        assert_eq!(b.record_at(p, true, ms(30_000)), Some(State::Closed));
         assert_eq!(b.state_at(ms(30_000)), State::Closed);
     }
 
@@ -511,9 +533,9 @@ mod tests {
         assert_eq!(b.state_at(ms(0)), State::Open);
         // Through half-open back to closed.
         let p = b.try_acquire_at(ms(30_000)).unwrap();
-        b.record_at(p, true, ms(30_000));
+        assert_eq!(b.record_at(p, true, ms(30_000)), Some(State::Closed));
         assert_eq!(b.state_at(ms(30_000)), State::Closed);
-        b.record_at(early, false, ms(30_001));
+        assert_eq!(b.record_at(early, false, ms(30_001)), None);
         assert_eq!(b.window_at(ms(30_001)), (0, 0));
     }
 

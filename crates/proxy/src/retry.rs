@@ -798,6 +798,88 @@ mod tests {
         assert_eq!(e.buffer_body, 0);
     }
 
+    fn compile(yaml: &str) -> crate::snapshot::Snapshot {
+        let loaded = gatehouse_config::parse_str(yaml, "t.yaml").unwrap();
+        let clients = crate::client::ClientCache::default();
+        crate::snapshot::compile(&loaded, &gatehouse_plugins::registry(), &clients, 1)
+            .ok()
+            .unwrap()
+    }
+
+    const THREE: &str = "services:\n  - name: s\n    url: http://s.internal\n    targets:\n      - target: 127.0.0.1:1\n      - target: 127.0.0.1:2\n      - target: 127.0.0.1:3\n";
+
+    #[tokio::test]
+    async fn retries_prefer_untried_targets_then_fall_back_to_any() {
+        let snap = compile(THREE);
+        let svc = &snap.services[0];
+        for _ in 0..30 {
+            let a = pick_target(svc, None, &[0]).ok().unwrap();
+            assert_ne!(a.target, Some(0));
+            let b = pick_target(svc, None, &[0, 2]).ok().unwrap();
+            assert_eq!(b.target, Some(1));
+            assert!(
+                pick_target(svc, None, &[0, 1, 2])
+                    .ok()
+                    .unwrap()
+                    .target
+                    .is_some()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_attempt_is_finished_with_the_balancer_exactly_once() {
+        let snap = compile(&format!(
+            "{THREE}    load_balancing:\n      algorithm: least-connections\n"
+        ));
+        let svc = &snap.services[0];
+        let gatehouse_upstream::Balancer::LeastConnections(lc) = &*svc.balancer else {
+            panic!("least-connections expected");
+        };
+        let in_flight = || (0..3).map(|i| lc.in_flight(i)).sum::<u64>();
+        let a = pick_target(svc, None, &[]).ok().unwrap();
+        let b = pick_target(svc, None, &[]).ok().unwrap();
+        assert_eq!(in_flight(), 2);
+        drop(a); // failed or cancelled mid-way
+        b.cancel(); // answered by a plugin
+        assert_eq!(in_flight(), 0);
+        let c = pick_target(svc, None, &[]).ok().unwrap();
+        let (target, _) = c.into_response();
+        assert!(target.is_some());
+        assert_eq!(in_flight(), 1, "the response body reports it later");
+    }
+
+    #[tokio::test]
+    async fn targets_with_open_breakers_are_skipped_and_all_open_is_circuit_open() {
+        let snap = compile(&format!(
+            "{THREE}    circuit_breaker:\n      min_requests: 1\n      failure_ratio: 1\n      open_for: 5s\n      per_target: true\n"
+        ));
+        let svc = &snap.services[0];
+        let b = svc.breakers.as_deref().unwrap();
+        b.admit_target(0).unwrap().record(false);
+        b.admit_target(2).unwrap().record(false);
+        for _ in 0..10 {
+            let a = pick_target(svc, None, &[]).ok().unwrap();
+            assert_eq!(a.target, Some(1));
+            // A retry that tried 1 still gets 1: the open ones stay out.
+            let r = pick_target(svc, None, &[1]).ok().unwrap();
+            assert_eq!(r.target, Some(1));
+        }
+        b.admit_target(1).unwrap().record(false);
+        let p = pick_target(svc, None, &[]).err().unwrap();
+        assert_eq!(p.kind(), ProblemType::CircuitOpen);
+        let resp = p.into_response(None);
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "5");
+        // The service's own breaker has seen nothing.
+        assert!(b.admit_service().is_ok());
+        // Unhealthy targets are not the breakers' doing.
+        for i in 0..3 {
+            svc.health.set(i, false);
+        }
+        let p = pick_target(svc, None, &[]).err().unwrap();
+        assert_eq!(p.kind(), ProblemType::NoHealthyUpstream);
+    }
+
     #[tokio::test]
     async fn a_buffered_body_replays_identically_with_its_trailers() {
         let mut trailers = HeaderMap::new();

@@ -395,7 +395,7 @@ async fn forward_upstream(
         } else {
             None
         };
-        match retry::pick_target(svc, key.as_deref(), &[]) {
+        match retry::pick_target(svc, key.as_deref(), &[], started) {
             Ok(a) => a,
             Err(p) => return ctx_problem(ctx, p),
         }

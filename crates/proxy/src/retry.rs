@@ -395,19 +395,20 @@ impl Drop for Attempt<'_> {
 
 /// Picks the target of an attempt among the healthy ones whose circuit
 /// breaker (with `per_target`) admits it, preferring targets not in
-/// `tried`; then tells the balancer the attempt started. `key` is the
-/// consistent-hash key (first tries only).
+/// `tried`; then tells the balancer the attempt started (at `now`). `key`
+/// is the consistent-hash key (first tries only).
 pub(crate) fn pick_target<'a>(
     svc: &'a ServiceRt,
     key: Option<&[u8]>,
     tried: &[usize],
+    now: Instant,
 ) -> Result<Attempt<'a>, Problem> {
     let mut attempt = Attempt {
         svc,
         target: None,
         target_ticket: None,
         service_ticket: None,
-        started: Instant::now(),
+        started: now,
         owed: false,
     };
     if !svc.balanced {
@@ -661,7 +662,7 @@ fn prepare_retry<'a>(
     {
         tried.push(t);
     }
-    let mut next = pick_target(svc, None, tried).ok()?;
+    let mut next = pick_target(svc, None, tried, Instant::now()).ok()?;
     if !svc.budget.try_withdraw() {
         next.cancel();
         tracing::debug!(service = %svc.name, "retry budget exhausted");
@@ -813,12 +814,14 @@ mod tests {
         let snap = compile(THREE);
         let svc = &snap.services[0];
         for _ in 0..30 {
-            let a = pick_target(svc, None, &[0]).ok().unwrap();
+            let a = pick_target(svc, None, &[0], Instant::now()).ok().unwrap();
             assert_ne!(a.target, Some(0));
-            let b = pick_target(svc, None, &[0, 2]).ok().unwrap();
+            let b = pick_target(svc, None, &[0, 2], Instant::now())
+                .ok()
+                .unwrap();
             assert_eq!(b.target, Some(1));
             assert!(
-                pick_target(svc, None, &[0, 1, 2])
+                pick_target(svc, None, &[0, 1, 2], Instant::now())
                     .ok()
                     .unwrap()
                     .target
@@ -837,13 +840,13 @@ mod tests {
             panic!("least-connections expected");
         };
         let in_flight = || (0..3).map(|i| lc.in_flight(i)).sum::<u64>();
-        let a = pick_target(svc, None, &[]).ok().unwrap();
-        let b = pick_target(svc, None, &[]).ok().unwrap();
+        let a = pick_target(svc, None, &[], Instant::now()).ok().unwrap();
+        let b = pick_target(svc, None, &[], Instant::now()).ok().unwrap();
         assert_eq!(in_flight(), 2);
         drop(a); // failed or cancelled mid-way
         b.cancel(); // answered by a plugin
         assert_eq!(in_flight(), 0);
-        let c = pick_target(svc, None, &[]).ok().unwrap();
+        let c = pick_target(svc, None, &[], Instant::now()).ok().unwrap();
         let (target, _) = c.into_response();
         assert!(target.is_some());
         assert_eq!(in_flight(), 1, "the response body reports it later");
@@ -859,14 +862,14 @@ mod tests {
         b.admit_target(0).unwrap().record(false);
         b.admit_target(2).unwrap().record(false);
         for _ in 0..10 {
-            let a = pick_target(svc, None, &[]).ok().unwrap();
+            let a = pick_target(svc, None, &[], Instant::now()).ok().unwrap();
             assert_eq!(a.target, Some(1));
             // A retry that tried 1 still gets 1: the open ones stay out.
-            let r = pick_target(svc, None, &[1]).ok().unwrap();
+            let r = pick_target(svc, None, &[1], Instant::now()).ok().unwrap();
             assert_eq!(r.target, Some(1));
         }
         b.admit_target(1).unwrap().record(false);
-        let p = pick_target(svc, None, &[]).err().unwrap();
+        let p = pick_target(svc, None, &[], Instant::now()).err().unwrap();
         assert_eq!(p.kind(), ProblemType::CircuitOpen);
         let resp = p.into_response(None);
         assert_eq!(resp.headers()[http::header::RETRY_AFTER], "5");
@@ -876,7 +879,7 @@ mod tests {
         for i in 0..3 {
             svc.health.set(i, false);
         }
-        let p = pick_target(svc, None, &[]).err().unwrap();
+        let p = pick_target(svc, None, &[], Instant::now()).err().unwrap();
         assert_eq!(p.kind(), ProblemType::NoHealthyUpstream);
     }
 

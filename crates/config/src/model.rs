@@ -197,10 +197,24 @@ pub struct Service {
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub connect_timeout: Duration,
-    /// Time allowed from sending the request to receiving response headers.
+    /// Time allowed for one try, from sending the request to receiving
+    /// response headers.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
+    /// Time allowed for the whole request until response headers: every
+    /// try plus the backoff waits between them. Absent: no overall limit
+    /// (each try is still bounded by `timeout`).
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub total_timeout: Option<Duration>,
+    /// When and how failed requests are tried again.
+    #[serde(default)]
+    pub retries: Retries,
+    /// Stop sending to a failing service (or target) for a while.
+    /// Absent: no circuit breaker.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreaker>,
     /// Connection pool settings.
     #[serde(default)]
     pub pool: Pool,
@@ -210,6 +224,207 @@ pub struct Service {
     /// Free-form labels.
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+/// Retry policy of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retries {
+    /// Retries after the first try (at most 10); 0 turns retries off.
+    pub attempts: u32,
+    /// What is retried: `connect-failure` (the connection could not be
+    /// opened), `reset` (the connection broke before response headers),
+    /// `timeout` (a try hit its per-try timeout) and response statuses
+    /// such as `502`, `503`, `504`.
+    pub on: Vec<RetryCondition>,
+    /// Methods that may be retried. Default: the idempotent ones (GET,
+    /// HEAD, OPTIONS, PUT, DELETE, TRACE).
+    pub methods: Vec<String>,
+    /// Wait before each retry.
+    pub backoff: Backoff,
+    /// How many retries the service may add on top of its traffic.
+    pub budget: RetryBudget,
+    /// Request bodies with a Content-Length up to this many bytes are
+    /// buffered so they can be sent again; 0: requests with a body are
+    /// never retried. At most 67108864 (64 MiB).
+    pub buffer_body: u64,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self {
+            attempts: 1,
+            on: vec![RetryCondition::Name("connect-failure".to_string())],
+            methods: default_retry_methods(),
+            backoff: Backoff::default(),
+            budget: RetryBudget::default(),
+            buffer_body: 0,
+        }
+    }
+}
+
+/// The idempotent methods of RFC 9110 section 9.2.2.
+pub fn default_retry_methods() -> Vec<String> {
+    ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// One retry condition: a name or a response status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RetryCondition {
+    /// A response status (100-599).
+    Status(i64),
+    /// `connect-failure`, `reset` or `timeout`.
+    Name(String),
+}
+
+/// Exponential backoff with full jitter between retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backoff {
+    /// Upper bound of the first retry's wait; it doubles with every retry.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub base: Duration,
+    /// Largest upper bound of a wait. The actual wait is random between
+    /// zero and the bound (full jitter).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(25),
+            max: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The retry budget of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBudget {
+    /// Retries may add at most this share (0 < ratio ≤ 1) to the rate of
+    /// first tries.
+    pub ratio: f64,
+    /// Retries per second allowed on top of `ratio`, whatever the traffic.
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            ratio: 0.2,
+            min_per_second: 10,
+        }
+    }
+}
+
+/// Circuit breaker settings of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Open when failures / requests in the window reach this (0 < ratio ≤ 1)...
+    #[serde(default = "default_failure_ratio")]
+    pub failure_ratio: f64,
+    /// ...and the window holds at least this many requests.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+    /// Length of the sliding window of outcomes (10 buckets).
+    #[serde(default = "default_window", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub window: Duration,
+    /// How long the breaker stays open (requests fail fast with 503
+    /// `circuit-open`) before letting probes through.
+    #[serde(default = "default_open_for", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub open_for: Duration,
+    /// Probes let through when half-open; all must succeed to close the
+    /// breaker, any failure opens it again.
+    #[serde(default = "default_half_open_requests")]
+    pub half_open_requests: u32,
+    /// Response statuses that count as failures (besides connect
+    /// failures, resets and timeouts).
+    #[serde(default = "default_unhealthy_statuses")]
+    pub failure_statuses: Vec<u16>,
+    /// Also keep one breaker per target: the balancer skips targets whose
+    /// breaker is open.
+    #[serde(default)]
+    pub per_target: bool,
+}
+
+fn default_failure_ratio() -> f64 {
+    0.5
+}
+
+fn default_min_requests() -> u32 {
+    20
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_open_for() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_half_open_requests() -> u32 {
+    3
+}
+
+/// Timeouts a route sets instead of its service's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteTimeouts {
+    /// Instead of the service's `connect_timeout`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub connect: Option<Duration>,
+    /// Instead of the service's `timeout` (per try, until response headers).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub per_try: Option<Duration>,
+    /// Instead of the service's `total_timeout`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub total: Option<Duration>,
+}
+
+/// Retry settings a route sets instead of its service's; fields not given
+/// are inherited (the budget is always the service's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteRetries {
+    /// Instead of the service's `retries.attempts`.
+    pub attempts: Option<u32>,
+    /// Instead of the service's `retries.on`.
+    pub on: Option<Vec<RetryCondition>>,
+    /// Instead of the service's `retries.methods` (e.g. to allow POST).
+    pub methods: Option<Vec<String>>,
+    /// Instead of the service's `retries.backoff`; `base` and `max` are
+    /// inherited separately.
+    pub backoff: Option<RouteBackoff>,
+    /// Instead of the service's `retries.buffer_body`.
+    pub buffer_body: Option<u64>,
+}
+
+/// Backoff fields a route sets instead of its service's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteBackoff {
+    /// Instead of the service's `retries.backoff.base`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub base: Option<Duration>,
+    /// Instead of the service's `retries.backoff.max`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub max: Option<Duration>,
 }
 
 /// One entry of a service's targets: an address, or a DNS name that
@@ -486,6 +701,12 @@ pub struct Route {
     /// Send this Host header upstream.
     #[serde(default)]
     pub host_rewrite: Option<String>,
+    /// Timeouts for this route instead of the service's.
+    #[serde(default)]
+    pub timeouts: Option<RouteTimeouts>,
+    /// Retry settings for this route instead of the service's.
+    #[serde(default)]
+    pub retries: Option<RouteRetries>,
     /// Plugins for this route.
     #[serde(default)]
     pub plugins: Vec<PluginRef>,

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::error::ConfigErrors;
 use crate::locate::Source;
-use crate::model::{Config, OneOrMany, PluginRef, Route};
+use crate::model::{Config, OneOrMany, PluginRef, RetryCondition, Route, Service};
 
 struct Collector<'a> {
     source: &'a Source,
@@ -240,6 +240,13 @@ fn services(config: &Config, c: &mut Collector<'_>) {
                 "must be greater than zero",
             );
         }
+        if s.total_timeout.is_some_and(|t| t.is_zero()) {
+            c.error(
+                format!("services[{i}].total_timeout"),
+                "must be greater than zero",
+            );
+        }
+        resilience(s, i, c);
         plugin_refs(&s.plugins, &format!("services[{i}].plugins"), c);
     }
 }
@@ -425,6 +432,201 @@ fn targets(s: &crate::model::Service, i: usize, c: &mut Collector<'_>) {
     }
 }
 
+/// Retry conditions that are names rather than statuses.
+pub const RETRY_CONDITIONS: [&str; 3] = ["connect-failure", "reset", "timeout"];
+
+/// Largest `retries.attempts`.
+pub const MAX_RETRY_ATTEMPTS: u32 = 10;
+
+/// Largest `retries.buffer_body` (64 MiB).
+pub const MAX_BUFFER_BODY: u64 = 64 * 1024 * 1024;
+
+/// Whether `m` is an upper-case RFC 9110 method token (M-SEARCH too).
+fn valid_method(m: &str) -> bool {
+    !m.is_empty()
+        && m.bytes().any(|b| b.is_ascii_uppercase())
+        && m.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn status_ok(st: i64) -> bool {
+    (100..=599).contains(&st)
+}
+
+/// Checks the retry fields at `at` (a service's `retries` or a route's).
+/// Fields not set at this level are `None` and were checked where they
+/// are set.
+fn retry_fields(
+    at: &str,
+    attempts: Option<u32>,
+    on: Option<&[RetryCondition]>,
+    methods: Option<&[String]>,
+    buffer_body: Option<u64>,
+    c: &mut Collector<'_>,
+) {
+    if let Some(n) = attempts
+        && n > MAX_RETRY_ATTEMPTS
+    {
+        c.error(
+            format!("{at}.attempts"),
+            format!("must be at most {MAX_RETRY_ATTEMPTS}"),
+        );
+    }
+    for (k, cond) in on.unwrap_or_default().iter().enumerate() {
+        match cond {
+            RetryCondition::Status(st) if !status_ok(*st) => {
+                c.error(format!("{at}.on[{k}]"), "must be an HTTP status (100-599)")
+            }
+            RetryCondition::Name(n)
+                if !RETRY_CONDITIONS.contains(&n.as_str())
+                    && !n.parse::<i64>().is_ok_and(status_ok) =>
+            {
+                c.error(
+                    format!("{at}.on[{k}]"),
+                    format!(
+                        "unknown retry condition `{n}` (expected {}, or a status such as 503)",
+                        RETRY_CONDITIONS.join(", ")
+                    ),
+                )
+            }
+            _ => {}
+        }
+    }
+    for (k, m) in methods.unwrap_or_default().iter().enumerate() {
+        if !valid_method(m) {
+            c.error(
+                format!("{at}.methods[{k}]"),
+                format!("`{m}` is not an HTTP method (expected upper case, e.g. GET)"),
+            );
+        }
+    }
+    if let Some(b) = buffer_body
+        && b > MAX_BUFFER_BODY
+    {
+        c.error(
+            format!("{at}.buffer_body"),
+            format!("must be at most {MAX_BUFFER_BODY} bytes (64 MiB)"),
+        );
+    }
+}
+
+fn backoff(at: &str, base: std::time::Duration, max: std::time::Duration, c: &mut Collector<'_>) {
+    if base > max {
+        c.error(
+            format!("{at}.backoff.base"),
+            format!("must not be greater than `max` (base {base:?}, max {max:?})"),
+        );
+    }
+}
+
+/// Retries, budget and circuit breaker of service `i`.
+fn resilience(s: &Service, i: usize, c: &mut Collector<'_>) {
+    let at = format!("services[{i}].retries");
+    let r = &s.retries;
+    retry_fields(
+        &at,
+        Some(r.attempts),
+        Some(&r.on),
+        Some(&r.methods),
+        Some(r.buffer_body),
+        c,
+    );
+    backoff(&at, r.backoff.base, r.backoff.max, c);
+    if !(r.budget.ratio > 0.0 && r.budget.ratio <= 1.0) {
+        c.error(
+            format!("{at}.budget.ratio"),
+            "must be greater than 0 and at most 1",
+        );
+    }
+    let Some(cb) = &s.circuit_breaker else {
+        return;
+    };
+    let at = format!("services[{i}].circuit_breaker");
+    if !(cb.failure_ratio > 0.0 && cb.failure_ratio <= 1.0) {
+        c.error(
+            format!("{at}.failure_ratio"),
+            "must be greater than 0 and at most 1",
+        );
+    }
+    if cb.min_requests == 0 {
+        c.error(format!("{at}.min_requests"), "must be at least 1");
+    }
+    if cb.window < std::time::Duration::from_millis(10) {
+        c.error(format!("{at}.window"), "must be at least 10ms");
+    }
+    if cb.open_for.is_zero() {
+        c.error(format!("{at}.open_for"), "must be greater than zero");
+    } else if cb.open_for > std::time::Duration::from_secs(86_400) {
+        c.error(format!("{at}.open_for"), "must be at most 24h");
+    }
+    if !(1..=1000).contains(&cb.half_open_requests) {
+        c.error(
+            format!("{at}.half_open_requests"),
+            "must be between 1 and 1000",
+        );
+    }
+    for (k, st) in cb.failure_statuses.iter().enumerate() {
+        if !status_ok(i64::from(*st)) {
+            c.error(
+                format!("{at}.failure_statuses[{k}]"),
+                "must be an HTTP status (100-599)",
+            );
+        }
+    }
+}
+
+/// A route's `timeouts` and `retries` (checked against its service's
+/// values where they combine).
+fn route_resilience(r: &Route, i: usize, service: Option<&Service>, c: &mut Collector<'_>) {
+    if r.service.is_none() {
+        for (set, field) in [
+            (r.timeouts.is_some(), "timeouts"),
+            (r.retries.is_some(), "retries"),
+        ] {
+            if set {
+                c.error(
+                    format!("routes[{i}].{field}"),
+                    "only valid on a route with a `service`",
+                );
+            }
+        }
+    }
+    if let Some(t) = &r.timeouts {
+        for (v, name) in [
+            (t.connect, "connect"),
+            (t.per_try, "per_try"),
+            (t.total, "total"),
+        ] {
+            if v.is_some_and(|d| d.is_zero()) {
+                c.error(
+                    format!("routes[{i}].timeouts.{name}"),
+                    "must be greater than zero",
+                );
+            }
+        }
+    }
+    if let Some(rr) = &r.retries {
+        let at = format!("routes[{i}].retries");
+        retry_fields(
+            &at,
+            rr.attempts,
+            rr.on.as_deref(),
+            rr.methods.as_deref(),
+            rr.buffer_body,
+            c,
+        );
+        if let Some(b) = &rr.backoff {
+            let inherited = service.map(|s| s.retries.backoff).unwrap_or_default();
+            backoff(
+                &at,
+                b.base.unwrap_or(inherited.base),
+                b.max.unwrap_or(inherited.max),
+                c,
+            );
+        }
+    }
+}
+
 fn valid_host(h: &str) -> bool {
     if h == "*" {
         return true;
@@ -469,12 +671,7 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
         }
         for (j, m) in r.methods.iter().enumerate() {
             // RFC 9110 method tokens, upper case by convention (M-SEARCH).
-            let ok = !m.is_empty()
-                && m.bytes().any(|b| b.is_ascii_uppercase())
-                && m.bytes().all(|b| {
-                    b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !ok {
+            if !valid_method(m) {
                 c.error(
                     format!("routes[{i}].methods[{j}]"),
                     format!("`{m}` is not an HTTP method (expected upper case, e.g. GET)"),
@@ -532,6 +729,11 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
                 "cannot be combined with `preserve_host: true`",
             );
         }
+        let service = r
+            .service
+            .as_deref()
+            .and_then(|name| config.services.iter().find(|s| s.name == name));
+        route_resilience(r, i, service, c);
         plugin_refs(&r.plugins, &format!("routes[{i}].plugins"), c);
     }
 }

@@ -14,10 +14,10 @@ fn errors(yaml: &str) -> Vec<String> {
 
 #[test]
 fn unknown_key_names_line_column_and_field() {
-    let e = errors("services:\n  - name: a\n    url: http://127.0.0.1:1\n    retries: 3\n");
+    let e = errors("services:\n  - name: a\n    url: http://127.0.0.1:1\n    retry_count: 3\n");
     assert_eq!(e.len(), 1);
     assert!(
-        e[0].starts_with("gw.yaml:4:5: services[0]: unknown field `retries`"),
+        e[0].starts_with("gw.yaml:4:5: services[0]: unknown field `retry_count`"),
         "{}",
         e[0]
     );

@@ -40,6 +40,9 @@ pub enum ProblemType {
     /// The service is at its concurrency limit and its queue is full or
     /// the wait timed out (503).
     ServiceOverloaded,
+    /// The circuit breaker of the service, or of every target that could
+    /// take the request, is open (503).
+    CircuitOpen,
     /// The client address is not allowed (403).
     IpForbidden,
     /// The CORS policy rejected the request (403).
@@ -69,6 +72,7 @@ impl ProblemType {
             Self::NoHealthyUpstream => "no-healthy-upstream",
             Self::NoService => "no-service",
             Self::ServiceOverloaded => "service-overloaded",
+            Self::CircuitOpen => "circuit-open",
             Self::IpForbidden => "ip-forbidden",
             Self::CorsRejected => "cors-rejected",
             Self::Unauthorized => "unauthorized",
@@ -97,6 +101,7 @@ impl ProblemType {
             Self::NoHealthyUpstream
             | Self::NoService
             | Self::ServiceOverloaded
+            | Self::CircuitOpen
             | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::IpForbidden | Self::CorsRejected | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -119,6 +124,7 @@ impl ProblemType {
             Self::NoHealthyUpstream => "No healthy upstream",
             Self::NoService => "No service configured for this route",
             Self::ServiceOverloaded => "Service at its concurrency limit",
+            Self::CircuitOpen => "Circuit breaker open",
             Self::IpForbidden => "Client address not allowed",
             Self::CorsRejected => "CORS request not allowed",
             Self::Unauthorized => "Unauthorized",

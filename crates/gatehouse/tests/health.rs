@@ -224,9 +224,11 @@ async fn passive_checks_eject_a_failing_target_until_the_cool_down_ends() {
 async fn passive_checks_count_connect_failures() {
     let good = Upstream::builder().name("good").start().await;
     let dead = RefusingAddr::new();
+    // Retries off, so the client sees the connect failure the check counts
+    // (with the default retry it would be retried on the good target).
     let gw = TestGateway::start(&passive_config(
         &[good.addr().to_string(), dead.addr().to_string()],
-        "        consecutive_failures: 1\n        cool_down: 60s\n",
+        "        consecutive_failures: 1\n        cool_down: 60s\n    retries:\n      attempts: 0\n",
     ))
     .await;
     let first_two = [

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use gatehouse_core::{Body, Ctx, Flow, Phase, Problem, ProblemType, body};
-use gatehouse_plugins::request_size_limit::BodyTooLarge;
 use gatehouse_router::{Match, RequestInfo};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -14,8 +13,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::chain::Chain;
-use crate::client::{UpstreamFailure, caused_by, classify};
 use crate::forward::{self, Hop};
+use crate::retry;
 use crate::snapshot::{HashOn, RouteRt, ServiceRt, Snapshot};
 use crate::split::RequestView;
 use crate::state::Shared;
@@ -355,6 +354,14 @@ async fn forward_upstream(
             http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
         }
     };
+    // The service's circuit breaker: fail fast, before waiting for a slot.
+    let service_ticket = match &svc.breakers {
+        None => None,
+        Some(b) => match b.admit_service() {
+            Ok(t) => Some(t),
+            Err(p) => return ctx_problem(ctx, p),
+        },
+    };
     // Concurrency limit: hold a slot until the response body has been sent.
     let permit = match &svc.limit {
         None => None,
@@ -383,36 +390,26 @@ async fn forward_upstream(
             }
         },
     };
-    // Choose the target from the current set (DNS discovery may replace
-    // it; this request keeps the one it loaded). One target without health
-    // checks needs no balancer bookkeeping.
+    let started = std::time::Instant::now();
+    let body_kind = retry::BodyKind::of(&req);
+    // Choose the first target (health, per-target breakers, balancer)
+    // from the current set: DNS discovery may replace it meanwhile, and
+    // this request keeps reporting to the one it loaded.
     let set = svc.targets.load();
-    let checked = svc.active_check.is_some() || set.passive.is_some();
-    let target = if set.targets.len() == 1 && !checked {
-        None
-    } else {
-        let key = hash_key(svc, &set.balancer, ctx, &req);
-        match set.balancer.pick(key.as_deref(), &set.health) {
-            Some(t) => {
-                set.balancer.on_start(t);
-                Some(t)
-            }
-            None => {
-                return ctx_problem(
-                    ctx,
-                    Problem::new(ProblemType::NoHealthyUpstream)
-                        .detail(set.no_target_detail(&svc.name)),
-                );
-            }
+    let first = {
+        let key = if retry::balanced(svc, &set) {
+            hash_key(svc, &set.balancer, ctx, &req)
+        } else {
+            None
+        };
+        match retry::pick_target(svc, &set, key.as_deref(), &[], started) {
+            Ok(a) => a,
+            Err(p) => return ctx_problem(ctx, p),
         }
-    };
-    let authority = match target {
-        Some(t) => set.targets[t].clone(),
-        None => set.targets[0].clone(),
     };
     let mut uri_parts = http::uri::Parts::default();
     uri_parts.scheme = Some(svc.scheme.clone());
-    uri_parts.authority = Some(authority);
+    uri_parts.authority = Some(first.authority().clone());
     uri_parts.path_and_query = pq.ok();
     let uri = match http::Uri::from_parts(uri_parts) {
         Ok(u) => u,
@@ -458,56 +455,37 @@ async fn forward_upstream(
 
     for e in chain.phase(Phase::UpstreamRequest) {
         if let Flow::Respond(r) = e.plugin.upstream_request(ctx, &mut req).await {
-            if let Some(t) = target {
-                set.balancer.on_finish(t, std::time::Duration::ZERO, true);
-            }
+            first.cancel();
             return r;
         }
     }
 
-    let sent_at = std::time::Instant::now();
-    let sent = tokio::time::timeout(svc.timeout, svc.client.request(req)).await;
-    if let (Some(t), Err(_) | Ok(Err(_))) = (target, &sent) {
-        set.balancer.on_finish(t, sent_at.elapsed(), false);
-    }
-    if let (Some(t), Some(passive)) = (target, &set.passive) {
-        let ok = match &sent {
-            Ok(Ok(resp)) => !passive.is_failure(resp.status().as_u16()),
-            // A body that failed on the client's side says nothing
-            // about the target.
-            Ok(Err(e)) => classify(e) == UpstreamFailure::RequestBody,
-            Err(_) => false,
-        };
-        passive.report(t, ok);
-    }
-    let mut resp = match sent {
-        Err(_) => {
-            return ctx_problem(
-                ctx,
-                Problem::new(ProblemType::UpstreamTimeout).detail(format!(
-                    "no response from `{}` within {:?}",
-                    svc.name, svc.timeout
-                )),
-            );
-        }
-        Ok(Err(e)) => {
-            if caused_by::<BodyTooLarge>(&e) {
-                return ctx_problem(ctx, Problem::new(ProblemType::PayloadTooLarge));
-            }
-            let failure = classify(&e);
-            tracing::debug!(service = %svc.name, error = ?e, ?failure, "upstream request failed");
-            let p = match failure {
-                UpstreamFailure::Timeout => Problem::new(ProblemType::UpstreamTimeout)
-                    .detail(format!("could not connect to `{}` in time", svc.name)),
-                UpstreamFailure::RequestBody => Problem::new(ProblemType::BadRequest)
-                    .detail("the request body could not be read"),
-                UpstreamFailure::Unreachable => Problem::new(ProblemType::UpstreamUnreachable)
-                    .detail(format!("could not get a response from `{}`", svc.name)),
-            };
-            return ctx_problem(ctx, p);
-        }
-        Ok(Ok(r)) => r,
+    // Send, with retries, under the per-try and total timeouts (the
+    // route's where it sets them).
+    let timeouts = route.timeouts.as_deref();
+    let exchange = retry::Exchange {
+        svc,
+        set: &set,
+        client: up
+            .service
+            .zip(timeouts)
+            .and_then(|(i, t)| t.client_for(i))
+            .unwrap_or(&svc.client),
+        policy: retry::Effective::new(&svc.retry, route.retry.as_deref()),
+        per_try: timeouts.and_then(|t| t.per_try).unwrap_or(svc.timeout),
+        total: timeouts.and_then(|t| t.total).or(svc.total_timeout),
+        started,
+        upgrade,
     };
+    let (mut resp, target, sent_at) =
+        match retry::send(&exchange, req, body_kind, first, service_ticket).await {
+            retry::Sent::Response {
+                resp,
+                target,
+                sent_at,
+            } => (resp, target, sent_at),
+            retry::Sent::Problem(p) => return ctx_problem(ctx, p),
+        };
 
     if let Some(client_upgrade) = client_upgrade
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -635,4 +613,13 @@ fn finish(
         body = crate::logbody::log_phase(body, chain.clone(), ctx, parts.status.as_u16());
     }
     Response::from_parts(parts, body)
+}
+
+/// hyper needs the request future to be `Send`. When it is not, this fails
+/// to compile with a clearer message than the listener code would give.
+#[cfg(test)]
+#[allow(dead_code)]
+fn handler_future_is_send(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(handle(shared, conn, req));
 }

@@ -6,6 +6,7 @@
 //! hyper's server and client types.
 
 pub mod chain;
+pub mod circuit;
 pub mod client;
 pub mod discovery;
 pub mod forward;
@@ -14,6 +15,7 @@ mod handler;
 pub mod health;
 pub mod limit;
 mod logbody;
+pub mod retry;
 mod server;
 pub mod snapshot;
 pub mod split;

@@ -69,10 +69,27 @@ pub struct ServiceRt {
     pub host_header: HeaderValue,
     /// HTTP version used upstream.
     pub version: http::Version,
-    /// Time allowed until response headers.
+    /// Time allowed per try until response headers.
     pub timeout: Duration,
+    /// Time allowed for all tries and backoff waits, if limited.
+    pub total_timeout: Option<Duration>,
     /// Pooled client.
     pub client: UpstreamClient,
+    /// The settings `client` was built with (routes that override the
+    /// connect timeout derive their client's key from it).
+    pub client_key: ClientKey,
+    /// Whether requests go through the balancer even when the set has one
+    /// target (health checks or per-target breakers track it); a set of one
+    /// untracked target is used without bookkeeping.
+    pub balanced: bool,
+    /// Retry policy (routes may override fields).
+    pub retry: crate::retry::RetryPolicy,
+    /// How many retries the service may add; state restarts on reload.
+    pub budget: gatehouse_upstream::RetryBudget,
+    /// Randomness for backoff jitter.
+    pub jitter: gatehouse_upstream::AtomicRng,
+    /// Circuit breakers, if configured; state restarts on reload.
+    pub breakers: Option<Box<crate::circuit::Breakers>>,
 }
 
 /// What `consistent-hash` hashes.
@@ -126,6 +143,30 @@ pub struct RouteRt {
     pub host_rewrite: Option<HeaderValue>,
     /// Remove a `/v2` version segment before forwarding.
     pub strip_version: bool,
+    /// Timeouts instead of the service's, if the route sets any.
+    pub timeouts: Option<Box<RouteTimeouts>>,
+    /// Retry fields instead of the service's, if the route sets any.
+    pub retry: Option<Box<crate::retry::RetryOverride>>,
+}
+
+/// Timeouts a route sets instead of its service's.
+pub struct RouteTimeouts {
+    /// Per try, until response headers.
+    pub per_try: Option<Duration>,
+    /// All tries and backoff waits.
+    pub total: Option<Duration>,
+    /// TCP connect (lives in the client: see `clients`).
+    pub connect: Option<Duration>,
+    /// With `connect`: a client like the service's but with that connect
+    /// timeout, by service index (one entry per service the route reaches).
+    pub clients: Vec<(usize, UpstreamClient)>,
+}
+
+impl RouteTimeouts {
+    /// The client to use for service `svc`, if the route has its own.
+    pub fn client_for(&self, svc: usize) -> Option<&UpstreamClient> {
+        self.clients.iter().find(|(i, _)| *i == svc).map(|(_, c)| c)
+    }
 }
 
 impl RouteRt {
@@ -267,10 +308,24 @@ pub fn compile(
             .as_deref()
             .and_then(|a| a.parse::<Algorithm>().ok())
             .unwrap_or_default();
+        // Every breaker of the service reads one clock.
+        let epoch = std::time::Instant::now();
+        let breakers = s.circuit_breaker.as_ref().map(|c| {
+            Box::new(crate::circuit::Breakers::new(
+                c,
+                s.name.as_str().into(),
+                epoch,
+            ))
+        });
         let recipe = Recipe {
             service: s.name.as_str().into(),
             algorithm,
             passive: s.health_checks.passive.clone(),
+            breaker: s
+                .circuit_breaker
+                .as_ref()
+                .filter(|c| c.per_target)
+                .map(|c| (crate::circuit::breaker_config(c), epoch)),
         };
         let spec = Spec::new(target_sources(s, &authority));
         let targets = if spec.needs_dns() {
@@ -295,7 +350,23 @@ pub fn compile(
                 continue;
             }
         };
+        // One target still goes through the balancer when something tracks
+        // it (see `retry::balanced`).
+        let balanced = s.health_checks.active.is_some()
+            || s.health_checks.passive.is_some()
+            || breakers.as_ref().is_some_and(|b| b.per_target);
         services.push(ServiceRt {
+            balanced,
+            breakers,
+            retry: crate::retry::RetryPolicy::compile(&s.retries),
+            budget: gatehouse_upstream::RetryBudget::new(
+                s.retries.budget.ratio,
+                s.retries.budget.min_per_second,
+            ),
+            jitter: gatehouse_upstream::AtomicRng::new(
+                gatehouse_upstream::AtomicRng::entropy_seed(),
+            ),
+            total_timeout: s.total_timeout,
             limit: s
                 .concurrency
                 .as_ref()
@@ -318,6 +389,7 @@ pub fn compile(
             },
             timeout: s.timeout,
             client: clients.get(&key),
+            client_key: key,
         });
     }
     let service_index: HashMap<&str, usize> = config
@@ -400,7 +472,37 @@ pub fn compile(
             errs.push(&format!("{at}.rewrite"), e);
         }
         specs.push(spec);
+        let timeouts = r.timeouts.map(|t| {
+            // A connect timeout of its own needs a client of its own.
+            let clients = match (
+                t.connect,
+                service.and_then(|i| services.get(i).map(|s| (i, s))),
+            ) {
+                (Some(connect), Some((i, svc))) => {
+                    let key = ClientKey {
+                        connect_timeout: connect,
+                        ..svc.client_key.clone()
+                    };
+                    if !client_keys.contains(&key) {
+                        client_keys.push(key.clone());
+                    }
+                    vec![(i, clients.get(&key))]
+                }
+                _ => Vec::new(),
+            };
+            Box::new(RouteTimeouts {
+                per_try: t.per_try,
+                total: t.total,
+                connect: t.connect,
+                clients,
+            })
+        });
         routes.push(RouteRt {
+            timeouts,
+            retry: r
+                .retries
+                .as_ref()
+                .map(|rr| Box::new(crate::retry::RetryOverride::compile(rr))),
             name: r.name.as_str().into(),
             service,
             chain: Arc::new(chain),

@@ -18,7 +18,11 @@ use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
 use gatehouse_config::PassiveHealthCheck;
-use gatehouse_upstream::{Algorithm, Balancer, BuildError, HealthSet, Target};
+use std::time::Instant;
+
+use gatehouse_upstream::{
+    Algorithm, Balancer, Breaker, BreakerConfig, BuildError, HealthSet, Target,
+};
 use http::uri::Authority;
 use tokio::sync::watch;
 
@@ -37,6 +41,10 @@ pub struct TargetSet {
     pub health: Arc<HealthSet>,
     /// Passive health check (outlier ejection), if configured.
     pub passive: Option<Arc<Passive>>,
+    /// One circuit breaker per target (by index), with a service's
+    /// `circuit_breaker.per_target`. An address that stays in a replaced
+    /// set keeps its breaker.
+    pub breakers: Option<Box<[Arc<Breaker>]>>,
     /// For a set without targets: why (DNS has not answered yet, or only
     /// with errors). Shown in the 503 detail.
     pub unresolved: Option<Arc<str>>,
@@ -73,6 +81,9 @@ pub struct Recipe {
     pub algorithm: Algorithm,
     /// Passive health check settings, if configured.
     pub passive: Option<PassiveHealthCheck>,
+    /// Per-target circuit breaker settings and the clock epoch they share
+    /// with the service's breaker, with `circuit_breaker.per_target`.
+    pub breaker: Option<(BreakerConfig, Instant)>,
 }
 
 /// The current target set of a service, swapped atomically by discovery.
@@ -114,7 +125,7 @@ impl Targets {
     ) -> Arc<Self> {
         let health = Arc::new(HealthSet::all_healthy(entries.len()));
         Arc::new_cyclic(|home| {
-            let first = assemble(&recipe, home, entries, balancer, health, unresolved);
+            let first = assemble(&recipe, home, None, entries, balancer, health, unresolved);
             Self {
                 current: ArcSwap::from_pointee(first),
                 recipe,
@@ -161,7 +172,15 @@ impl Targets {
         let balancer = dynamic_balancer(self.recipe.algorithm, &entries)?;
         let health = Arc::new(carry_health(&old, &entries));
         let home = Arc::downgrade(self);
-        let next = assemble(&self.recipe, &home, entries, balancer, health, unresolved);
+        let next = assemble(
+            &self.recipe,
+            &home,
+            Some(&old),
+            entries,
+            balancer,
+            health,
+            unresolved,
+        );
         self.current.store(Arc::new(next));
         Ok(true)
     }
@@ -183,6 +202,7 @@ impl Targets {
 fn assemble(
     recipe: &Recipe,
     home: &Weak<Targets>,
+    old: Option<&TargetSet>,
     entries: Vec<(Authority, u32)>,
     balancer: Balancer,
     health: Arc<HealthSet>,
@@ -198,12 +218,25 @@ fn assemble(
             home.clone(),
         ))
     });
+    let breakers = recipe.breaker.map(|(config, epoch)| {
+        targets
+            .iter()
+            .map(|a| {
+                old.and_then(|o| {
+                    let i = o.targets.iter().position(|t| t == a)?;
+                    o.breakers.as_deref()?.get(i).cloned()
+                })
+                .unwrap_or_else(|| Arc::new(Breaker::with_epoch(config, epoch)))
+            })
+            .collect()
+    });
     TargetSet {
         targets,
         weights,
         balancer: Arc::new(balancer),
         health,
         passive,
+        breakers,
         unresolved,
     }
 }
@@ -266,6 +299,7 @@ mod tests {
             service: "svc".into(),
             algorithm: Algorithm::RoundRobin,
             passive: None,
+            breaker: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::consistent_hash::ConsistentHash;
-use crate::health::HealthSet;
+use crate::health::{HealthSet, Where};
 use crate::least_conn::LeastConnections;
 use crate::p2c_ewma::{P2cEwma, PeakEwmaConfig};
 use crate::random::WeightedRandom;
@@ -150,6 +150,26 @@ impl Balancer {
         }
     }
 
+    /// Like [`Balancer::pick`], among the healthy targets that `allow` also
+    /// accepts: a retry excludes the targets it already tried, circuit
+    /// breakers exclude open targets. The filter is only evaluated for
+    /// targets the algorithm considers, so the common pick stays as cheap.
+    pub fn pick_where(
+        &self,
+        key: Option<&[u8]>,
+        health: &HealthSet,
+        allow: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let e = Where { health, allow };
+        match self {
+            Self::RoundRobin(b) => b.pick(&e),
+            Self::LeastConnections(b) => b.pick(&e),
+            Self::ConsistentHash(b) => b.pick(key, &e),
+            Self::Random(b) => b.pick(&e),
+            Self::P2cEwma(b) => b.pick(&e),
+        }
+    }
+
     /// The proxy started a request to target `idx`.
     pub fn on_start(&self, idx: usize) {
         match self {
@@ -210,6 +230,25 @@ mod tests {
             let empty = Balancer::new(a, &[]).unwrap();
             assert!(empty.is_empty());
             assert_eq!(empty.pick(None, &HealthSet::all_healthy(0)), None, "{a}");
+        }
+    }
+
+    #[test]
+    fn pick_where_skips_excluded_targets_and_falls_to_none() {
+        let targets: Vec<_> = (0..4).map(|i| Target::new(i, 1)).collect();
+        let health = HealthSet::from_bools(&[true, true, false, true]);
+        for a in Algorithm::ALL {
+            let b = Balancer::new(a, &targets).unwrap();
+            for i in 0..500u32 {
+                let key = i.to_le_bytes();
+                let idx = b.pick_where(Some(&key), &health, |t| t != 0).unwrap();
+                assert!(idx == 1 || idx == 3, "{a} picked {idx}");
+                let only = b.pick_where(Some(&key), &health, |t| t == 3);
+                assert_eq!(only, Some(3), "{a}");
+            }
+            // The filter cannot bring back an unhealthy target.
+            assert_eq!(b.pick_where(None, &health, |t| t == 2), None, "{a}");
+            assert_eq!(b.pick_where(None, &health, |_| false), None, "{a}");
         }
     }
 

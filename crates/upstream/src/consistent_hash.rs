@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::health::HealthSet;
+use crate::health::Eligible;
 use crate::target::{BuildError, MAX_TOTAL_WEIGHT, Target, validate};
 
 /// Virtual nodes placed on the ring per unit of weight.
@@ -86,7 +86,7 @@ impl ConsistentHash {
     }
 
     /// The target owning `key`, walking clockwise past unhealthy targets.
-    pub fn pick(&self, key: Option<&[u8]>, health: &HealthSet) -> Option<usize> {
+    pub fn pick<E: Eligible + ?Sized>(&self, key: Option<&[u8]>, health: &E) -> Option<usize> {
         let hash = match key {
             Some(k) => xxh3_64(k),
             None => xxh3_64(&self.counter.fetch_add(1, Ordering::Relaxed).to_le_bytes()),
@@ -95,28 +95,29 @@ impl ConsistentHash {
     }
 
     /// Like [`ConsistentHash::pick`] for a key already hashed with XXH3-64.
-    pub fn pick_hash(&self, hash: u64, health: &HealthSet) -> Option<usize> {
+    pub fn pick_hash<E: Eligible + ?Sized>(&self, hash: u64, health: &E) -> Option<usize> {
         let n = self.ring.len();
         if n == 0 {
             return None;
         }
         let start = self.ring.partition_point(|&(h, _)| h < hash) % n;
         let first = self.ring[start].1;
-        if health.is_healthy(first) {
+        if health.is_eligible(first) {
             return Some(first);
         }
-        if (0..self.len).all(|i| !health.is_healthy(i)) {
+        if (0..self.len).all(|i| !health.is_eligible(i)) {
             return None;
         }
         (1..n)
             .map(|step| self.ring[(start + step) % n].1)
-            .find(|&idx| health.is_healthy(idx))
+            .find(|&idx| health.is_eligible(idx))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::HealthSet;
 
     fn ring(n: usize) -> ConsistentHash {
         let t: Vec<_> = (0..n).map(|i| Target::new(i, 1)).collect();

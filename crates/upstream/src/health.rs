@@ -1,4 +1,5 @@
-//! [`HealthSet`]: a lock-free bitset of the targets that may receive traffic.
+//! [`HealthSet`]: a lock-free bitset of the targets that may receive traffic,
+//! and [`Eligible`], what a pick asks of it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -79,6 +80,35 @@ impl HealthSet {
             .iter()
             .map(|w| w.load(Ordering::Acquire).count_ones() as usize)
             .sum()
+    }
+}
+
+/// Which targets a pick may choose from. [`HealthSet`] is the usual answer;
+/// [`crate::Balancer::pick_where`] narrows it further (targets already tried
+/// by a retry, targets whose circuit breaker is open) without the normal
+/// pick paying for it: the algorithms are generic over this trait.
+pub trait Eligible {
+    /// Whether target `idx` may be picked.
+    fn is_eligible(&self, idx: usize) -> bool;
+}
+
+impl Eligible for HealthSet {
+    #[inline]
+    fn is_eligible(&self, idx: usize) -> bool {
+        self.is_healthy(idx)
+    }
+}
+
+/// The targets `health` marks healthy and `allow` accepts.
+pub(crate) struct Where<'a, F> {
+    pub(crate) health: &'a HealthSet,
+    pub(crate) allow: F,
+}
+
+impl<F: Fn(usize) -> bool> Eligible for Where<'_, F> {
+    #[inline]
+    fn is_eligible(&self, idx: usize) -> bool {
+        self.health.is_healthy(idx) && (self.allow)(idx)
     }
 }
 

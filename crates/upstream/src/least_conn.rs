@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::health::HealthSet;
+use crate::health::Eligible;
 use crate::target::{BuildError, Target, validate};
 
 /// Picks the healthy target with the fewest requests in flight per unit of
@@ -48,7 +48,7 @@ impl LeastConnections {
     }
 
     /// The least loaded healthy target with a non-zero weight.
-    pub fn pick(&self, health: &HealthSet) -> Option<usize> {
+    pub fn pick<E: Eligible + ?Sized>(&self, health: &E) -> Option<usize> {
         let n = self.weights.len();
         if n == 0 {
             return None;
@@ -59,7 +59,7 @@ impl LeastConnections {
         for offset in 0..n {
             let idx = (start + offset) % n;
             let weight = self.weights[idx];
-            if weight == 0 || !health.is_healthy(idx) {
+            if weight == 0 || !health.is_eligible(idx) {
                 continue;
             }
             let load = self.in_flight[idx].load(Ordering::Relaxed);
@@ -94,6 +94,7 @@ impl LeastConnections {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::HealthSet;
 
     fn lc(ws: &[u32]) -> LeastConnections {
         let t: Vec<_> = ws

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::health::HealthSet;
+use crate::health::Eligible;
 use crate::rng::AtomicRng;
 use crate::target::{BuildError, Target, validate};
 
@@ -139,12 +139,12 @@ impl P2cEwma {
         Some(rtt.max(1.0) * (pending + 1.0) / f64::from(t.weight))
     }
 
-    fn eligible(&self, idx: usize, health: &HealthSet) -> bool {
-        health.is_healthy(idx) && self.targets.get(idx).is_some_and(|t| t.weight > 0)
+    fn eligible<E: Eligible + ?Sized>(&self, idx: usize, health: &E) -> bool {
+        health.is_eligible(idx) && self.targets.get(idx).is_some_and(|t| t.weight > 0)
     }
 
     /// Two distinct random eligible targets, or the only one, or `None`.
-    fn choose_pair(&self, health: &HealthSet) -> Option<(usize, Option<usize>)> {
+    fn choose_pair<E: Eligible + ?Sized>(&self, health: &E) -> Option<(usize, Option<usize>)> {
         let n = self.targets.len();
         if n >= 2 {
             for _ in 0..REJECTION_TRIES {
@@ -175,7 +175,7 @@ impl P2cEwma {
     }
 
     /// The cheaper of two random healthy targets at time `now`.
-    pub fn pick_at(&self, health: &HealthSet, now: Duration) -> Option<usize> {
+    pub fn pick_at<E: Eligible + ?Sized>(&self, health: &E, now: Duration) -> Option<usize> {
         let (a, b) = self.choose_pair(health)?;
         let Some(b) = b else { return Some(a) };
         match (self.cost_at(a, now), self.cost_at(b, now)) {
@@ -185,7 +185,7 @@ impl P2cEwma {
     }
 
     /// The cheaper of two random healthy targets, now.
-    pub fn pick(&self, health: &HealthSet) -> Option<usize> {
+    pub fn pick<E: Eligible + ?Sized>(&self, health: &E) -> Option<usize> {
         self.pick_at(health, self.now())
     }
 
@@ -245,6 +245,7 @@ impl P2cEwma {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::HealthSet;
 
     const MS: Duration = Duration::from_millis(1);
 

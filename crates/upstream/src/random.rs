@@ -1,6 +1,6 @@
 //! Weighted random choice with a seedable lock-free RNG.
 
-use crate::health::HealthSet;
+use crate::health::Eligible;
 use crate::rng::AtomicRng;
 use crate::target::{BuildError, Target, validate};
 
@@ -58,7 +58,7 @@ impl WeightedRandom {
     }
 
     /// A weighted random healthy target.
-    pub fn pick(&self, health: &HealthSet) -> Option<usize> {
+    pub fn pick<E: Eligible + ?Sized>(&self, health: &E) -> Option<usize> {
         let total = self.cumulative.last().copied().unwrap_or(0);
         if total == 0 {
             return None;
@@ -66,19 +66,19 @@ impl WeightedRandom {
         for _ in 0..REJECTION_TRIES {
             let r = self.rng.below(total);
             let idx = self.cumulative.partition_point(|&c| c <= r);
-            if health.is_healthy(idx) {
+            if health.is_eligible(idx) {
                 return Some(idx);
             }
         }
         let healthy_total: u64 = (0..self.len())
-            .filter(|&i| health.is_healthy(i))
+            .filter(|&i| health.is_eligible(i))
             .map(|i| self.weight(i))
             .sum();
         if healthy_total == 0 {
             return None;
         }
         let mut r = self.rng.below(healthy_total);
-        for idx in (0..self.len()).filter(|&i| health.is_healthy(i)) {
+        for idx in (0..self.len()).filter(|&i| health.is_eligible(i)) {
             let w = self.weight(idx);
             if r < w {
                 return Some(idx);
@@ -92,6 +92,7 @@ impl WeightedRandom {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::HealthSet;
 
     fn wr(ws: &[u32]) -> WeightedRandom {
         let t: Vec<_> = ws

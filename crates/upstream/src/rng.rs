@@ -6,27 +6,30 @@ const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// SplitMix64 whose state is one atomic counter: every call is a single
 /// `fetch_add`, so concurrent callers never wait and never share a draw.
-/// With one caller the sequence is fully determined by the seed.
+/// With one caller the sequence is fully determined by the seed. Also the
+/// jitter source of the proxy's retry backoff.
 #[derive(Debug)]
-pub(crate) struct AtomicRng {
+pub struct AtomicRng {
     state: AtomicU64,
 }
 
 impl AtomicRng {
-    pub(crate) fn new(seed: u64) -> Self {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
         Self {
             state: AtomicU64::new(seed),
         }
     }
 
     /// A seed that differs between balancers and processes, without I/O.
-    pub(crate) fn entropy_seed() -> u64 {
+    pub fn entropy_seed() -> u64 {
         use std::hash::{BuildHasher, RandomState};
         RandomState::new().hash_one(0x6761_7465_686f_7573_u64)
     }
 
+    /// The next uniformly distributed value.
     #[inline]
-    pub(crate) fn next_u64(&self) -> u64 {
+    pub fn next_u64(&self) -> u64 {
         let mut z = self
             .state
             .fetch_add(GOLDEN, Ordering::Relaxed)
@@ -39,7 +42,7 @@ impl AtomicRng {
     /// Uniform in `0..bound` (Lemire's multiply-shift; bias below 2^-32 for any
     /// bound a balancer uses). `bound` must be non-zero.
     #[inline]
-    pub(crate) fn below(&self, bound: u64) -> u64 {
+    pub fn below(&self, bound: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::health::HealthSet;
+use crate::health::Eligible;
 use crate::target::{BuildError, MAX_TOTAL_WEIGHT, Target, validate, weight_gcd};
 
 /// Smooth weighted round-robin: over every `sum(weights)` consecutive picks
@@ -79,7 +79,7 @@ impl SmoothWeightedRoundRobin {
 
     /// The next healthy target in the cycle, or `None` if no target with a
     /// non-zero weight is healthy.
-    pub fn pick(&self, health: &HealthSet) -> Option<usize> {
+    pub fn pick<E: Eligible + ?Sized>(&self, health: &E) -> Option<usize> {
         let n = self.sequence.len();
         if n == 0 {
             return None;
@@ -89,20 +89,21 @@ impl SmoothWeightedRoundRobin {
         for _ in 0..n {
             let pos = self.counter.fetch_add(1, Ordering::Relaxed) % n;
             let idx = self.sequence[pos];
-            if health.is_healthy(idx) {
+            if health.is_eligible(idx) {
                 return Some(idx);
             }
         }
         self.sequence
             .iter()
             .copied()
-            .find(|&i| health.is_healthy(i))
+            .find(|&i| health.is_eligible(i))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::HealthSet;
 
     fn weights(ws: &[u32]) -> Vec<Target> {
         ws.iter()

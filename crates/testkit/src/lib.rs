@@ -14,6 +14,9 @@
 //! - [`http1_client`], [`h2c_client`]: hyper clients with a boxed request body.
 //! - [`StreamingBody`]: a request body that generates bytes without holding them.
 //! - [`rss`]: resident-memory readings for flat-memory assertions.
+//! - [`tls`]: a test CA issuing server and client certificates (rcgen),
+//!   server configs for a TLS [`Upstream`] ([`UpstreamBuilder::tls`]) and
+//!   an HTTPS client that reports the negotiated session.
 
 // This is test-support code: a builder given an invalid header or status, or a
 // loopback listener that cannot bind, is a bug in the test or its machine, and
@@ -26,6 +29,7 @@ pub mod raw;
 pub mod rss;
 mod server;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 pub use body::{BoxBody, BoxError, StreamingBody};

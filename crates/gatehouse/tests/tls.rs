@@ -1078,3 +1078,20 @@ fn relative_tls_paths_resolve_against_the_config_file_directory() {
     );
     assert!(err.contains("certs/gw.key"), "{err}");
 }
+
+/// Writes the demo-only certificates under `examples/certs/` that the
+/// examples in docs/tls.md point at. Run by hand when they need to change:
+/// `cargo test -p gatehouse --test tls -- --ignored regenerate_demo_certificates`.
+#[test]
+#[ignore = "writes files into the repository"]
+fn regenerate_demo_certificates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = TestCa::new("Gatehouse demo CA (do not trust)");
+    ca.write_pem(&dir, "demo-ca.pem");
+    ca.server_cert(&["localhost", "api.example.com", "*.example.com", "127.0.0.1"])
+        .write(&dir, "server");
+    ca.server_cert(&["admin.example.com"]).write(&dir, "admin");
+    ca.client_cert("demo-client", &["demo-client.example.com"])
+        .write(&dir, "client");
+}

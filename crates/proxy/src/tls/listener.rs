@@ -446,3 +446,128 @@ pub fn client_cert(der: &CertificateDer<'_>) -> ClientCert {
         not_after,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use gatehouse_testkit::tls::{CertPair, TestCa};
+
+    fn certified(pair: &CertPair) -> Arc<CertifiedKey> {
+        Arc::new(
+            CertifiedKey::from_der(vec![pair.cert_der.clone()], pair.key_der(), &provider())
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn sni_prefers_exact_then_one_label_wildcards_then_the_first() {
+        let ca = TestCa::new("unit CA");
+        let default = certified(&ca.server_cert(&["default.test"]));
+        let wild = certified(&ca.server_cert(&["*.example.com"]));
+        let exact = certified(&ca.server_cert(&["api.example.com"]));
+        let other = certified(&ca.server_cert(&["api.example.com"]));
+        let r = SniResolver::new(vec![
+            (default.clone(), vec!["default.test".into()]),
+            (wild.clone(), vec!["*.example.com".into()]),
+            (exact.clone(), vec!["api.example.com".into()]),
+            // Listed twice: the earlier certificate keeps the name.
+            (other, vec!["api.example.com".into()]),
+        ])
+        .unwrap();
+        let is = |sni: Option<&str>, want: &Arc<CertifiedKey>| {
+            assert!(Arc::ptr_eq(r.pick(sni), want), "{sni:?}");
+        };
+        is(Some("api.example.com"), &exact);
+        is(Some("API.EXAMPLE.COM."), &exact);
+        is(Some("www.example.com"), &wild);
+        is(Some("a.b.example.com"), &default);
+        is(Some("example.com"), &default);
+        is(Some("default.test"), &default);
+        is(Some("nope.test"), &default);
+        is(None, &default);
+        assert!(SniResolver::new(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn client_certificates_are_read_once_into_tls_info_parts() {
+        let ca = TestCa::new("clients");
+        let pair = ca.client_cert(
+            "svc-a",
+            &["a.internal", "spiffe://t/a", "me@example.org", "::1"],
+        );
+        let c = client_cert(&pair.cert_der);
+        assert_eq!(c.subject, "CN=svc-a");
+        assert_eq!(
+            c.sans,
+            vec![
+                SubjectAltName::Dns("a.internal".into()),
+                SubjectAltName::Uri("spiffe://t/a".into()),
+                SubjectAltName::Email("me@example.org".into()),
+                SubjectAltName::Ip("::1".parse().unwrap()),
+            ]
+        );
+        assert_eq!(c.dns_names().collect::<Vec<_>>(), ["a.internal"]);
+        assert_eq!(c.uris().collect::<Vec<_>>(), ["spiffe://t/a"]);
+        assert_eq!(c.fingerprint_sha256.len(), 64);
+        assert!(c.not_after.unwrap() > SystemTime::now());
+        // Not a certificate: the fingerprint still identifies the bytes.
+        let junk = client_cert(&CertificateDer::from(vec![1u8, 2, 3]));
+        assert_eq!(junk.subject, "");
+        assert_eq!(
+            junk.fingerprint_sha256,
+            "039058c6f2c0cb492c533b0a4d14ef77cc0f78abccced5287d84a1a2011cfb81"
+        );
+    }
+
+    fn load(dir: &std::path::Path) -> Result<ListenerTls, Vec<FieldError>> {
+        let yaml = "listeners:\n  - address: 127.0.0.1:0\n    tls:\n      certificates:\n        - cert: gw.pem\n          key: gw.key\n";
+        let loaded = gatehouse_config::parse_str(yaml, "t.yaml")
+            .unwrap()
+            .with_base_dir(dir);
+        let cfg = loaded.config.listeners[0].tls.clone().unwrap();
+        ListenerTls::load(&cfg, true, &loaded, 0)
+    }
+
+    #[test]
+    fn refresh_swaps_only_certificates_that_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("refresh");
+        ca.server_cert(&["v1.test"]).write(dir.path(), "gw");
+        let tls = load(dir.path()).unwrap();
+        let first = tls.config();
+        assert_eq!(first.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert!(matches!(tls.refresh(), Refresh::Unchanged));
+        assert!(Arc::ptr_eq(&first, &tls.config()));
+
+        // A longer name: the file's length changes even if its mtime does
+        // not (timestamps are as coarse as the kernel tick).
+        ca.server_cert(&["version-two.test"])
+            .write(dir.path(), "gw");
+        assert!(matches!(tls.refresh(), Refresh::Reloaded));
+        let second = tls.config();
+        assert!(!Arc::ptr_eq(&first, &second));
+
+        std::fs::write(dir.path().join("gw.key"), "not a key").unwrap();
+        match tls.refresh() {
+            Refresh::Failed(e) => {
+                assert_eq!(e[0].field, "listeners[0].tls.certificates[0].key", "{e:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Arc::ptr_eq(&second, &tls.config()));
+        // Reported once, not on every check.
+        assert!(matches!(tls.refresh(), Refresh::Unchanged));
+
+        std::fs::remove_file(dir.path().join("gw.pem")).unwrap();
+        let errors = load(dir.path()).err().unwrap();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "listeners[0].tls.certificates[0].cert",
+                "listeners[0].tls.certificates[0].key"
+            ]
+        );
+    }
+}

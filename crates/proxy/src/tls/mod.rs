@@ -118,7 +118,11 @@ impl ConfigFile {
 }
 
 /// Size, modification time and inode of a file: cheap to read (one
-/// `stat`), and different after any ordinary write or rename over it.
+/// `stat`), and different after a rename over the file (new inode) or a
+/// write that changes its size or time. File times are only as fine as the
+/// kernel's clock tick, so an in-place rewrite of the same length within a
+/// few milliseconds of the previous one could go unseen; certificate
+/// renewals are never that close, and any config reload re-reads the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileStamp {
     len: u64,

@@ -19,7 +19,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use locate::Source;
 pub use model::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A parsed, validated configuration together with the text it came from,
 /// so that later compile steps can still point at lines.
@@ -29,6 +29,29 @@ pub struct Loaded {
     pub config: Config,
     /// The text and name it was read from.
     pub source: Source,
+    /// The directory relative file paths in the config (TLS certificates
+    /// and keys) are resolved against: the config file's directory, or
+    /// `None` for text not read from a file (paths are then used as given,
+    /// relative to the working directory).
+    pub base_dir: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Resolves relative file paths against `dir` instead.
+    #[must_use]
+    pub fn with_base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
+        self
+    }
+
+    /// `path` from the config, resolved against [`Loaded::base_dir`].
+    pub fn resolve_path(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        match &self.base_dir {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
 }
 
 /// Reads and validates a YAML file.
@@ -43,7 +66,11 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
             message: format!("cannot read file: {e}"),
         })
     })?;
-    parse_str(&text, &name)
+    let loaded = parse_str(&text, &name)?;
+    Ok(match path.parent() {
+        Some(dir) => loaded.with_base_dir(dir),
+        None => loaded,
+    })
 }
 
 /// Parses and validates YAML text; `name` is used in error messages.
@@ -56,7 +83,11 @@ pub fn parse_str(text: &str, name: &str) -> Result<Loaded, ConfigErrors> {
             .map_err(|e| ConfigErrors::one(error::from_yaml(&source, &e)))?
     };
     validate::validate(&config, &source)?;
-    Ok(Loaded { config, source })
+    Ok(Loaded {
+        config,
+        source,
+        base_dir: None,
+    })
 }
 
 /// The JSON Schema of the configuration file, generated from the types.

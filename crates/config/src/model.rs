@@ -62,9 +62,12 @@ pub struct Server {
     /// The request id header kept from clients (or generated) and echoed.
     pub request_id_header: String,
     /// Watch the config file and reload when it changes (SIGHUP always
-    /// reloads). Read at start only, like `watch_interval`.
+    /// reloads), and watch the TLS certificate, key and CA files of TLS
+    /// listeners, re-reading them when they change. The config-file watch
+    /// is set up at start only (like `watch_interval`); the TLS file watch
+    /// follows reloads.
     pub watch: bool,
-    /// How often the config file is checked for changes.
+    /// How often the config file (and TLS files) are checked for changes.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub watch_interval: Duration,
@@ -144,9 +147,113 @@ pub struct Listener {
     /// `IP:port` to bind, e.g. `0.0.0.0:8080` or `[::]:8080`. Port 0 picks
     /// a free port (tests).
     pub address: String,
-    /// Accept HTTP/2 with prior knowledge (h2c) besides HTTP/1.1.
+    /// Accept HTTP/2 besides HTTP/1.1: with prior knowledge (h2c) on a
+    /// plain listener; offered through ALPN (`h2`) on a TLS listener.
+    /// Read at start only.
     #[serde(default = "yes")]
     pub http2: bool,
+    /// Terminate TLS on this listener (HTTPS). Certificates, `min_version`
+    /// and `client_auth` follow reloads; turning TLS on or off for a
+    /// running listener needs a restart. See docs/tls.md.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificates with their keys, chosen per connection by the server
+    /// name the client asks for (SNI): exact names first, then wildcards
+    /// (`*.example.com`, one label), then the first certificate as the
+    /// default. At least one.
+    pub certificates: Vec<ServerCertificate>,
+    /// Oldest TLS version accepted: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// Ask clients for a certificate signed by a given CA (mutual TLS).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A certificate chain and its private key, served for some host names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerCertificate {
+    /// PEM file with the certificate chain, leaf first. Relative paths are
+    /// relative to the config file's directory.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1). Relative
+    /// paths are relative to the config file's directory.
+    pub key: String,
+    /// Host names this certificate is served for (`api.example.com`,
+    /// `*.example.com`). Empty: the certificate's own DNS names (SANs).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// A TLS protocol version. Written as a string (`"1.3"`) or a number
+/// (`1.3`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+pub enum TlsVersion {
+    /// TLS 1.2 (and 1.3).
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // YAML reads an unquoted `1.2` as a number; accept both spellings.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = TlsVersion;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a TLS version, \"1.2\" or \"1.3\"")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TlsVersion, E> {
+                match v.trim() {
+                    "1.2" => Ok(TlsVersion::Tls12),
+                    "1.3" => Ok(TlsVersion::Tls13),
+                    other => Err(E::custom(format!(
+                        "unsupported TLS version `{other}` (expected \"1.2\" or \"1.3\")"
+                    ))),
+                }
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<TlsVersion, E> {
+                self.visit_str(&format!("{v:?}"))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TlsVersion, E> {
+                self.visit_str(&v.to_string())
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TlsVersion, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Mutual TLS on a listener: clients present a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// PEM file with the CA certificate(s) client certificates must chain
+    /// to. Relative paths are relative to the config file's directory.
+    pub ca: String,
+    /// Reject clients without a certificate (default). With `false` a
+    /// certificate is requested but optional; one that is presented must
+    /// still verify.
+    #[serde(default = "yes")]
+    pub required: bool,
 }
 
 fn yes() -> bool {
@@ -160,7 +267,8 @@ pub enum UpstreamProtocol {
     /// HTTP/1.1 with keep-alive.
     #[default]
     Http1,
-    /// HTTP/2 with prior knowledge (h2c); required for gRPC.
+    /// HTTP/2: with prior knowledge (h2c) over TCP, or negotiated with
+    /// ALPN `h2` over TLS; required for gRPC.
     Http2,
 }
 
@@ -170,11 +278,16 @@ pub enum UpstreamProtocol {
 pub struct Service {
     /// Unique name; routes refer to it.
     pub name: String,
-    /// Where to send requests: `http://host:port` with an optional base
-    /// path that is prepended to the forwarded path. With `targets`, the
-    /// URL's host is the Host header sent upstream (unless the route
-    /// preserves or rewrites it) and the targets are where connections go.
+    /// Where to send requests: `http://host:port` or `https://host:port`
+    /// (TLS, see `tls`) with an optional base path that is prepended to the
+    /// forwarded path. With `targets`, the URL's host is the Host header
+    /// (and the TLS server name) sent upstream unless the route preserves
+    /// or rewrites it, and the targets are where connections go.
     pub url: String,
+    /// TLS settings for an `https://` URL; without them the system's root
+    /// certificates verify the upstream.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
     /// Instances to balance over: `target: host:port` with a weight, or
     /// `srv: _service._proto.name`. Host names are resolved with DNS and
     /// re-resolved when their TTL expires. Without it the URL's host and
@@ -190,7 +303,8 @@ pub struct Service {
     /// Cap on requests in flight to this service, with an optional queue.
     #[serde(default)]
     pub concurrency: Option<Concurrency>,
-    /// HTTP/1.1 (default) or HTTP/2 prior knowledge.
+    /// HTTP/1.1 (default) or HTTP/2: prior knowledge (h2c) over plain
+    /// TCP, ALPN `h2` over TLS.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
     /// Time allowed to open a TCP connection to the upstream.
@@ -425,6 +539,31 @@ pub struct RouteBackoff {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub max: Option<Duration>,
+}
+
+/// TLS to an upstream (only with an `https://` service URL). ALPN
+/// follows `protocol`: `h2` for `http2`, `http/1.1` for `http1`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTls {
+    /// PEM file with the CA certificate(s) that verify the upstream.
+    /// Default: the system's root certificates (the bundled Mozilla roots
+    /// if none can be loaded). Relative paths are relative to the config
+    /// file's directory.
+    pub ca: Option<String>,
+    /// The server name sent (SNI) and verified against the upstream's
+    /// certificate. Default: the URL's host (an IP address is verified as
+    /// such and sends no SNI). Targets' addresses are never used for this.
+    pub sni: Option<String>,
+    /// PEM file with a client certificate chain for mutual TLS with the
+    /// upstream; needs `client_key`.
+    pub client_cert: Option<String>,
+    /// PEM file with the private key of `client_cert`.
+    pub client_key: Option<String>,
+    /// Do not verify the upstream's certificate at all. For test setups
+    /// only: anyone on the path can impersonate the upstream. Logged as a
+    /// warning when the config is loaded.
+    pub insecure_skip_verify: bool,
 }
 
 /// One entry of a service's targets: an address, or a DNS name that

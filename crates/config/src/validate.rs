@@ -166,6 +166,43 @@ fn listeners(config: &Config, c: &mut Collector<'_>) {
                 ),
             ),
         }
+        if let Some(tls) = &l.tls {
+            listener_tls(tls, &format!("listeners[{i}].tls"), c);
+        }
+    }
+}
+
+/// What can be checked without reading files; the files themselves are
+/// read (and their errors reported) when the config is compiled.
+fn listener_tls(tls: &crate::model::ListenerTls, at: &str, c: &mut Collector<'_>) {
+    if tls.certificates.is_empty() {
+        c.error(
+            format!("{at}.certificates"),
+            "at least one certificate is required",
+        );
+    }
+    for (j, cert) in tls.certificates.iter().enumerate() {
+        for (field, path) in [("cert", &cert.cert), ("key", &cert.key)] {
+            if path.trim().is_empty() {
+                c.error(
+                    format!("{at}.certificates[{j}].{field}"),
+                    "must not be empty",
+                );
+            }
+        }
+        for (k, h) in cert.hosts.iter().enumerate() {
+            if h == "*" || !valid_host(h) || h.contains('_') {
+                c.error(
+                    format!("{at}.certificates[{j}].hosts[{k}]"),
+                    format!("`{h}` is not a host name (expected api.example.com or *.example.com)"),
+                );
+            }
+        }
+    }
+    if let Some(auth) = &tls.client_auth
+        && auth.ca.trim().is_empty()
+    {
+        c.error(format!("{at}.client_auth.ca"), "must not be empty");
     }
 }
 
@@ -198,9 +235,12 @@ fn services(config: &Config, c: &mut Collector<'_>) {
         let field = format!("services[{i}].url");
         match s.url.parse::<http::Uri>() {
             Ok(uri) => match uri.scheme_str() {
-                Some("http") => {
+                Some(scheme @ ("http" | "https")) => {
                     if uri.host().is_none_or(str::is_empty) {
-                        c.error(field, "missing host (expected http://host:port)");
+                        c.error(
+                            field,
+                            format!("missing host (expected {scheme}://host:port)"),
+                        );
                     } else if let Some(host) = uri.host()
                         && !is_ip_literal(host)
                         && !valid_dns_name(host)
@@ -212,20 +252,42 @@ fn services(config: &Config, c: &mut Collector<'_>) {
                     } else if uri.query().is_some() {
                         c.error(field, "must not contain a query string");
                     }
+                    if scheme == "http" && s.tls.is_some() {
+                        c.error(
+                            format!("services[{i}].tls"),
+                            "only used with an https:// URL",
+                        );
+                    }
                 }
-                Some("https") => c.error(
-                    field,
-                    "https upstreams are not supported yet (expected http://host:port)",
-                ),
                 _ => c.error(
                     field,
                     format!(
-                        "`{}` must start with http:// (expected http://host:port)",
+                        "`{}` must start with http:// or https:// (expected http://host:port)",
                         s.url
                     ),
                 ),
             },
             Err(e) => c.error(field, format!("`{}` is not a valid URL: {e}", s.url)),
+        }
+        if let Some(tls) = &s.tls {
+            let at = format!("services[{i}].tls");
+            match (&tls.client_cert, &tls.client_key) {
+                (Some(_), None) => {
+                    c.error(format!("{at}.client_key"), "required with `client_cert`")
+                }
+                (None, Some(_)) => {
+                    c.error(format!("{at}.client_cert"), "required with `client_key`")
+                }
+                _ => {}
+            }
+            if let Some(sni) = &tls.sni
+                && (sni.starts_with("*.") || !valid_host(sni) || sni.contains('_'))
+            {
+                c.error(
+                    format!("{at}.sni"),
+                    format!("`{sni}` is not a host name (expected e.g. backend.internal)"),
+                );
+            }
         }
         targets(s, i, c);
         if s.connect_timeout.is_zero() {

@@ -160,3 +160,106 @@ fn dns_settings_default_and_names_are_checked() {
         vec!["gw.yaml:3:5: services[0].url: `a..b` is neither an IP address nor a DNS name"]
     );
 }
+
+#[test]
+fn tls_settings_parse_and_static_tls_errors_are_located() {
+    let tls = |extra: &str| {
+        format!(
+            "listeners:\n  - address: 127.0.0.1:0\n    tls:\n      certificates:\n        - cert: a.pem\n          key: a.key\n{extra}"
+        )
+    };
+    // min_version as a string or a number; default 1.2.
+    for (extra, want) in [
+        ("", gatehouse_config::TlsVersion::Tls12),
+        (
+            "      min_version: \"1.3\"\n",
+            gatehouse_config::TlsVersion::Tls13,
+        ),
+        (
+            "      min_version: 1.3\n",
+            gatehouse_config::TlsVersion::Tls13,
+        ),
+        (
+            "      min_version: 1.2\n",
+            gatehouse_config::TlsVersion::Tls12,
+        ),
+    ] {
+        let loaded = parse_str(&tls(extra), "gw.yaml").unwrap();
+        let t = loaded.config.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(t.min_version, want, "{extra}");
+    }
+    let e = errors(&tls("      min_version: 1.0\n"));
+    assert!(
+        e[0].starts_with(
+            "gw.yaml:7:20: listeners[0].tls.min_version: unsupported TLS version `1.0`"
+        ),
+        "{}",
+        e[0]
+    );
+    let e = errors(&tls(
+        "      client_auth:\n        ca: x.pem\n        reqired: true\n",
+    ));
+    assert!(e[0].contains("unknown field `reqired`"), "{}", e[0]);
+    // client_auth.required defaults to true.
+    let loaded = parse_str(&tls("      client_auth:\n        ca: ca.pem\n"), "gw.yaml").unwrap();
+    let auth = loaded.config.listeners[0]
+        .tls
+        .as_ref()
+        .unwrap()
+        .client_auth
+        .clone();
+    assert!(auth.unwrap().required);
+
+    let e = errors("listeners:\n  - address: 127.0.0.1:0\n    tls:\n      certificates: []\n");
+    assert!(
+        e[0].starts_with("gw.yaml:4:7: listeners[0].tls.certificates: at least one certificate"),
+        "{}",
+        e[0]
+    );
+    let e = errors(&format!(
+        "{}          hosts: [\"*\", \"ok.example.com\", \"*.example.com\", \"bad host\"]\n",
+        tls("")
+    ));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("listeners[0].tls.certificates[0].hosts[0]"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].contains("listeners[0].tls.certificates[0].hosts[3]"),
+        "{}",
+        e[1]
+    );
+}
+
+#[test]
+fn https_services_are_accepted_and_their_tls_block_checked() {
+    let ok = parse_str(
+        "services:\n  - name: a\n    url: https://backend.internal:8443/api\n    tls:\n      sni: backend.internal\n",
+        "gw.yaml",
+    )
+    .unwrap();
+    let tls = ok.config.services[0].tls.as_ref().unwrap();
+    assert_eq!(tls.sni.as_deref(), Some("backend.internal"));
+    assert!(!tls.insecure_skip_verify);
+
+    let e = errors(
+        "services:\n  - name: a\n    url: http://backend.internal\n    tls:\n      insecure_skip_verify: true\n",
+    );
+    assert!(
+        e[0].starts_with("gw.yaml:4:5: services[0].tls: only used with an https:// URL"),
+        "{}",
+        e[0]
+    );
+    let e = errors(
+        "services:\n  - name: a\n    url: https://b.internal\n    tls:\n      client_key: k.pem\n      sni: \"*.wild\"\n",
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("services[0].tls.client_cert: required with `client_key`"),
+        "{}",
+        e[0]
+    );
+    assert!(e[1].contains("services[0].tls.sni"), "{}", e[1]);
+}

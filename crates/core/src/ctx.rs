@@ -27,6 +27,10 @@ pub struct Ctx {
     pub client_addr: SocketAddr,
     /// The client address after trusted-proxy resolution of X-Forwarded-For.
     pub client_ip: std::net::IpAddr,
+    /// The TLS session of the downstream connection, on TLS listeners
+    /// (`None` on plain-HTTP ones). Shared by every request of the
+    /// connection; see docs/tls.md.
+    pub tls: Option<Arc<crate::TlsInfo>>,
     /// When the gateway started handling the request.
     pub started: Instant,
     /// Name of the matched route, if any.
@@ -48,6 +52,7 @@ impl Ctx {
             request_id,
             client_addr,
             client_ip: client_addr.ip(),
+            tls: None,
             started: Instant::now(),
             route: None,
             service: None,

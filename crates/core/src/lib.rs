@@ -7,6 +7,7 @@ pub mod body;
 pub mod ctx;
 pub mod plugin;
 pub mod problem;
+pub mod tls;
 
 pub use body::{Body, BoxError};
 pub use ctx::{Consumer, Ctx};
@@ -14,3 +15,4 @@ pub use plugin::{
     BuildEnv, Flow, LogRecord, Phase, Phases, Plugin, PluginError, PluginFactory, Request, Response,
 };
 pub use problem::{Problem, ProblemType};
+pub use tls::{ClientCert, SubjectAltName, TlsInfo};

@@ -33,6 +33,9 @@ pub enum ProblemType {
     UpstreamUnreachable,
     /// The upstream did not answer in time (504).
     UpstreamTimeout,
+    /// The TLS handshake with the upstream failed: its certificate did not
+    /// verify, or it rejected ours (502).
+    UpstreamTls,
     /// No healthy upstream is available (503).
     NoHealthyUpstream,
     /// The matched route has no service and no plugin answered (503).
@@ -69,6 +72,7 @@ impl ProblemType {
             Self::BadRequest => "bad-request",
             Self::UpstreamUnreachable => "upstream-unreachable",
             Self::UpstreamTimeout => "upstream-timeout",
+            Self::UpstreamTls => "upstream-tls",
             Self::NoHealthyUpstream => "no-healthy-upstream",
             Self::NoService => "no-service",
             Self::ServiceOverloaded => "service-overloaded",
@@ -96,7 +100,7 @@ impl ProblemType {
             Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BadRequest => StatusCode::BAD_REQUEST,
-            Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamUnreachable | Self::UpstreamTls => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NoHealthyUpstream
             | Self::NoService
@@ -121,6 +125,7 @@ impl ProblemType {
             Self::BadRequest => "Malformed request",
             Self::UpstreamUnreachable => "Upstream unreachable",
             Self::UpstreamTimeout => "Upstream timed out",
+            Self::UpstreamTls => "TLS to the upstream failed",
             Self::NoHealthyUpstream => "No healthy upstream",
             Self::NoService => "No service configured for this route",
             Self::ServiceOverloaded => "Service at its concurrency limit",

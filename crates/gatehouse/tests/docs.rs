@@ -54,8 +54,12 @@ fn every_yaml_example_in_the_docs_is_a_valid_config() {
                 "{}:{line}",
                 file.strip_prefix(root()).unwrap_or(file).display()
             );
-            let result =
-                gatehouse_config::parse_str(&yaml, &name).and_then(|l| gatehouse_proxy::check(&l));
+            // Relative file paths in examples (TLS certificates under
+            // examples/certs/) resolve against the repository root, as if
+            // the example were a file there.
+            let result = gatehouse_config::parse_str(&yaml, &name)
+                .map(|l| l.with_base_dir(root()))
+                .and_then(|l| gatehouse_proxy::check(&l));
             if let Err(e) = result {
                 failures.push(format!("{name}:\n{e}"));
             }

@@ -1,7 +1,9 @@
 //! The pooled upstream client: one hyper-util client per distinct
-//! (protocol, connect timeout, pool settings), shared by every service that
-//! uses the same settings and kept across reloads so warm connections
-//! survive a config change.
+//! (protocol, connect timeout, pool settings, TLS settings), shared by every
+//! service that uses the same settings and kept across reloads so warm
+//! connections survive a config change. Plain `http://` services use a
+//! client over hyper-util's bare `HttpConnector`; only `https://` ones go
+//! through the TLS [`Connector`](crate::tls::upstream::Connector).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,24 +11,45 @@ use std::time::Duration;
 
 use gatehouse_config::UpstreamProtocol;
 use gatehouse_core::Body;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// A pooled HTTP client to upstreams.
-pub type UpstreamClient = Client<HttpConnector, Body>;
+use crate::tls::upstream::{Connector, TlsKey, UpstreamTls};
+
+/// A pooled HTTP client to upstreams: plain, or TLS for `https://`
+/// services. Cloning is cheap (the pool is shared).
+#[derive(Clone)]
+pub enum UpstreamClient {
+    /// `http://`: hyper-util's `HttpConnector`, nothing in between.
+    Plain(Client<HttpConnector, Body>),
+    /// `https://`: TCP plus a rustls handshake.
+    Tls(Client<Connector, Body>),
+}
+
+impl UpstreamClient {
+    /// Sends `req` (its URI names the target) over a pooled connection.
+    pub fn request(&self, req: http::Request<Body>) -> ResponseFuture {
+        match self {
+            Self::Plain(c) => c.request(req),
+            Self::Tls(c) => c.request(req),
+        }
+    }
+}
 
 /// What makes two services able to share one client.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientKey {
-    /// HTTP/1.1 or h2c.
+    /// HTTP/1.1 or HTTP/2.
     pub protocol: UpstreamProtocol,
-    /// TCP connect timeout.
+    /// TCP connect timeout (also the TLS handshake's).
     pub connect_timeout: Duration,
     /// Idle connections kept per host.
     pub max_idle_per_host: usize,
     /// How long idle connections are kept.
     pub idle_timeout: Duration,
+    /// TLS settings of an `https://` service.
+    pub tls: Option<TlsKey>,
 }
 
 /// Clients by settings. Only touched when a config is compiled, never on
@@ -37,15 +60,16 @@ pub struct ClientCache {
 }
 
 impl ClientCache {
-    /// The client for `key`, created on first use.
-    pub fn get(&self, key: &ClientKey) -> UpstreamClient {
+    /// The client for `key`, created on first use. `tls` holds the
+    /// settings `key.tls` was made from.
+    pub fn get(&self, key: &ClientKey, tls: Option<&UpstreamTls>) -> UpstreamClient {
         let mut clients = match self.clients.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
         clients
             .entry(key.clone())
-            .or_insert_with(|| build(key))
+            .or_insert_with(|| build(key, tls))
             .clone()
     }
 
@@ -59,12 +83,18 @@ impl ClientCache {
     }
 }
 
-fn build(key: &ClientKey) -> UpstreamClient {
+/// The TCP side of every upstream connection. `enforce_http` is off for
+/// the TLS connector, which takes `https://` URIs.
+pub fn http_connector(connect_timeout: Duration, enforce_http: bool) -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(key.connect_timeout));
-    connector.enforce_http(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.enforce_http(enforce_http);
     connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector
+}
+
+fn build(key: &ClientKey, tls: Option<&UpstreamTls>) -> UpstreamClient {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -79,7 +109,14 @@ fn build(key: &ClientKey) -> UpstreamClient {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_while_idle(true);
     }
-    builder.build(connector)
+    match (&key.tls, tls) {
+        (Some(_), Some(tls)) => UpstreamClient::Tls(builder.build(Connector::new(
+            http_connector(key.connect_timeout, false),
+            Some(tls),
+            key.connect_timeout,
+        ))),
+        _ => UpstreamClient::Plain(builder.build(http_connector(key.connect_timeout, true))),
+    }
 }
 
 /// Why a request to an upstream failed, seen from the client's side.
@@ -91,6 +128,8 @@ pub enum UpstreamFailure {
     Timeout,
     /// The request body stream failed (client went away or a limit hit).
     RequestBody,
+    /// The TLS handshake failed (see [`crate::tls::upstream::describe`]).
+    Tls,
 }
 
 /// `e` and every error it was caused by, outermost first.
@@ -102,6 +141,9 @@ fn chain<'a>(
 
 /// Classifies a client error.
 pub fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
+    if crate::tls::upstream::tls_error(e).is_some() {
+        return UpstreamFailure::Tls;
+    }
     for err in chain(e) {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut

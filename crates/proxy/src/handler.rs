@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use gatehouse_core::{Body, Ctx, Flow, Phase, Problem, ProblemType, body};
+use gatehouse_core::{Body, Ctx, Flow, Phase, Problem, ProblemType, TlsInfo, body};
 use gatehouse_router::{Match, RequestInfo};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -26,15 +26,24 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The peer and listener port rendered for forwarding headers.
     pub text: forward::PeerText,
+    /// The TLS session, on TLS listeners.
+    pub tls: Option<Arc<TlsInfo>>,
 }
 
 impl ConnInfo {
-    /// Describes a connection from `peer` accepted on `port`.
-    pub fn new(peer: SocketAddr, port: u16) -> Self {
+    /// Describes a connection from `peer` accepted on `port`, with its TLS
+    /// session if the listener terminates TLS.
+    pub fn new(peer: SocketAddr, port: u16, tls: Option<TlsInfo>) -> Self {
         Self {
             peer,
             text: forward::PeerText::new(peer.ip(), port),
+            tls: tls.map(Arc::new),
         }
+    }
+
+    /// The scheme the client used, for forwarding headers.
+    fn proto(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
@@ -66,6 +75,7 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
         _ => new_request_id(),
     };
     let mut ctx = Ctx::new(request_id, conn.peer);
+    ctx.tls.clone_from(&conn.tls);
 
     // Header limits: count and total size of names plus values.
     let count = parts.headers.len();
@@ -199,7 +209,7 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
             let hop = Hop {
                 peer: &conn.text,
                 trusted,
-                proto: "http",
+                proto: conn.proto(),
                 host: hop_host,
             };
             let upstream = Upstream {

@@ -16,11 +16,11 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, header};
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinHandle;
 
 use crate::targets::Targets;
+use crate::tls::upstream::Connector;
 
 /// A compiled active check.
 #[derive(Debug, Clone)]
@@ -66,6 +66,9 @@ pub struct CheckTarget {
     pub service: Arc<str>,
     /// Scheme of the service URL.
     pub scheme: Scheme,
+    /// TLS settings of an `https` service: probes verify and present
+    /// certificates exactly like requests do.
+    pub tls: Option<Arc<crate::tls::upstream::UpstreamTls>>,
     /// Host header to send with HTTP probes.
     pub host: HeaderValue,
     /// The service's targets; each round probes the current set and flips
@@ -88,11 +91,14 @@ pub fn spawn(check: CheckTarget) -> JoinHandle<()> {
 }
 
 async fn run(c: CheckTarget) {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(c.spec.timeout));
-    connector.set_nodelay(true);
-    // No pooling: every probe opens a connection, as a new client would.
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+    let connector = Connector::new(
+        crate::client::http_connector(c.spec.timeout, false),
+        c.tls.as_deref(),
+        c.spec.timeout,
+    );
+    // No pooling: every probe opens a connection (and does the TLS
+    // handshake), as a new client would.
+    let client: Client<Connector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .set_host(false)
         .build(connector);
@@ -132,7 +138,7 @@ async fn run(c: CheckTarget) {
 }
 
 async fn probe(
-    client: &Client<HttpConnector, Empty<Bytes>>,
+    client: &Client<Connector, Empty<Bytes>>,
     c: &CheckTarget,
     target: Authority,
 ) -> bool {

@@ -21,6 +21,7 @@ pub mod snapshot;
 pub mod split;
 mod state;
 pub mod targets;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,7 +65,17 @@ pub const DEFAULT_LISTENER: &str = "0.0.0.0:8080";
 impl Gateway {
     /// Compiles `loaded`, binds its listeners and starts serving.
     pub async fn start(loaded: &Loaded) -> Result<Self, StartError> {
-        let shared = Arc::new(Shared::new(loaded, gatehouse_plugins::registry())?);
+        Self::start_with_registry(loaded, gatehouse_plugins::registry()).await
+    }
+
+    /// Like [`Gateway::start`] with a plugin registry of your own, e.g.
+    /// [`gatehouse_plugins::registry`] plus plugins registered by an
+    /// embedding program (or a test). Reloads use the same registry.
+    pub async fn start_with_registry(
+        loaded: &Loaded,
+        registry: gatehouse_plugins::Registry,
+    ) -> Result<Self, StartError> {
+        let shared = Arc::new(Shared::new(loaded, registry)?);
         // DNS-backed services resolve in the background; give them up to
         // `server.dns.timeout` so a normal start does not answer 503 before
         // the first answers. DNS never blocks the start beyond that.
@@ -98,14 +109,15 @@ impl Gateway {
         let tracker = TaskTracker::new();
         let listeners = TaskTracker::new();
         let mut addrs = Vec::with_capacity(bound.len());
-        for (listener, http2) in bound {
+        for (index, (listener, http2)) in bound.into_iter().enumerate() {
             if let Ok(a) = listener.local_addr() {
                 addrs.push(a);
-                tracing::info!(address = %a, http2, "listening");
+                let tls = shared.snapshot().listener_tls(index).is_some();
+                tracing::info!(address = %a, http2, tls, "listening");
             }
             listeners.spawn(server::accept_loop(
                 listener,
-                http2,
+                server::ListenerSpec { index, http2 },
                 shared.clone(),
                 tracker.clone(),
                 stop_rx.clone(),

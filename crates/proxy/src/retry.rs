@@ -605,6 +605,14 @@ pub(crate) async fn send(
                         .detail(format!("could not connect to `{}` in time", svc.name)),
                     UpstreamFailure::Unreachable => Problem::new(ProblemType::UpstreamUnreachable)
                         .detail(format!("could not get a response from `{}`", svc.name)),
+                    UpstreamFailure::Tls => {
+                        let why = crate::tls::upstream::tls_error(&e).map_or_else(
+                            || "TLS error".to_string(),
+                            crate::tls::upstream::describe,
+                        );
+                        Problem::new(ProblemType::UpstreamTls)
+                            .detail(format!("TLS with `{}` failed: {why}", svc.name))
+                    }
                 };
                 attempt.report(Verdict::Failed);
                 let failure = if e.is_connect() {

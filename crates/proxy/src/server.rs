@@ -1,6 +1,8 @@
-//! Listeners and connections: binds the configured addresses, serves
-//! HTTP/1.1 and h2c on each connection with hyper-util's auto builder,
-//! and drains gracefully on shutdown.
+//! Listeners and connections: binds the configured addresses, terminates
+//! TLS on TLS listeners (handshake under `header_read_timeout`), serves
+//! HTTP/1.1 and h2 / h2c on each connection with hyper-util's auto
+//! builder, and drains gracefully on shutdown. Plain listeners take the
+//! same path as before TLS existed: the stream goes straight to hyper.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -33,10 +36,20 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// The fixed facts of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSpec {
+    /// Position in the config's `listeners` (its TLS settings are
+    /// looked up by it in each new snapshot).
+    pub index: usize,
+    /// Serve HTTP/2 besides HTTP/1.1.
+    pub http2: bool,
+}
+
 /// Accepts connections until `stop` flips to true.
 pub async fn accept_loop(
     listener: TcpListener,
-    http2: bool,
+    spec: ListenerSpec,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     mut stop: watch::Receiver<bool>,
@@ -48,8 +61,7 @@ pub async fn accept_loop(
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let conn = Arc::new(ConnInfo::new(peer, port));
-                    tracker.spawn(serve_connection(stream, conn, http2, shared.clone(), stop.clone()));
+                    tracker.spawn(serve_connection(stream, peer, port, spec, shared.clone(), stop.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly
@@ -62,24 +74,91 @@ pub async fn accept_loop(
     }
 }
 
+/// Per-connection limits, read from the snapshot current at accept time.
+struct Limits {
+    max_headers: usize,
+    max_buf: usize,
+    header_read_timeout: Duration,
+    h2_header_list: u32,
+}
+
 async fn serve_connection(
     stream: TcpStream,
-    conn: Arc<ConnInfo>,
-    http2: bool,
+    peer: SocketAddr,
+    port: u16,
+    spec: ListenerSpec,
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let snap = shared.snapshot();
     let s = &snap.settings;
     // hyper's own limits sit above ours so that ordinary overruns get our
     // problem+json 431; only grossly oversized heads hit hyper's bare one.
-    let max_headers = s.max_header_count.saturating_mul(2).max(100);
-    let max_buf = (s.max_header_bytes.saturating_mul(2) + 16 * 1024).max(400 * 1024);
-    let header_read_timeout = s.header_read_timeout;
-    let h2_header_list = u32::try_from(s.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX);
+    let limits = Limits {
+        max_headers: s.max_header_count.saturating_mul(2).max(100),
+        max_buf: (s.max_header_bytes.saturating_mul(2) + 16 * 1024).max(400 * 1024),
+        header_read_timeout: s.header_read_timeout,
+        h2_header_list: u32::try_from(s.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+    };
+    let tls = snap.listener_tls(spec.index);
     drop(snap);
 
+    let Some(tls) = tls else {
+        let conn = Arc::new(ConnInfo::new(peer, port, None));
+        serve_http(stream, conn, spec.http2, limits, shared, stop).await;
+        return;
+    };
+    if *stop.borrow() {
+        return;
+    }
+    // A client that connects and never completes the handshake is closed
+    // after `header_read_timeout`; failures are the client's business and
+    // only logged at debug level.
+    let handshake = tokio::time::timeout(
+        limits.header_read_timeout,
+        tokio_rustls::TlsAcceptor::from(tls).accept(stream),
+    );
+    let stream = tokio::select! {
+        _ = stop.changed() => return,
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %peer, "TLS handshake timed out");
+                return;
+            }
+        }
+    };
+    let session = stream.get_ref().1;
+    let info = crate::tls::listener::session_info(session);
+    // ALPN decides: h2 when the client picked it (the listener offers it
+    // only with `http2: true`), else HTTP/1.1.
+    let http2 = session.alpn_protocol() == Some(b"h2") || spec.http2;
+    let conn = Arc::new(ConnInfo::new(peer, port, Some(info)));
+    serve_http(stream, conn, http2, limits, shared, stop).await;
+}
+
+/// Serves HTTP on an accepted (and, on TLS listeners, decrypted) stream.
+async fn serve_http<S>(
+    stream: S,
+    conn: Arc<ConnInfo>,
+    http2: bool,
+    limits: Limits,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Limits {
+        max_headers,
+        max_buf,
+        header_read_timeout,
+        h2_header_list,
+    } = limits;
     let first_request = Arc::new(AtomicBool::new(false));
     let seen = first_request.clone();
     let peer = conn.peer;
@@ -96,7 +175,8 @@ async fn serve_connection(
     };
 
     if http2 {
-        // HTTP/1.1 and h2c (prior knowledge) on one port.
+        // HTTP/1.1 and h2 (h2c prior knowledge, or h2 chosen by ALPN) on
+        // one port: the auto builder reads the connection preface.
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

@@ -25,6 +25,9 @@ use crate::discovery::{DnsSettings, Spec, TargetSource};
 use crate::forward::TrustedProxies;
 use crate::split::{Branch, RequestView, Split, StickyKey, When};
 use crate::targets::{Recipe, Targets};
+use crate::tls::FieldError;
+use crate::tls::listener::ListenerTls;
+use crate::tls::upstream::UpstreamTls;
 
 /// Node settings the request path reads on every request.
 pub struct Settings {
@@ -42,14 +45,27 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// Drain deadline on shutdown.
     pub shutdown_timeout: Duration,
+    /// Whether TLS files are watched for changes.
+    pub watch: bool,
+    /// How often they are checked.
+    pub watch_interval: Duration,
+}
+
+/// A listener's settings that follow reloads (its address and `http2`
+/// are fixed at start).
+pub struct ListenerRt {
+    /// TLS termination, if the listener has a `tls` block.
+    pub tls: Option<Arc<ListenerTls>>,
 }
 
 /// A service ready to take requests.
 pub struct ServiceRt {
     /// Name.
     pub name: Arc<str>,
-    /// `http`.
+    /// `http` or `https`.
     pub scheme: Scheme,
+    /// TLS settings of an `https` service (also used by health checks).
+    pub tls: Option<Arc<UpstreamTls>>,
     /// `host:port` of the URL: the default Host header; without `targets`,
     /// also where connections go (every address, for a DNS name).
     pub authority: Authority,
@@ -212,6 +228,9 @@ pub struct Snapshot {
     pub consumer_plugins: HashMap<Arc<str>, Vec<Entry>>,
     /// Node settings.
     pub settings: Settings,
+    /// Listeners in config order (empty when the config names none and
+    /// the default plain listener serves).
+    pub listeners: Vec<ListenerRt>,
     /// Client settings in use (so the cache can drop the rest).
     pub client_keys: Vec<ClientKey>,
     /// Resolver settings for the services' DNS names.
@@ -226,6 +245,23 @@ struct Errors<'a> {
 impl Errors<'_> {
     fn push(&mut self, path: &str, message: impl Into<String>) {
         self.list.push(self.source.error(path, message));
+    }
+
+    fn extend(&mut self, errors: Vec<FieldError>) {
+        for e in errors {
+            self.push(&e.field, e.message);
+        }
+    }
+}
+
+impl Snapshot {
+    /// The TLS config for a new connection on listener `index`, if that
+    /// listener terminates TLS.
+    pub fn listener_tls(&self, index: usize) -> Option<Arc<rustls::ServerConfig>> {
+        self.listeners
+            .get(index)
+            .and_then(|l| l.tls.as_ref())
+            .map(|t| t.config())
     }
 }
 
@@ -262,6 +298,23 @@ pub fn compile(
 
     let global = build_plugins(&config.plugins, "plugins", registry, &env, &mut errs);
 
+    // Listener TLS: certificate files are read here, so a config whose
+    // files are missing or do not match fails validation.
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for (i, l) in config.listeners.iter().enumerate() {
+        let tls = match &l.tls {
+            None => None,
+            Some(t) => match ListenerTls::load(t, l.http2, loaded, i) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    errs.extend(e);
+                    None
+                }
+            },
+        };
+        listeners.push(ListenerRt { tls });
+    }
+
     let mut services = Vec::with_capacity(config.services.len());
     let mut service_plugins = Vec::with_capacity(config.services.len());
     let mut client_keys = Vec::new();
@@ -280,8 +333,9 @@ pub fn compile(
         else {
             continue;
         };
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let host_header = match authority.port_u16() {
-            Some(80) => HeaderValue::from_str(authority.host()),
+            Some(p) if p == default_port => HeaderValue::from_str(authority.host()),
             _ => HeaderValue::from_str(authority.as_str()),
         };
         let Ok(host_header) = host_header else {
@@ -291,11 +345,23 @@ pub fn compile(
             );
             continue;
         };
+        let tls = if scheme == Scheme::HTTPS {
+            match UpstreamTls::load(s, authority.host(), loaded, i) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    errs.extend(e);
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         let key = ClientKey {
             protocol: s.protocol,
             connect_timeout: s.connect_timeout,
             max_idle_per_host: s.pool.max_idle_per_host,
             idle_timeout: s.pool.idle_timeout,
+            tls: tls.as_ref().map(|t| t.key().clone()),
         };
         if !client_keys.contains(&key) {
             client_keys.push(key.clone());
@@ -388,8 +454,9 @@ pub fn compile(
                 UpstreamProtocol::Http2 => http::Version::HTTP_2,
             },
             timeout: s.timeout,
-            client: clients.get(&key),
+            client: clients.get(&key, tls.as_deref()),
             client_key: key,
+            tls,
         });
     }
     let service_index: HashMap<&str, usize> = config
@@ -473,22 +540,29 @@ pub fn compile(
         }
         specs.push(spec);
         let timeouts = r.timeouts.map(|t| {
-            // A connect timeout of its own needs a client of its own.
-            let clients = match (
-                t.connect,
-                service.and_then(|i| services.get(i).map(|s| (i, s))),
-            ) {
-                (Some(connect), Some((i, svc))) => {
-                    let key = ClientKey {
-                        connect_timeout: connect,
-                        ..svc.client_key.clone()
-                    };
-                    if !client_keys.contains(&key) {
-                        client_keys.push(key.clone());
-                    }
-                    vec![(i, clients.get(&key))]
-                }
-                _ => Vec::new(),
+            // A connect timeout of its own needs a client of its own, for
+            // each service the route reaches (its split branches too).
+            let reach = service.into_iter().chain(
+                r.split
+                    .iter()
+                    .flatten()
+                    .filter_map(|b| service_index.get(b.service.as_str()).copied()),
+            );
+            let clients = match t.connect {
+                Some(connect) => reach
+                    .filter_map(|i| services.get(i).map(|s| (i, s)))
+                    .map(|(i, svc)| {
+                        let key = ClientKey {
+                            connect_timeout: connect,
+                            ..svc.client_key.clone()
+                        };
+                        if !client_keys.contains(&key) {
+                            client_keys.push(key.clone());
+                        }
+                        (i, clients.get(&key, svc.tls.as_deref()))
+                    })
+                    .collect(),
+                None => Vec::new(),
             };
             Box::new(RouteTimeouts {
                 per_try: t.per_try,
@@ -563,7 +637,10 @@ pub fn compile(
                 request_id_header,
                 header_read_timeout: s.header_read_timeout,
                 shutdown_timeout: s.shutdown_timeout,
+                watch: s.watch,
+                watch_interval: s.watch_interval,
             },
+            listeners,
             client_keys,
             dns: DnsSettings::new(&s.dns),
         }),

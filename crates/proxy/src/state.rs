@@ -1,8 +1,8 @@
 //! The state every connection shares: the current snapshot behind an
 //! `ArcSwap` (readers never wait for writers), what is needed to compile
 //! the next one, and the lifecycle of a snapshot's background tasks
-//! (active health checks, DNS discovery): started with it, aborted when a
-//! reload replaces it or the gateway stops.
+//! (active health checks, DNS discovery, the TLS file watch): started with
+//! it, aborted when a reload replaces it or the gateway stops.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +22,9 @@ pub struct Shared {
     clients: ClientCache,
     versions: AtomicU64,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Which listeners (by config position) were started with TLS; a
+    /// reload may change their certificates but not turn TLS on or off.
+    started_tls: Vec<bool>,
     /// The current snapshot's background tasks: active health checks and
     /// DNS discovery. Started with a snapshot, aborted when it is replaced.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -38,7 +41,12 @@ impl Shared {
         let snap = compile(loaded, &registry, &clients, 1)?;
         let dns_memory = Arc::new(Memory::default());
         let tasks = start_tasks(&snap, &dns_memory);
+        let mut started_tls: Vec<bool> = snap.listeners.iter().map(|l| l.tls.is_some()).collect();
+        if started_tls.is_empty() {
+            started_tls.push(false); // the default listener
+        }
         Ok(Self {
+            started_tls,
             current: ArcSwap::from_pointee(snap),
             registry,
             clients,
@@ -73,6 +81,7 @@ impl Shared {
         let _serialized = self.reload_lock.lock().await;
         let version = self.versions.load(Ordering::Relaxed) + 1;
         let snap = compile(loaded, &self.registry, &self.clients, version)?;
+        self.check_listeners(loaded, &snap)?;
         self.clients.retain(&snap.client_keys);
         self.versions.store(version, Ordering::Relaxed);
         // Health state starts afresh with the new snapshot's targets.
@@ -92,7 +101,32 @@ impl Shared {
         Ok(version)
     }
 
-    /// Stops every background task (health checks, DNS discovery).
+    /// A running listener keeps its socket and its protocol: TLS can be
+    /// reconfigured, but not switched on or off, by a reload.
+    fn check_listeners(&self, loaded: &Loaded, snap: &Snapshot) -> Result<(), ConfigErrors> {
+        let errors: Vec<_> = self
+            .started_tls
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &was)| {
+                let now = snap.listeners.get(i).is_some_and(|l| l.tls.is_some());
+                (was != now).then(|| {
+                    let what = if was { "off" } else { "on" };
+                    loaded.source.error(
+                        &format!("listeners[{i}].tls"),
+                        format!("turning TLS {what} for a running listener needs a restart"),
+                    )
+                })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Stops every background task (health checks, DNS discovery, TLS file watch).
     pub fn stop_background_tasks(&self) {
         self.lock_tasks().drain(..).for_each(|h| h.abort());
     }
@@ -107,7 +141,8 @@ impl Shared {
 
 /// Starts the background tasks a snapshot configures: one active health
 /// checker per service that has one, one discovery task per service whose
-/// targets name DNS names (sharing one resolver).
+/// targets name DNS names (sharing one resolver), and the TLS file watch
+/// when a listener terminates TLS and `server.watch` is on.
 fn start_tasks(snap: &Snapshot, memory: &Arc<Memory>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks: Vec<_> = snap
         .services
@@ -117,6 +152,7 @@ fn start_tasks(snap: &Snapshot, memory: &Arc<Memory>) -> Vec<tokio::task::JoinHa
             Some(crate::health::spawn(crate::health::CheckTarget {
                 service: svc.name.clone(),
                 scheme: svc.scheme.clone(),
+                tls: svc.tls.clone(),
                 host: svc.host_header.clone(),
                 targets: svc.targets.clone(),
                 spec,
@@ -141,6 +177,17 @@ fn start_tasks(snap: &Snapshot, memory: &Arc<Memory>) -> Vec<tokio::task::JoinHa
                 memory.clone(),
             ));
         }
+    }
+    let tls: Vec<_> = snap
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.clone())
+        .collect();
+    if !tls.is_empty() && snap.settings.watch {
+        tasks.push(tokio::spawn(crate::tls::listener::watch(
+            tls,
+            snap.settings.watch_interval,
+        )));
     }
     tasks
 }

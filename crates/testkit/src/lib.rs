@@ -18,6 +18,9 @@
 //! - [`DnsServer`]: an authoritative DNS server (UDP and TCP) whose A, AAAA
 //!   and SRV records tests change at runtime, or that stops answering or
 //!   answers NXDOMAIN/SERVFAIL.
+//! - [`tls`]: a test CA issuing server and client certificates (rcgen),
+//!   server configs for a TLS [`Upstream`] ([`UpstreamBuilder::tls`]) and
+//!   an HTTPS client that reports the negotiated session.
 
 // This is test-support code: a builder given an invalid header or status, or a
 // loopback listener that cannot bind, is a bug in the test or its machine, and
@@ -31,6 +34,7 @@ pub mod raw;
 pub mod rss;
 mod server;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 pub use body::{BoxBody, BoxError, StreamingBody};

@@ -16,6 +16,11 @@ impl TestGateway {
     /// Parses `yaml` (adding a `127.0.0.1:0` listener when it names none)
     /// and starts the gateway. Panics with the config errors otherwise.
     pub async fn start(yaml: &str) -> Self {
+        Self::start_with_registry(yaml, gatehouse_plugins::registry()).await
+    }
+
+    /// Like [`TestGateway::start`] with a plugin registry of the test's own.
+    pub async fn start_with_registry(yaml: &str, registry: gatehouse_plugins::Registry) -> Self {
         let yaml = if yaml.contains("listeners:") {
             yaml.to_string()
         } else {
@@ -23,7 +28,7 @@ impl TestGateway {
         };
         let loaded = gatehouse_config::parse_str(&yaml, "test.yaml")
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
-        let gateway = Gateway::start(&loaded)
+        let gateway = Gateway::start_with_registry(&loaded, registry)
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         Self { gateway }

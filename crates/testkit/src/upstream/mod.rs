@@ -63,6 +63,7 @@ pub(crate) struct Config {
     pub(crate) status: Option<StatusCode>,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) delay: Option<Duration>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Configures an [`Upstream`]. Behaviours (`echo`, `body`, `sse`, ...)
@@ -85,6 +86,7 @@ impl UpstreamBuilder {
                 status: None,
                 headers: Vec::new(),
                 delay: None,
+                tls: None,
             },
             record: 32,
             bind: None,
@@ -227,6 +229,16 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Serve HTTPS with this config (see [`crate::tls::server_config`]):
+    /// every connection does a TLS handshake first, then HTTP as
+    /// `protocol` says (HTTP/2 when ALPN picked `h2`, with `Auto`).
+    /// [`Upstream::url`] then starts with `https://`; failed handshakes
+    /// are counted by [`Upstream::tls_failures`].
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.config.tls = Some(config);
+        self
+    }
+
     /// How many request heads to keep for [`Upstream::requests`] (default 32).
     pub fn record(mut self, last_n: usize) -> Self {
         self.record = last_n;
@@ -262,12 +274,21 @@ impl UpstreamBuilder {
             None => bind_loopback().await?,
         };
         let state = Arc::new(State::new(self.record));
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let config = Arc::new(self.config);
         let run_state = state.clone();
         let guard = ServerGuard::spawn(listener, move |listener, stop| {
             accept_loop(listener, stop, config, run_state)
         })?;
-        Ok(Upstream { guard, state })
+        Ok(Upstream {
+            guard,
+            state,
+            scheme,
+        })
     }
 }
 
@@ -290,6 +311,7 @@ impl RecordedRequest {
 pub(crate) struct State {
     hits: AtomicUsize,
     connections: AtomicUsize,
+    tls_failures: AtomicUsize,
     record: usize,
     recorded: Mutex<VecDeque<RecordedRequest>>,
     hit: Notify,
@@ -300,6 +322,7 @@ impl State {
         Self {
             hits: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            tls_failures: AtomicUsize::new(0),
             record,
             recorded: Mutex::new(VecDeque::new()),
             hit: Notify::new(),
@@ -329,6 +352,7 @@ impl State {
 pub struct Upstream {
     guard: ServerGuard,
     state: Arc<State>,
+    scheme: &'static str,
 }
 
 impl Upstream {
@@ -345,15 +369,16 @@ impl Upstream {
         self.guard.addr()
     }
 
-    /// `http://IP:PORT` of the listener (`127.0.0.1` unless bound elsewhere).
+    /// `http://IP:PORT` of the listener (`127.0.0.1` unless bound
+    /// elsewhere; `https://` with [`UpstreamBuilder::tls`]).
     pub fn url(&self) -> String {
-        self.guard.url()
+        format!("{}://{}", self.scheme, self.guard.addr())
     }
 
-    /// `http://127.0.0.1:PORT` followed by `path_and_query` (which should
-    /// start with `/`).
+    /// [`Upstream::url`] followed by `path_and_query` (which should start
+    /// with `/`).
     pub fn uri(&self, path_and_query: &str) -> Uri {
-        format!("{}{path_and_query}", self.guard.url())
+        format!("{}{path_and_query}", self.url())
             .parse()
             .expect("url of a loopback server plus a path is a valid URI")
     }
@@ -366,6 +391,11 @@ impl Upstream {
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes that failed (a TLS upstream only).
+    pub fn tls_failures(&self) -> usize {
+        self.state.tls_failures.load(Ordering::SeqCst)
     }
 
     /// The last N request heads (see [`UpstreamBuilder::record`]), oldest first.
@@ -424,32 +454,49 @@ async fn accept_loop(
         state.connections.fetch_add(1, Ordering::SeqCst);
         let (config, state, conn_stop) = (config.clone(), state.clone(), stop.clone());
         stop.spawn(async move {
-            let io = TokioIo::new(stream);
-            let exec = ShutdownExec(conn_stop.clone());
-            let svc_config = config.clone();
-            let svc = service_fn(move |req| {
-                let (config, state, stop) = (svc_config.clone(), state.clone(), conn_stop.clone());
-                async move { Ok::<_, Infallible>(respond::respond(&config, &state, &stop, req).await) }
-            });
-            let result = match config.protocol {
-                Protocol::Auto => {
-                    hyper_util::server::conn::auto::Builder::new(exec)
-                        .serve_connection_with_upgrades(io, svc)
-                        .await
-                }
-                Protocol::Http1Only => hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, svc)
-                    .with_upgrades()
-                    .await
-                    .map_err(Into::into),
-                Protocol::Http2Only => hyper::server::conn::http2::Builder::new(exec)
-                    .serve_connection(io, svc)
-                    .await
-                    .map_err(Into::into),
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, "test upstream connection ended with an error");
+            match config.tls.clone() {
+                None => serve(stream, config, state, conn_stop).await,
+                Some(tls) => match tokio_rustls::TlsAcceptor::from(tls).accept(stream).await {
+                    Ok(stream) => serve(stream, config, state, conn_stop).await,
+                    Err(error) => {
+                        state.tls_failures.fetch_add(1, Ordering::SeqCst);
+                        tracing::debug!(%error, "test upstream TLS handshake failed");
+                    }
+                },
             }
         });
+    }
+}
+
+/// Serves HTTP on one accepted (and maybe decrypted) connection.
+async fn serve<I>(stream: I, config: Arc<Config>, state: Arc<State>, conn_stop: Shutdown)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
+    let exec = ShutdownExec(conn_stop.clone());
+    let svc_config = config.clone();
+    let svc = service_fn(move |req| {
+        let (config, state, stop) = (svc_config.clone(), state.clone(), conn_stop.clone());
+        async move { Ok::<_, Infallible>(respond::respond(&config, &state, &stop, req).await) }
+    });
+    let result = match config.protocol {
+        Protocol::Auto => {
+            hyper_util::server::conn::auto::Builder::new(exec)
+                .serve_connection_with_upgrades(io, svc)
+                .await
+        }
+        Protocol::Http1Only => hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .with_upgrades()
+            .await
+            .map_err(Into::into),
+        Protocol::Http2Only => hyper::server::conn::http2::Builder::new(exec)
+            .serve_connection(io, svc)
+            .await
+            .map_err(Into::into),
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "test upstream connection ended with an error");
     }
 }

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{TestGateway, empty, req, send_with};
+use gatehouse_testkit::dns::{DnsServer, Mode};
+use gatehouse_testkit::tls::{TestCa, server_config};
 use gatehouse_testkit::{
     AcceptThenCloseServer, BlackholeServer, RefusingAddr, Upstream, current_rss_kb, http1_client,
 };
@@ -47,6 +49,8 @@ struct Servers {
     _closing: AcceptThenCloseServer,
     _slow: Upstream,
     _dying: Upstream,
+    _untrusted: Upstream,
+    _dns: DnsServer,
     _ok: Upstream,
 }
 
@@ -62,10 +66,26 @@ async fn setup(timeout: Duration) -> (Servers, TestGateway, Vec<Fault>) {
         .start()
         .await;
     let dying = Upstream::builder().reset_mid_body().start().await;
+    // A TLS upstream whose certificate no CA the gateway trusts signed.
+    let untrusted = Upstream::builder()
+        .tls(server_config(
+            &TestCa::new("unknown CA").server_cert(&["backend.internal"]),
+            &["http/1.1"],
+            None,
+        ))
+        .start()
+        .await;
+    // A name server that never answers.
+    let dns = DnsServer::start().await;
+    dns.set_mode(Mode::Drop);
     let ok = Upstream::echo().await;
     let ms = timeout.as_millis();
     let yaml = format!(
-        r#"services:
+        r#"server:
+  dns:
+    nameservers: ["{dns}"]
+    timeout: {ms}ms
+services:
   - name: refused
     url: "{refused}"
     connect_timeout: {ms}ms
@@ -81,6 +101,13 @@ async fn setup(timeout: Duration) -> (Servers, TestGateway, Vec<Fault>) {
   - name: dying
     url: "{dying}"
     timeout: 2s
+  - name: untrusted
+    url: "https://backend.internal"
+    connect_timeout: 2s
+    targets:
+      - target: "{untrusted}"
+  - name: nodns
+    url: "http://api.test:80"
   - name: ok
     url: "{ok}"
 routes:
@@ -89,8 +116,12 @@ routes:
   - {{ name: closing, service: closing, paths: ["/closing"] }}
   - {{ name: slow, service: slow, paths: ["/slow"] }}
   - {{ name: dying, service: dying, paths: ["/dying"] }}
+  - {{ name: untrusted, service: untrusted, paths: ["/untrusted"] }}
+  - {{ name: nodns, service: nodns, paths: ["/nodns"] }}
   - {{ name: ok, service: ok, paths: ["/ok"] }}
 "#,
+        dns = dns.addr(),
+        untrusted = untrusted.addr(),
         refused = refusing.url(),
         blackhole = blackhole.url(),
         closing = closing.url(),
@@ -129,6 +160,18 @@ routes:
             bound,
         },
         Fault {
+            name: "TLS handshake failure",
+            path: "/untrusted",
+            expect: Expect::Problem(502, "upstream-tls"),
+            bound: fast_failure,
+        },
+        Fault {
+            name: "DNS answering nothing",
+            path: "/nodns",
+            expect: Expect::Problem(503, "no-healthy-upstream"),
+            bound,
+        },
+        Fault {
             name: "killed mid-response",
             path: "/dying",
             expect: Expect::BrokenBody,
@@ -141,6 +184,8 @@ routes:
         _closing: closing,
         _slow: slow,
         _dying: dying,
+        _untrusted: untrusted,
+        _dns: dns,
         _ok: ok,
     };
     (servers, gw, faults)

@@ -568,21 +568,12 @@ fn hash_key<'r>(
             None => ip(),
         },
         HashOn::Header(name) => req.headers().get(name).map(|v| Cow::Borrowed(v.as_bytes())),
-        HashOn::Cookie(name) => req
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| Cow::Borrowed(v.as_bytes())),
-        HashOn::Query(name) => req.uri().query().and_then(|q| {
-            q.split('&')
-                .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| Cow::Borrowed(v.as_bytes()))
-        }),
+        HashOn::Cookie(name) => gatehouse_router::cookie_values(req.headers(), name)
+            .next()
+            .map(|v| Cow::Borrowed(v.as_bytes())),
+        HashOn::Query(name) => gatehouse_router::query_values(req.uri().query(), name)
+            .next()
+            .map(|v| Cow::Borrowed(v.as_bytes())),
     }
 }
 

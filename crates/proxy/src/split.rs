@@ -31,10 +31,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use gatehouse_router::ValueMatch;
+use gatehouse_router::{ValueMatch, cookie_values, query_values};
 use gatehouse_upstream::{BuildError, HealthSet, SmoothWeightedRoundRobin, Target};
 use http::HeaderMap;
-use http::header::{self, HeaderName};
+use http::header::HeaderName;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::chain::Chain;
@@ -238,30 +238,6 @@ fn request_key<'r>(key: &StickyKey, req: &RequestView<'r>) -> Option<&'r [u8]> {
         StickyKey::Query(name) => query_values(req.query, name).next()?.as_bytes(),
     };
     (!bytes.is_empty()).then_some(bytes)
-}
-
-/// Values of the cookie `name` in every `Cookie` header, in order.
-fn cookie_values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(move |(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// Raw values of the query parameter `name` (`a=1&a` gives `1`, ``).
-fn query_values<'q>(query: Option<&'q str>, name: &str) -> impl Iterator<Item = &'q str> {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(move |pair| match pair.split_once('=') {
-            Some((k, v)) if k == name => Some(v),
-            None if pair == name => Some(""),
-            _ => None,
-        })
 }
 
 #[cfg(test)]

@@ -718,8 +718,9 @@ fn predicates_hold(r: &CompiledRoute, req: &RequestInfo<'_>) -> bool {
         .all(|(name, vm)| query_values(req.query, name).any(|q| vm.matches(q.as_bytes())))
 }
 
-/// Raw values of the query parameter `name` (`a` in `a=1&a&b=2` gives `1`, ``).
-fn query_values<'q>(query: Option<&'q str>, name: &'q str) -> impl Iterator<Item = &'q str> {
+/// Raw values of the query parameter `name` (`a` in `a=1&a&b=2` gives `1`,
+/// ``), in order. No percent-decoding: matchers compare raw bytes.
+pub fn query_values<'q>(query: Option<&'q str>, name: &str) -> impl Iterator<Item = &'q str> {
     query
         .unwrap_or_default()
         .split('&')
@@ -728,6 +729,21 @@ fn query_values<'q>(query: Option<&'q str>, name: &'q str) -> impl Iterator<Item
             None if pair == name => Some(""),
             _ => None,
         })
+}
+
+/// Values of the cookie `name` in every `Cookie` header, in order.
+pub fn cookie_values<'h>(
+    headers: &'h http::HeaderMap,
+    name: &str,
+) -> impl Iterator<Item = &'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(move |(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]

@@ -259,3 +259,28 @@ async fn a_single_checked_target_that_is_down_gets_a_fast_503() {
     })
     .await;
 }
+
+/// An HTTP/2 (h2c) service is probed over HTTP/2, like its requests: an
+/// upstream that speaks only HTTP/2 stays healthy and sees h2 probes.
+#[tokio::test]
+async fn http2_services_are_probed_over_http2() {
+    let up = Upstream::builder().http2_only().record(1_000).start().await;
+    let yaml = format!(
+        "services:\n  - name: h2\n    url: \"{}\"\n    protocol: http2\n    health_checks:\n      active:\n{HTTP_CHECK}routes:\n  - name: r\n    service: h2\n",
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    eventually("three probes reached the upstream", async || {
+        up.requests()
+            .iter()
+            .filter(|r| r.uri.path() == "/health")
+            .count()
+            >= 3
+    })
+    .await;
+    for r in up.requests().iter().filter(|r| r.uri.path() == "/health") {
+        assert_eq!(r.version, http::Version::HTTP_2);
+    }
+    // Still in rotation: the probes succeed.
+    assert_eq!(get(&gw.url("/x")).await.status, 200);
+}

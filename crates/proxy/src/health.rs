@@ -71,6 +71,9 @@ pub struct CheckTarget {
     pub tls: Option<Arc<crate::tls::upstream::UpstreamTls>>,
     /// Host header to send with HTTP probes.
     pub host: HeaderValue,
+    /// The HTTP version the service speaks (HTTP/2 services are probed
+    /// over HTTP/2, like their requests).
+    pub version: http::Version,
     /// The service's targets; each round probes the current set and flips
     /// the bits the request path reads.
     pub targets: Arc<Targets>,
@@ -101,6 +104,7 @@ async fn run(c: CheckTarget) {
     let client: Client<Connector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .set_host(false)
+        .http2_only(c.version == http::Version::HTTP_2)
         .build(connector);
     // Streaks are kept by address, so they survive the target set being
     // replaced by DNS discovery; addresses that left are forgotten.
@@ -161,6 +165,7 @@ async fn probe(
                 return false;
             };
             let Ok(req) = Request::get(uri)
+                .version(c.version)
                 .header(header::HOST, c.host.clone())
                 .header(header::USER_AGENT, "gatehouse-health-check")
                 .body(Empty::new())

@@ -154,6 +154,7 @@ fn start_tasks(snap: &Snapshot, memory: &Arc<Memory>) -> Vec<tokio::task::JoinHa
                 scheme: svc.scheme.clone(),
                 tls: svc.tls.clone(),
                 host: svc.host_header.clone(),
+                version: svc.version,
                 targets: svc.targets.clone(),
                 spec,
             }))

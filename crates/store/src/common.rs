@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::model::{Document, Expect, Kind, MAX_PAGE_SIZE, WORKSPACE_SCOPE};
 use crate::StoreError;
+use crate::model::{Document, Expect, Kind, MAX_PAGE_SIZE, WORKSPACE_SCOPE};
 
 /// Now, in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -21,7 +21,10 @@ pub(crate) fn now_ms() -> i64 {
 pub(crate) fn check_workspace_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -62,7 +65,12 @@ pub(crate) fn check_placement(workspace: &str, kind: Kind, name: &str) -> Result
 }
 
 /// Checks a document's content.
-pub(crate) fn check_content(kind: Kind, name: &str, tags: &[String], body: &Value) -> Result<(), StoreError> {
+pub(crate) fn check_content(
+    kind: Kind,
+    name: &str,
+    tags: &[String],
+    body: &Value,
+) -> Result<(), StoreError> {
     if !body.is_object() {
         return Err(StoreError::Invalid(format!(
             "{kind} `{name}`: the body must be a JSON object"

@@ -116,7 +116,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
         if path.is_empty() {
-            return Err(StoreError::Invalid(format!("store URL `{url}` names no file")));
+            return Err(StoreError::Invalid(format!(
+                "store URL `{url}` names no file"
+            )));
         }
         Ok(Arc::new(SqliteStore::open(path).await?))
     }

@@ -37,6 +37,9 @@ pub(crate) fn pending(
             supported,
         });
     }
-    let from = all.iter().position(|m| m.version > current).unwrap_or(all.len());
+    let from = all
+        .iter()
+        .position(|m| m.version > current)
+        .unwrap_or(all.len());
     Ok(&all[from..])
 }

@@ -129,9 +129,8 @@ pub struct Document {
 impl Document {
     /// Deserializes the body into its configuration type.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, StoreError> {
-        T::deserialize(&self.body).map_err(|e| {
-            StoreError::Invalid(format!("{} `{}`: {e}", self.kind, self.name))
-        })
+        T::deserialize(&self.body)
+            .map_err(|e| StoreError::Invalid(format!("{} `{}`: {e}", self.kind, self.name)))
     }
 }
 

@@ -18,7 +18,9 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, IsolationLevel, NoTls, Row, Transaction};
+use tokio_postgres::{
+    AsyncMessage, Client, Config, GenericClient, IsolationLevel, NoTls, Row, Transaction,
+};
 use uuid::Uuid;
 
 use crate::changes::{Changes, publish};
@@ -68,6 +70,19 @@ impl Drop for PostgresStore {
     }
 }
 
+/// An error with its sources (tokio-postgres puts the useful part, such
+/// as "Connection refused", in the source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         // admin_shutdown, crash_shutdown, cannot_connect_now
@@ -77,16 +92,15 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
         return StoreError::Backend(format!("postgres: {db}"));
     }
     if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
-        return StoreError::Unavailable(format!("postgres: {e}"));
+        return StoreError::Unavailable(format!("postgres: {}", chain(&e)));
     }
-    StoreError::Backend(format!("postgres: {e}"))
+    StoreError::Backend(format!("postgres: {}", chain(&e)))
 }
 
 async fn connect_client(config: &Config) -> Result<Client> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to postgres: {e}")))?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        StoreError::Unavailable(format!("cannot connect to postgres: {}", chain(&e)))
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres store connection ended");
@@ -150,7 +164,10 @@ async fn migrate_postgres(client: &mut Client) -> Result<()> {
     .await
     .map_err(pg_err)?;
     let current: i64 = tx
-        .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+            &[],
+        )
         .await
         .map_err(pg_err)?
         .try_get(0)
@@ -199,9 +216,12 @@ async fn read_revision(c: &impl GenericClient) -> Result<u64> {
 /// Starts a write: takes the global write lock (the revision row).
 async fn begin_write(client: &mut Client) -> Result<Transaction<'_>> {
     let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute("SELECT revision FROM store_revision WHERE id = 1 FOR UPDATE", &[])
-        .await
-        .map_err(pg_err)?;
+    tx.execute(
+        "SELECT revision FROM store_revision WHERE id = 1 FOR UPDATE",
+        &[],
+    )
+    .await
+    .map_err(pg_err)?;
     Ok(tx)
 }
 
@@ -216,9 +236,12 @@ async fn bump(tx: &Transaction<'_>) -> Result<u64> {
         .map_err(pg_err)?
         .try_get(0)
         .map_err(pg_err)?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL as &(dyn ToSql + Sync), &rev.to_string()])
-        .await
-        .map_err(pg_err)?;
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&CHANNEL as &(dyn ToSql + Sync), &rev.to_string()],
+    )
+    .await
+    .map_err(pg_err)?;
     Ok(to_u64(rev))
 }
 
@@ -267,7 +290,9 @@ async fn find(
 }
 
 async fn workspace_exists(c: &impl GenericClient, workspace: &str) -> Result<bool> {
-    Ok(find(c, WORKSPACE_SCOPE, Kind::Workspace, workspace).await?.is_some())
+    Ok(find(c, WORKSPACE_SCOPE, Kind::Workspace, workspace)
+        .await?
+        .is_some())
 }
 
 async fn insert_doc(tx: &Transaction<'_>, d: &Document) -> Result<()> {
@@ -294,7 +319,13 @@ async fn insert_doc(tx: &Transaction<'_>, d: &Document) -> Result<()> {
 async fn update_doc(tx: &Transaction<'_>, d: &Document) -> Result<()> {
     tx.execute(
         "UPDATE documents SET tags = $2, body = $3, version = $4, updated_at = $5 WHERE id = $1",
-        &[&d.id as &(dyn ToSql + Sync), &d.tags, &d.body, &to_i64(d.version), &d.updated_at],
+        &[
+            &d.id as &(dyn ToSql + Sync),
+            &d.tags,
+            &d.body,
+            &to_i64(d.version),
+            &d.updated_at,
+        ],
     )
     .await
     .map_err(pg_err)?;
@@ -470,7 +501,10 @@ impl Store for PostgresStore {
             describe(&doc.workspace, doc.kind, &doc.name)
         })?;
         if doc.kind != Kind::Workspace && !workspace_exists(&tx, &doc.workspace).await? {
-            return Err(StoreError::NotFound(format!("workspace `{}`", doc.workspace)));
+            return Err(StoreError::NotFound(format!(
+                "workspace `{}`",
+                doc.workspace
+            )));
         }
         if let Some(old) = &old
             && old.tags == doc.tags
@@ -532,10 +566,15 @@ impl Store for PostgresStore {
                 _ => Err(StoreError::NotFound(describe(workspace, kind, name))),
             };
         };
-        check_expect(expect, Some(old.version), || describe(workspace, kind, name))?;
+        check_expect(expect, Some(old.version), || {
+            describe(workspace, kind, name)
+        })?;
         if kind == Kind::Workspace {
             let held: i64 = tx
-                .query_one("SELECT COUNT(*) FROM documents WHERE workspace = $1", &[&name])
+                .query_one(
+                    "SELECT COUNT(*) FROM documents WHERE workspace = $1",
+                    &[&name],
+                )
                 .await
                 .map_err(pg_err)?
                 .try_get(0)
@@ -584,7 +623,9 @@ impl Store for PostgresStore {
         // rollback (dropping `tx`) undoes them.
         for d in docs {
             if d.kind == Kind::Workspace {
-                return Err(StoreError::Invalid("an apply cannot contain workspaces".into()));
+                return Err(StoreError::Invalid(
+                    "an apply cannot contain workspaces".into(),
+                ));
             }
             check_name(d.kind, &d.name)?;
             check_content(d.kind, &d.name, &d.tags, &d.body)?;
@@ -888,10 +929,9 @@ impl Drop for AbortOnDrop {
 async fn listen_once(config: &Config, hub: &watch::Sender<u64>) -> Result<()> {
     let mut config = config.clone();
     config.application_name(LISTEN_APPLICATION_NAME);
-    let (client, mut connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to postgres: {e}")))?;
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
+        StoreError::Unavailable(format!("cannot connect to postgres: {}", chain(&e)))
+    })?;
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let _driver = AbortOnDrop(tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -70,7 +70,9 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("sqlite open task: {e}")))??;
         let hub = {
-            let mut hubs = HUBS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut hubs = HUBS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             hubs.retain(|_, hub| hub.strong_count() > 0);
             match hubs.get(&canonical).and_then(Weak::upgrade) {
                 Some(hub) => hub,
@@ -136,10 +138,11 @@ fn migrate_sqlite(conn: &mut Connection) -> Result<()> {
              applied_at INTEGER NOT NULL
          )",
     )?;
-    let current: i64 =
-        tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| {
-            r.get(0)
-        })?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     let pending = migrate::pending(migrate::SQLITE, current)?;
     for m in pending {
         tx.execute_batch(m.sql)?;
@@ -176,9 +179,11 @@ fn seed(tx: &Transaction<'_>) -> Result<()> {
 }
 
 fn read_revision(conn: &Connection) -> Result<u64> {
-    let rev: i64 = conn.query_row("SELECT revision FROM store_revision WHERE id = 1", [], |r| {
-        r.get(0)
-    })?;
+    let rev: i64 = conn.query_row(
+        "SELECT revision FROM store_revision WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(to_u64(rev))
 }
 
@@ -279,7 +284,10 @@ fn update_doc(tx: &Transaction<'_>, d: &Document) -> Result<()> {
 }
 
 fn delete_doc(tx: &Transaction<'_>, id: Uuid) -> Result<()> {
-    tx.execute("DELETE FROM documents WHERE id = ?1", params![id.to_string()])?;
+    tx.execute(
+        "DELETE FROM documents WHERE id = ?1",
+        params![id.to_string()],
+    )?;
     Ok(())
 }
 
@@ -415,7 +423,9 @@ impl Store for SqliteStore {
                 args.len()
             ));
         }
-        args.push(SqlValue::Integer(i64::try_from(size + 1).unwrap_or(i64::MAX)));
+        args.push(SqlValue::Integer(
+            i64::try_from(size + 1).unwrap_or(i64::MAX),
+        ));
         sql.push_str(&format!(" ORDER BY name LIMIT ?{}", args.len()));
         self.run(move |conn, _| {
             let mut items = query_docs(conn, &sql, &args)?;
@@ -441,7 +451,10 @@ impl Store for SqliteStore {
                 describe(&doc.workspace, doc.kind, &doc.name)
             })?;
             if doc.kind != Kind::Workspace && !workspace_exists(&tx, &doc.workspace)? {
-                return Err(StoreError::NotFound(format!("workspace `{}`", doc.workspace)));
+                return Err(StoreError::NotFound(format!(
+                    "workspace `{}`",
+                    doc.workspace
+                )));
             }
             if let Some(old) = &old
                 && old.tags == doc.tags
@@ -493,7 +506,9 @@ impl Store for SqliteStore {
         expect: Expect,
     ) -> Result<Document> {
         if expect == Expect::Absent {
-            return Err(StoreError::Invalid("a delete cannot expect the document to be absent".into()));
+            return Err(StoreError::Invalid(
+                "a delete cannot expect the document to be absent".into(),
+            ));
         }
         let (actor, workspace, name) = (actor.to_owned(), workspace.to_owned(), name.to_owned());
         self.run(move |conn, hub| {
@@ -504,7 +519,9 @@ impl Store for SqliteStore {
                     _ => Err(StoreError::NotFound(describe(&workspace, kind, &name))),
                 };
             };
-            check_expect(expect, Some(old.version), || describe(&workspace, kind, &name))?;
+            check_expect(expect, Some(old.version), || {
+                describe(&workspace, kind, &name)
+            })?;
             if kind == Kind::Workspace {
                 let held: i64 = tx.query_row(
                     "SELECT COUNT(*) FROM documents WHERE workspace = ?1",
@@ -839,4 +856,3 @@ pub(crate) fn check_token_request(name: &str, role: &Role) -> Result<()> {
     }
     Ok(())
 }
-

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::StoreError;
-use crate::model::{Document, Expect, Kind, MAX_PAGE_SIZE, WORKSPACE_SCOPE};
+use crate::model::{Document, Expect, Kind, MAX_PAGE_SIZE, Role, WORKSPACE_SCOPE};
 
 /// Now, in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -133,4 +133,17 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 
 pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// Checks a token request's fields.
+pub(crate) fn check_token_request(name: &str, role: &Role) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "token name: must be 1-255 bytes without control characters".into(),
+        ));
+    }
+    if let Role::WorkspaceAdmin { workspace } = role {
+        check_workspace_name(workspace)?;
+    }
+    Ok(())
 }

@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 use crate::changes::{Changes, publish};
 use crate::common::{
-    audit_json, check_content, check_expect, check_name, check_placement, check_workspace_name,
-    describe, now_ms, page_size, to_i64, to_u64,
+    audit_json, check_content, check_expect, check_name, check_placement, check_token_request,
+    check_workspace_name, describe, now_ms, page_size, to_i64, to_u64,
 };
 use crate::migrate;
 use crate::model::{
@@ -34,7 +34,6 @@ use crate::model::{
     Expect, IssuedToken, Kind, ListQuery, NewDocument, Outcome, Page, Role, Snapshot,
     WORKSPACE_SCOPE, Written,
 };
-use crate::sqlite::check_token_request;
 use crate::{Result, Store, StoreError, token};
 
 /// The NOTIFY channel; the payload is the new revision in decimal.

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::changes::{Changes, publish};
 use crate::common::{
-    audit_json, check_content, check_expect, check_name, check_placement, check_workspace_name,
-    describe, now_ms, page_size, to_i64, to_u64,
+    audit_json, check_content, check_expect, check_name, check_placement, check_token_request,
+    check_workspace_name, describe, now_ms, page_size, to_i64, to_u64,
 };
 use crate::migrate;
 use crate::model::{
@@ -842,17 +842,4 @@ impl Store for SqliteStore {
     fn subscribe(&self) -> Changes {
         Changes::new(self.hub.subscribe())
     }
-}
-
-/// Checks a token request's fields (shared with the PostgreSQL backend).
-pub(crate) fn check_token_request(name: &str, role: &Role) -> Result<()> {
-    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "token name: must be 1-255 bytes without control characters".into(),
-        ));
-    }
-    if let Role::WorkspaceAdmin { workspace } = role {
-        check_workspace_name(workspace)?;
-    }
-    Ok(())
 }

@@ -1,0 +1,149 @@
+//! Checks and helpers both backends share: name rules, the precondition
+//! check, timestamps and how a document appears in the audit log.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::StoreError;
+use crate::model::{Document, Expect, Kind, MAX_PAGE_SIZE, Role, WORKSPACE_SCOPE};
+
+/// Now, in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A workspace name: 1-64 of `A-Z a-z 0-9 . _ -`, starting with a letter
+/// or digit.
+pub(crate) fn check_workspace_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "workspace name `{name}`: use 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+        )))
+    }
+}
+
+/// An entity name: 1-255 bytes, no control characters.
+pub(crate) fn check_name(kind: Kind, name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "{kind} name `{}`: must be 1-255 bytes without control characters",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks where a document may live: workspaces in [`WORKSPACE_SCOPE`],
+/// everything else in a (well-named) workspace.
+pub(crate) fn check_placement(workspace: &str, kind: Kind, name: &str) -> Result<(), StoreError> {
+    if kind == Kind::Workspace {
+        if workspace != WORKSPACE_SCOPE {
+            return Err(StoreError::Invalid(format!(
+                "workspaces live in the `{WORKSPACE_SCOPE}` scope, not in `{workspace}`"
+            )));
+        }
+        check_workspace_name(name)
+    } else {
+        check_workspace_name(workspace)?;
+        check_name(kind, name)
+    }
+}
+
+/// Checks a document's content.
+pub(crate) fn check_content(
+    kind: Kind,
+    name: &str,
+    tags: &[String],
+    body: &Value,
+) -> Result<(), StoreError> {
+    if !body.is_object() {
+        return Err(StoreError::Invalid(format!(
+            "{kind} `{name}`: the body must be a JSON object"
+        )));
+    }
+    if let Some(tag) = tags
+        .iter()
+        .find(|t| t.is_empty() || t.len() > 128 || t.chars().any(char::is_control))
+    {
+        return Err(StoreError::Invalid(format!(
+            "{kind} `{name}`: tag `{}` must be 1-128 bytes without control characters",
+            tag.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a precondition against the current version of a document.
+pub(crate) fn check_expect(
+    expect: Expect,
+    current: Option<u64>,
+    what: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    match (expect, current) {
+        (Expect::Any, _) | (Expect::Absent, None) => Ok(()),
+        (Expect::Absent, Some(_)) => Err(StoreError::AlreadyExists(what())),
+        (Expect::Version(want), current) if current != Some(want) => {
+            Err(StoreError::Conflict { current })
+        }
+        (Expect::Version(_), _) => Ok(()),
+    }
+}
+
+/// The page size to use for a requested limit.
+pub(crate) fn page_size(limit: usize) -> usize {
+    match limit {
+        0 => 100,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// How a document appears as `before` / `after` in the audit log.
+pub(crate) fn audit_json(doc: &Document) -> Value {
+    serde_json::json!({
+        "id": doc.id,
+        "version": doc.version,
+        "tags": doc.tags,
+        "body": doc.body,
+    })
+}
+
+pub(crate) fn describe(workspace: &str, kind: Kind, name: &str) -> String {
+    format!("{kind} `{name}` in workspace `{workspace}`")
+}
+
+/// u64 ↔ i64 for BIGINT columns (revisions never get near 2^63).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Checks a token request's fields.
+pub(crate) fn check_token_request(name: &str, role: &Role) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "token name: must be 1-255 bytes without control characters".into(),
+        ));
+    }
+    if let Role::WorkspaceAdmin { workspace } = role {
+        check_workspace_name(workspace)?;
+    }
+    Ok(())
+}

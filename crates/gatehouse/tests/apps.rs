@@ -72,6 +72,12 @@ consumers:
         keys:
           - hash: "{batch}"
   - username: globex
+    plugins:
+      - name: headers
+        config:
+          response:
+            set:
+              x-level: consumer
     apps:
       - name: other-app
         keys:
@@ -134,10 +140,18 @@ async fn hashed_app_key_identifies_app_and_consumer_upstream() {
     assert_eq!(headers["x-app"], "acme-mobile");
     assert_eq!(headers.get("x-api-key"), None, "key hidden from upstream");
 
+    assert_eq!(r.header("x-level"), None);
+
     // Query parameter works too.
     let r = send(empty(req("GET", &gw.url("/open?apikey=web-key")))).await;
     assert_eq!(r.status, 200);
-    assert_eq!(up.hits(), 2);
+    assert_eq!(r.json()["query"], serde_json::Value::Null, "key hidden");
+
+    // The app's consumer is identified, so the consumer's plugins apply.
+    let r = call(&gw, "/open", "other-key").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-level"), Some("consumer"));
+    assert_eq!(up.hits(), 3);
 }
 
 #[tokio::test]

@@ -638,7 +638,7 @@ pub fn compile(
                 clients,
             })
         });
-        routes.push(RouteRt {
+        let route = RouteRt {
             timeouts,
             retry: r
                 .retries
@@ -657,7 +657,20 @@ pub fn compile(
                 .and_then(|h| HeaderValue::from_str(h).ok()),
             strip_version: r.version.as_ref().is_some_and(|v| v.strip),
             api,
-        });
+        };
+        if let Some(api) = &route.api
+            && api.require_subscription
+            && !route.has_plugin(gatehouse_plugins::key_auth::NAME)
+        {
+            // Not an error: other authentication plugins may identify apps
+            // in later releases. Today every request would get 401.
+            tracing::warn!(
+                route = %r.name,
+                api = %api.name,
+                "the API requires a subscription but no key-auth plugin runs on this route to identify apps; every request will be refused with 401"
+            );
+        }
+        routes.push(route);
     }
 
     let mut consumer_plugins = HashMap::new();

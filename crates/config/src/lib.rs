@@ -9,10 +9,12 @@
 //! through the same [`Source::locate`].
 
 mod error;
+mod lifecycle;
 mod locate;
 mod model;
 mod validate;
 
+pub use lifecycle::valid_key_hash;
 pub use validate::{is_ip_literal, parse_nameserver, parse_net, valid_dns_name};
 
 pub use error::{ConfigError, ConfigErrors};

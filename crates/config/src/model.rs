@@ -27,9 +27,21 @@ pub struct Config {
     /// Global plugins, run for every request.
     #[serde(default)]
     pub plugins: Vec<PluginRef>,
-    /// API consumers and their credentials.
+    /// API consumers, their credentials and their apps.
     #[serde(default)]
     pub consumers: Vec<Consumer>,
+    /// APIs: versioned sets of routes with a lifecycle state (draft,
+    /// published, deprecated, retired). See docs/api-lifecycle.md.
+    #[serde(default)]
+    pub apis: Vec<Api>,
+    /// Plans apps subscribe to APIs under. See
+    /// docs/apps-and-subscriptions.md.
+    #[serde(default)]
+    pub plans: Vec<Plan>,
+    /// Which app may call which API, under which plan, and whether that
+    /// was approved.
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
 }
 
 /// Node-level settings.
@@ -74,6 +86,12 @@ pub struct Server {
     /// How DNS names of service targets are resolved (name servers, TTL
     /// clamps, lookup timeout). See docs/discovery.md.
     pub dns: Dns,
+    /// The secret app API keys are hashed with (HMAC-SHA256); at least 16
+    /// characters. It must be the same on every node that shares the
+    /// configuration, and kept secret: whoever knows it can test guessed
+    /// keys against the stored hashes offline. Unset: a fixed built-in
+    /// secret, with a warning at start when apps have keys.
+    pub key_hash_secret: Option<String>,
 }
 
 /// Node-level resolver settings for DNS-based target discovery.
@@ -133,6 +151,7 @@ impl Default for Server {
             watch: true,
             watch_interval: Duration::from_secs(1),
             dns: Dns::default(),
+            key_hash_secret: None,
         }
     }
 }
@@ -921,6 +940,9 @@ pub struct Consumer {
     /// Credentials that identify this consumer.
     #[serde(default)]
     pub credentials: Credentials,
+    /// The consumer's apps, each with its own hashed API keys.
+    #[serde(default)]
+    pub apps: Vec<App>,
     /// Plugins that apply when this consumer is identified; they override
     /// route, service and global plugins of the same name.
     #[serde(default)]
@@ -945,4 +967,202 @@ pub struct Credentials {
 pub struct KeyAuthCredential {
     /// The key itself.
     pub key: String,
+}
+
+/// A point in time, written as an RFC 3339 UTC timestamp
+/// (`2026-06-01T00:00:00Z`, optional fractional seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[schemars(with = "String")]
+pub struct Timestamp(pub std::time::SystemTime);
+
+impl Timestamp {
+    /// Whole seconds since the Unix epoch (0 for earlier times).
+    pub fn unix_seconds(self) -> u64 {
+        self.0
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an RFC 3339 UTC time such as 2026-06-01T00:00:00Z")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
+                humantime::parse_rfc3339(text.trim())
+                    .map(Timestamp)
+                    .map_err(|e| {
+                        E::custom(format!(
+                            "`{text}` is not an RFC 3339 UTC time ({e}; expected e.g. 2026-06-01T00:00:00Z)"
+                        ))
+                    })
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// A version of an API: the routes that serve it and where it is in its
+/// lifecycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// The API's name; several versions of one API share it.
+    pub name: String,
+    /// The version, e.g. `v2`. `name` and `version` together are unique.
+    pub version: String,
+    /// Names of the routes that make up this API version. A route belongs
+    /// to at most one API.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Path of the OpenAPI document describing this version (relative
+    /// paths are relative to the config file's directory). Checked to
+    /// exist; not parsed yet.
+    #[serde(default)]
+    pub openapi: Option<String>,
+    /// Where the API is in its lifecycle: `draft` (routes not served),
+    /// `published` (default), `deprecated` (served with Deprecation,
+    /// Sunset and Link headers) or `retired` (answers 410).
+    #[serde(default)]
+    pub state: ApiState,
+    /// When the API was (or will be) deprecated; required with
+    /// `state: deprecated`. Sent as `Deprecation: @<unix seconds>`
+    /// (RFC 9745).
+    #[serde(default)]
+    pub deprecated_at: Option<Timestamp>,
+    /// When the API stops being served. Sent as `Sunset: <HTTP-date>`
+    /// (RFC 8594) on deprecated and retired APIs.
+    #[serde(default)]
+    pub sunset: Option<Timestamp>,
+    /// URI of the version that replaces this one, sent as
+    /// `Link: <URI>; rel="successor-version"` on deprecated and retired
+    /// APIs.
+    #[serde(default)]
+    pub successor: Option<String>,
+    /// Subscriptions to this API need an administrator's approval. The
+    /// data plane only looks at each subscription's `status`; the admin
+    /// API uses this flag to decide whether new subscriptions start out
+    /// `pending` or `approved`.
+    #[serde(default)]
+    pub approval: bool,
+    /// Callers must be an identified app (key-auth with an app key) with
+    /// an approved subscription to this API; others get 401 or 403.
+    #[serde(default)]
+    pub require_subscription: bool,
+    /// Description shown to developers.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The lifecycle state of an API version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiState {
+    /// Being designed: its routes are not served (404, as if absent).
+    Draft,
+    /// Served normally.
+    #[default]
+    Published,
+    /// Served, with Deprecation (and Sunset, Link) headers on every
+    /// response.
+    Deprecated,
+    /// No longer served: 410 problem+json with a Link to the successor.
+    Retired,
+}
+
+/// A client application of a consumer, identified by its API keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// Unique name among all apps (subscriptions refer to it).
+    pub name: String,
+    /// Description shown to developers.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The app's API keys, stored hashed. Several keys may be valid at once
+    /// (rotation with an overlap period).
+    #[serde(default)]
+    pub keys: Vec<AppKey>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// One API key of an app, as its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppKey {
+    /// `k1:<64 hex digits>`: HMAC-SHA256 of the key under
+    /// `server.key_hash_secret` (`gatehouse keys new` prints a key and its
+    /// hash). The plaintext key is never stored.
+    pub hash: String,
+    /// The key is refused (401, "expired") from this time on. Set it on the
+    /// old key when rotating, so both keys work until then.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// The key is refused (401, "revoked") as soon as this config is
+    /// loaded.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// A plan: the terms an app subscribes to an API under (limits and quotas
+/// attach to plans in later releases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Unique name.
+    pub name: String,
+    /// Description shown to developers.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// An app's subscription to an API (every version, or one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// Name of the subscribing app.
+    pub app: String,
+    /// Name of the API.
+    pub api: String,
+    /// One version of the API; absent: every version. A subscription to a
+    /// version takes precedence over one to every version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Name of the plan.
+    pub plan: String,
+    /// `pending`, `approved` or `rejected`; only `approved` lets calls
+    /// through.
+    pub status: SubscriptionStatus,
+}
+
+/// Where a subscription stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionStatus {
+    /// Waiting for approval: calls answer 403.
+    Pending,
+    /// Calls go through.
+    Approved,
+    /// Refused: calls answer 403.
+    Rejected,
 }

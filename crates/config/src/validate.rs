@@ -8,13 +8,13 @@ use crate::error::ConfigErrors;
 use crate::locate::Source;
 use crate::model::{Config, OneOrMany, PluginRef, RetryCondition, Route, Service};
 
-struct Collector<'a> {
+pub(crate) struct Collector<'a> {
     source: &'a Source,
     errors: Vec<crate::ConfigError>,
 }
 
 impl Collector<'_> {
-    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(self.source.error(&field.into(), message));
     }
 }
@@ -29,6 +29,7 @@ pub(crate) fn validate(config: &Config, source: &Source) -> Result<(), ConfigErr
     services(config, &mut c);
     routes(config, &mut c);
     consumers(config, &mut c);
+    crate::lifecycle::validate(config, &mut c);
     plugin_refs(&config.plugins, "plugins", &mut c);
     if c.errors.is_empty() {
         Ok(())
@@ -77,6 +78,14 @@ fn server(config: &Config, c: &mut Collector<'_>) {
         c.error("server.watch_interval", "must be greater than zero");
     }
     dns(&s.dns, c);
+    if let Some(secret) = &s.key_hash_secret
+        && secret.chars().count() < 16
+    {
+        c.error(
+            "server.key_hash_secret",
+            "must be at least 16 characters (use a long random string, the same on every node)",
+        );
+    }
 }
 
 /// Parses a name server: `IP:port`, `[IPv6]:port`, or a bare IP (port 53).
@@ -979,7 +988,7 @@ fn plugin_refs(plugins: &[PluginRef], at: &str, c: &mut Collector<'_>) {
     }
 }
 
-fn list(names: &HashSet<&str>) -> String {
+pub(crate) fn list(names: &HashSet<&str>) -> String {
     if names.is_empty() {
         return "none".to_string();
     }

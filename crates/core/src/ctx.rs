@@ -15,6 +15,16 @@ pub struct Consumer {
     pub custom_id: Option<Arc<str>>,
 }
 
+/// An identified app (a consumer's client application), set by an
+/// authentication plugin that recognised one of the app's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// The app's unique name in the configuration.
+    pub name: Arc<str>,
+    /// Username of the consumer that owns the app.
+    pub consumer: Arc<str>,
+}
+
 /// State that lives for one request and is visible to every plugin phase.
 ///
 /// Plugins that need to hand data to later phases (or to other plugins) put
@@ -41,6 +51,9 @@ pub struct Ctx {
     pub captures: Vec<(Arc<str>, String)>,
     /// The consumer identified by an authentication plugin.
     pub consumer: Option<Consumer>,
+    /// The app identified by an authentication plugin (with `consumer`
+    /// set to the app's consumer). Subscriptions are checked against it.
+    pub app: Option<App>,
     /// Free-form per-request data for plugins, keyed by type.
     pub extensions: Extensions,
 }
@@ -58,6 +71,7 @@ impl Ctx {
             service: None,
             captures: Vec::new(),
             consumer: None,
+            app: None,
             extensions: Extensions::new(),
         }
     }

@@ -5,12 +5,14 @@
 
 pub mod body;
 pub mod ctx;
+pub mod keys;
 pub mod plugin;
 pub mod problem;
 pub mod tls;
 
 pub use body::{Body, BoxError};
-pub use ctx::{Consumer, Ctx};
+pub use ctx::{App, Consumer, Ctx};
+pub use keys::{AppKey, AppKeys, KeyHash, KeyHasher};
 pub use plugin::{
     BuildEnv, Flow, LogRecord, Phase, Phases, Plugin, PluginError, PluginFactory, Request, Response,
 };

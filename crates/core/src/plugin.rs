@@ -165,6 +165,8 @@ pub struct BuildEnv {
     /// Every configured consumer by username (to check references such as
     /// `key-auth`'s `anonymous`).
     pub consumers: Arc<HashMap<String, Consumer>>,
+    /// Hashed API keys of the consumers' apps (see [`crate::keys`]).
+    pub app_keys: Arc<crate::keys::AppKeys>,
 }
 
 /// Builds plugin instances of one kind from their configuration.

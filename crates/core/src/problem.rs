@@ -52,8 +52,11 @@ pub enum ProblemType {
     CorsRejected,
     /// Authentication is missing or wrong (401).
     Unauthorized,
-    /// The caller is known but not allowed (403).
+    /// The caller is known but not allowed (403), e.g. an app without an
+    /// approved subscription to the API.
     Forbidden,
+    /// The API version the route belongs to is retired (410).
+    ApiRetired,
     /// The gateway is shutting down (503).
     ShuttingDown,
     /// An unexpected failure inside the gateway (500).
@@ -81,6 +84,7 @@ impl ProblemType {
             Self::CorsRejected => "cors-rejected",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::ApiRetired => "api-retired",
             Self::ShuttingDown => "shutting-down",
             Self::Internal => "internal",
         }
@@ -109,6 +113,7 @@ impl ProblemType {
             | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::IpForbidden | Self::CorsRejected | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::ApiRetired => StatusCode::GONE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,6 +139,7 @@ impl ProblemType {
             Self::CorsRejected => "CORS request not allowed",
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden => "Forbidden",
+            Self::ApiRetired => "API version retired",
             Self::ShuttingDown => "Gateway is shutting down",
             Self::Internal => "Internal gateway error",
         }

@@ -1,4 +1,4 @@
-//! Command-line interface: `run`, `validate`, `schema`.
+//! Command-line interface: `run`, `validate`, `schema`, `keys`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +48,36 @@ pub enum Command {
     },
     /// Print the JSON Schema of the configuration file.
     Schema,
+    /// Create API keys for apps and compute their hashes.
+    Keys {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// `gatehouse keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random API key (32 bytes, base64url) and its hash. The
+    /// key is shown only here: hand it to the developer and put the hash in
+    /// the app's `keys`.
+    New {
+        /// Configuration file whose `server.key_hash_secret` hashes the key.
+        /// Without it, the built-in secret is used (with a warning).
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the hash (`k1:<hex>`) of an existing API key.
+    Hash {
+        /// The key; `-` reads it from the first line of stdin (keeps it out
+        /// of the shell history and the process list).
+        key: String,
+        /// Configuration file whose `server.key_hash_secret` hashes the key.
+        /// Without it, the built-in secret is used (with a warning).
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Entry point of the binary.
@@ -73,6 +103,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Keys { command } => crate::keys::main(command),
         Command::Schema => {
             let schema = crate::schema::full_schema();
             match serde_json::to_string_pretty(&schema) {

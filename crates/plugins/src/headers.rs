@@ -59,10 +59,11 @@ enum Var {
     Route,
     Service,
     Consumer,
+    App,
     Capture(String),
 }
 
-const VARIABLES: &str = "request_id, client_ip, route, service, consumer, capture.NAME";
+const VARIABLES: &str = "request_id, client_ip, route, service, consumer, app, capture.NAME";
 
 impl Var {
     fn parse(name: &str) -> Option<Self> {
@@ -72,6 +73,7 @@ impl Var {
             "route" => Var::Route,
             "service" => Var::Service,
             "consumer" => Var::Consumer,
+            "app" => Var::App,
             _ => {
                 let capture = name.strip_prefix("capture.")?;
                 if capture.is_empty() {
@@ -96,6 +98,7 @@ impl Var {
                     .map(|c| &*c.username)
                     .unwrap_or_default(),
             ),
+            Var::App => out.push_str(ctx.app.as_ref().map(|a| &*a.name).unwrap_or_default()),
             Var::Capture(name) => out.push_str(ctx.capture(name).unwrap_or_default()),
         }
     }

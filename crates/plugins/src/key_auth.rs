@@ -1,16 +1,21 @@
 //! `key-auth`: identifies the consumer by an API key sent in a header or a
 //! query parameter, and hides the key from the upstream.
 //!
-//! Keys come from the consumers' `key_auth` credentials
-//! ([`BuildEnv::key_credentials`]), looked up in a `HashMap`. The map hashes
-//! with a per-process random SipHash key, so the time a lookup takes does
-//! not tell an attacker how close a guess was; the final byte comparison
-//! only runs against an entry with the same hash. A later change stores
-//! hashed keys instead of plaintext.
+//! Two kinds of keys, tried in this order:
+//! - plaintext keys of the consumers' `key_auth` credentials
+//!   ([`BuildEnv::key_credentials`]), looked up in a `HashMap` whose
+//!   per-process random SipHash key keeps lookup time from telling an
+//!   attacker how close a guess was (kept for compatibility);
+//! - hashed keys of the consumers' apps ([`BuildEnv::app_keys`]): the
+//!   presented key is hashed once (HMAC-SHA256 under the node secret) and
+//!   looked up by hash. These also identify the app (`Ctx::app`), which
+//!   subscriptions are checked against; expired and revoked keys are
+//!   refused with a detail that says so.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
@@ -19,8 +24,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use gatehouse_core::{
-    BuildEnv, Consumer, Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType,
-    Request,
+    AppKeys, BuildEnv, Consumer, Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem,
+    ProblemType, Request,
 };
 
 use crate::{TypedFactory, config};
@@ -71,6 +76,7 @@ pub struct KeyAuth {
     hide_credentials: bool,
     anonymous: Option<Consumer>,
     keys: Arc<HashMap<String, Consumer>>,
+    app_keys: Arc<AppKeys>,
 }
 
 /// Where a key was found.
@@ -118,6 +124,7 @@ impl KeyAuth {
             hide_credentials: cfg.hide_credentials,
             anonymous,
             keys: env.key_credentials.clone(),
+            app_keys: env.app_keys.clone(),
         })
     }
 
@@ -235,9 +242,23 @@ impl Plugin for KeyAuth {
     }
 
     async fn access(&self, ctx: &mut Ctx, req: &mut Request) -> Flow {
-        let consumer = match self.find_key(req) {
-            Found::Key(key) => self.keys.get(key.as_ref()).cloned(),
-            Found::Unreadable => None,
+        let (consumer, app) = match self.find_key(req) {
+            Found::Key(key) => match self.keys.get(key.as_ref()) {
+                Some(consumer) => (consumer.clone(), None),
+                None => match self.app_keys.lookup(key.as_ref()) {
+                    Some(k) if k.revoked => {
+                        return unauthorized(ctx, "The API key has been revoked");
+                    }
+                    Some(k) if k.expires_at.is_some_and(|t| SystemTime::now() >= t) => {
+                        return unauthorized(ctx, "The API key has expired");
+                    }
+                    Some(k) => (k.consumer.clone(), Some(k.app.clone())),
+                    None => return unauthorized(ctx, "Invalid authentication credentials"),
+                },
+            },
+            Found::Unreadable => {
+                return unauthorized(ctx, "Invalid authentication credentials");
+            }
             Found::None => match &self.anonymous {
                 Some(anonymous) => {
                     ctx.consumer = Some(anonymous.clone());
@@ -246,9 +267,6 @@ impl Plugin for KeyAuth {
                 None => return unauthorized(ctx, "No API key found in request"),
             },
         };
-        let Some(consumer) = consumer else {
-            return unauthorized(ctx, "Invalid authentication credentials");
-        };
         if self.hide_credentials
             && let Err(err) = self.hide(req)
         {
@@ -256,8 +274,13 @@ impl Plugin for KeyAuth {
             tracing::warn!(error = %err, "key-auth could not remove the key from the request");
             return config::reject(ctx, Problem::new(ProblemType::Internal));
         }
-        tracing::trace!(consumer = %consumer.username, "key-auth identified the consumer");
+        tracing::trace!(
+            consumer = %consumer.username,
+            app = app.as_ref().map_or("", |a| &*a.name),
+            "key-auth identified the consumer"
+        );
         ctx.consumer = Some(consumer);
+        ctx.app = app;
         Flow::Continue
     }
 }
@@ -295,6 +318,82 @@ mod tests {
         BuildEnv {
             key_credentials: Arc::new(keys),
             consumers: Arc::new(consumers),
+            app_keys: Arc::new(app_keys()),
+        }
+    }
+
+    const SECRET: &[u8] = b"unit-test-secret-0123456789";
+
+    /// `fresh-key` and `old-key` (expired) and `gone-key` (revoked), all of
+    /// app `alice-cli`.
+    fn app_keys() -> AppKeys {
+        let hasher = gatehouse_core::KeyHasher::new(SECRET);
+        let mut keys = AppKeys::new(hasher.clone());
+        for (key, expires_at, revoked) in [
+            ("fresh-key", None, false),
+            (
+                "later-key",
+                Some(SystemTime::now() + std::time::Duration::from_secs(3600)),
+                false,
+            ),
+            ("old-key", Some(SystemTime::UNIX_EPOCH), false),
+            ("gone-key", None, true),
+        ] {
+            keys.insert(
+                hasher.hash(key),
+                gatehouse_core::AppKey {
+                    app: gatehouse_core::App {
+                        name: Arc::from("alice-cli"),
+                        consumer: Arc::from("alice"),
+                    },
+                    consumer: Consumer {
+                        username: Arc::from("alice"),
+                        custom_id: None,
+                    },
+                    expires_at,
+                    revoked,
+                },
+            );
+        }
+        keys
+    }
+
+    #[tokio::test]
+    async fn hashed_app_keys_identify_app_and_consumer() {
+        for key in ["fresh-key", "later-key"] {
+            let mut req = request("GET", "/x");
+            req.headers_mut()
+                .insert("x-api-key", HeaderValue::from_static(key));
+            let (ctx, flow) = run(json!({}), &mut req).await;
+            assert!(continues(&flow), "{key}");
+            assert_eq!(consumer(&ctx), Some("alice"));
+            let app = ctx.app.as_ref().unwrap();
+            assert_eq!((&*app.name, &*app.consumer), ("alice-cli", "alice"));
+            assert!(req.headers().get("x-api-key").is_none());
+        }
+        // A plaintext consumer key identifies no app.
+        let mut req = request("GET", "/x?apikey=alice-secret-key");
+        let (ctx, _) = run(json!({}), &mut req).await;
+        assert_eq!(consumer(&ctx), Some("alice"));
+        assert!(ctx.app.is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_and_revoked_app_keys_say_so() {
+        for (key, detail) in [
+            ("old-key", "The API key has expired"),
+            ("gone-key", "The API key has been revoked"),
+            ("other-key", "Invalid authentication credentials"),
+        ] {
+            let mut req = request("GET", "/x");
+            req.headers_mut()
+                .insert("x-api-key", HeaderValue::from_static(key));
+            let (ctx, flow) = run(json!({}), &mut req).await;
+            assert!(ctx.consumer.is_none() && ctx.app.is_none());
+            let (status, doc, headers) = problem(flow).await;
+            assert_eq!(status, 401, "{key}");
+            assert_eq!(doc["detail"], detail, "{key}");
+            assert_eq!(headers[WWW_AUTHENTICATE], CHALLENGE);
         }
     }
 

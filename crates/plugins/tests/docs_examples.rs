@@ -65,6 +65,7 @@ fn env_of(config: &Value) -> BuildEnv {
     BuildEnv {
         key_credentials: Arc::new(keys),
         consumers: Arc::new(consumers),
+        ..BuildEnv::default()
     }
 }
 

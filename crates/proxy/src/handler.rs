@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::chain::Chain;
 use crate::forward::{self, Hop};
+use crate::lifecycle::ApiRt;
 use crate::retry;
 use crate::snapshot::{HashOn, RouteRt, ServiceRt, Snapshot};
 use crate::split::RequestView;
@@ -203,30 +204,49 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
     let mut req = Request::from_parts(parts, body::boxed(incoming));
 
     let mut chain = route_chain.clone();
-    let resp = match request_phases(snap, &mut chain, &mut ctx, &mut req).await {
-        Some(resp) => resp,
-        None => {
-            let hop = Hop {
-                peer: &conn.text,
-                trusted,
-                proto: conn.proto(),
-                host: hop_host,
-            };
-            let upstream = Upstream {
-                route,
-                service,
-                matched_prefix: m.matched_prefix,
-                version_prefix: m.version_prefix,
-            };
-            // Boxed: the upstream exchange is the largest part of the
-            // request's state; keeping it off the handler future keeps the
-            // future hyper stores (and moves) per request small.
-            Box::pin(forward_upstream(
-                snap, &chain, &mut ctx, req, &upstream, &hop,
-            ))
-            .await
+    let api = route.api.as_deref();
+    let resp = if let Some(p) = api.and_then(ApiRt::retired) {
+        // A retired API answers 410 before any plugin runs; the response
+        // phases still run (CORS headers reach browsers).
+        ctx_problem(&ctx, p)
+    } else {
+        match request_phases(snap, &mut chain, &mut ctx, &mut req).await {
+            Some(resp) => resp,
+            // Subscriptions are checked after the access phase, which
+            // identified the app.
+            None => match api.map(|a| a.admit(&ctx)) {
+                Some(Err(p)) => ctx_problem(&ctx, p),
+                _ => {
+                    let hop = Hop {
+                        peer: &conn.text,
+                        trusted,
+                        proto: conn.proto(),
+                        host: hop_host,
+                    };
+                    let upstream = Upstream {
+                        route,
+                        service,
+                        matched_prefix: m.matched_prefix,
+                        version_prefix: m.version_prefix,
+                    };
+                    // Boxed: the upstream exchange is the largest part of
+                    // the request's state; keeping it off the handler future
+                    // keeps the future hyper stores (and moves) per request
+                    // small.
+                    Box::pin(forward_upstream(
+                        snap, &chain, &mut ctx, req, &upstream, &hop,
+                    ))
+                    .await
+                }
+            },
         }
     };
+    let mut resp = resp;
+    if let Some(api) = api {
+        // Deprecation, Sunset and Link on every response of a deprecated
+        // (or retired) API, errors included.
+        api.decorate(resp.headers_mut());
+    }
     finish(snap, &chain, ctx, resp)
 }
 

@@ -13,6 +13,7 @@ pub mod forward;
 mod framing;
 mod handler;
 pub mod health;
+pub mod lifecycle;
 pub mod limit;
 mod logbody;
 pub mod retry;
@@ -76,6 +77,19 @@ impl Gateway {
         registry: gatehouse_plugins::Registry,
     ) -> Result<Self, StartError> {
         let shared = Arc::new(Shared::new(loaded, registry)?);
+        let config = &loaded.config;
+        if config.server.key_hash_secret.is_none()
+            && config
+                .consumers
+                .iter()
+                .any(|c| c.apps.iter().any(|a| !a.keys.is_empty()))
+        {
+            tracing::warn!(
+                "server.key_hash_secret is not set: app API keys are hashed with a built-in secret \
+                 that anyone can read in the source. Set a long random secret, the same on every node, \
+                 and re-hash the keys (gatehouse keys hash --config FILE KEY)"
+            );
+        }
         // DNS-backed services resolve in the background; give them up to
         // `server.dns.timeout` so a normal start does not answer 503 before
         // the first answers. DNS never blocks the start beyond that.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use gatehouse_config::{
     ConfigError, ConfigErrors, Loaded, OneOrMany, PluginRef, Source, UpstreamProtocol,
 };
-use gatehouse_core::{BuildEnv, Consumer};
+use gatehouse_core::{App, AppKey, AppKeys, BuildEnv, Consumer, KeyHash, KeyHasher};
 use gatehouse_plugins::Registry;
 use gatehouse_router::{RouteSpec, Router, ValueMatch, VersionSource, VersionSpec};
 use gatehouse_upstream::Algorithm;
@@ -163,6 +163,9 @@ pub struct RouteRt {
     pub timeouts: Option<Box<RouteTimeouts>>,
     /// Retry fields instead of the service's, if the route sets any.
     pub retry: Option<Box<crate::retry::RetryOverride>>,
+    /// The API version the route belongs to, if any (never a draft: draft
+    /// routes are left out of the snapshot).
+    pub api: Option<Arc<crate::lifecycle::ApiRt>>,
 }
 
 /// Timeouts a route sets instead of its service's.
@@ -220,7 +223,8 @@ pub struct Snapshot {
     pub version: u64,
     /// Route table.
     pub router: Router,
-    /// Routes, in config order (router indices point here).
+    /// Served routes, in config order (router indices point here); routes
+    /// of draft APIs are left out.
     pub routes: Vec<RouteRt>,
     /// Services, in config order.
     pub services: Vec<ServiceRt>,
@@ -291,10 +295,61 @@ pub fn compile(
         }
         consumers.insert(c.username.clone(), consumer);
     }
+    // Apps and their hashed keys: a presented key is hashed once with the
+    // node secret and looked up by hash.
+    let hasher = match &config.server.key_hash_secret {
+        Some(secret) => KeyHasher::new(secret.as_bytes()),
+        None => KeyHasher::default(),
+    };
+    let mut app_keys = AppKeys::new(hasher);
+    for c in &config.consumers {
+        for app in &c.apps {
+            for k in &app.keys {
+                let Some(hash) = KeyHash::parse(&k.hash) else {
+                    continue; // reported by validation
+                };
+                app_keys.insert(
+                    hash,
+                    AppKey {
+                        app: App {
+                            name: app.name.as_str().into(),
+                            consumer: c.username.as_str().into(),
+                        },
+                        consumer: Consumer {
+                            username: c.username.as_str().into(),
+                            custom_id: c.custom_id.as_deref().map(Into::into),
+                        },
+                        expires_at: k.expires_at.map(|t| t.0),
+                        revoked: k.revoked,
+                    },
+                );
+            }
+        }
+    }
     let env = BuildEnv {
         key_credentials: Arc::new(keys),
         consumers: Arc::new(consumers),
+        app_keys: Arc::new(app_keys),
     };
+
+    // API versions: lifecycle headers, retired answers, subscriptions. The
+    // OpenAPI document is only checked to exist for now.
+    let mut api_errors = Vec::new();
+    let api_of_route = crate::lifecycle::compile(config, &mut api_errors);
+    for (field, message) in api_errors {
+        errs.push(&field, message);
+    }
+    for (i, api) in config.apis.iter().enumerate() {
+        if let Some(p) = api.openapi.as_deref().filter(|p| !p.trim().is_empty()) {
+            let path = loaded.resolve_path(p);
+            if !path.is_file() {
+                errs.push(
+                    &format!("apis[{i}].openapi"),
+                    format!("no file at `{}`", path.display()),
+                );
+            }
+        }
+    }
 
     let global = build_plugins(&config.plugins, "plugins", registry, &env, &mut errs);
 
@@ -468,6 +523,8 @@ pub fn compile(
 
     let mut specs = Vec::with_capacity(config.routes.len());
     let mut routes = Vec::with_capacity(config.routes.len());
+    // Config index of each served route (router errors name routes by it).
+    let mut config_index = Vec::with_capacity(config.routes.len());
     for (i, r) in config.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
         let plugins = build_plugins(
@@ -538,7 +595,17 @@ pub fn compile(
         {
             errs.push(&format!("{at}.rewrite"), e);
         }
+        let api = api_of_route.get(&r.name).cloned();
+        if api
+            .as_ref()
+            .is_some_and(|a| a.state == gatehouse_config::ApiState::Draft)
+        {
+            // A draft API's routes are compiled (so their errors show) but
+            // not served: requests get the 404 they would get without them.
+            continue;
+        }
         specs.push(spec);
+        config_index.push(i);
         let timeouts = r.timeouts.map(|t| {
             // A connect timeout of its own needs a client of its own, for
             // each service the route reaches (its split branches too).
@@ -571,7 +638,7 @@ pub fn compile(
                 clients,
             })
         });
-        routes.push(RouteRt {
+        let route = RouteRt {
             timeouts,
             retry: r
                 .retries
@@ -589,7 +656,21 @@ pub fn compile(
                 .as_deref()
                 .and_then(|h| HeaderValue::from_str(h).ok()),
             strip_version: r.version.as_ref().is_some_and(|v| v.strip),
-        });
+            api,
+        };
+        if let Some(api) = &route.api
+            && api.require_subscription
+            && !route.has_plugin(gatehouse_plugins::key_auth::NAME)
+        {
+            // Not an error: other authentication plugins may identify apps
+            // in later releases. Today every request would get 401.
+            tracing::warn!(
+                route = %r.name,
+                api = %api.name,
+                "the API requires a subscription but no key-auth plugin runs on this route to identify apps; every request will be refused with 401"
+            );
+        }
+        routes.push(route);
     }
 
     let mut consumer_plugins = HashMap::new();
@@ -609,7 +690,8 @@ pub fn compile(
     let router = match Router::build(specs) {
         Ok(r) => Some(r),
         Err(e) => {
-            errs.push(&format!("routes[{}].{}", e.route, e.field), e.message);
+            let route = config_index.get(e.route).copied().unwrap_or(e.route);
+            errs.push(&format!("routes[{route}].{}", e.field), e.message);
             None
         }
     };

@@ -61,6 +61,18 @@ pub enum ProblemType {
     ShuttingDown,
     /// An unexpected failure inside the gateway (500).
     Internal,
+    /// Admin API: no such entity, workspace, token or endpoint (404).
+    NotFound,
+    /// Admin API: the entity already exists (409).
+    Conflict,
+    /// Admin API: an `If-Match` / `If-None-Match` precondition did not
+    /// hold (412).
+    PreconditionFailed,
+    /// Admin API: the entity does not deserialize into its configuration
+    /// type, or its name does not match (400).
+    InvalidEntity,
+    /// Admin API: the control-plane store cannot be reached (503).
+    StoreUnavailable,
 }
 
 impl ProblemType {
@@ -87,6 +99,11 @@ impl ProblemType {
             Self::ApiRetired => "api-retired",
             Self::ShuttingDown => "shutting-down",
             Self::Internal => "internal",
+            Self::NotFound => "not-found",
+            Self::Conflict => "conflict",
+            Self::PreconditionFailed => "precondition-failed",
+            Self::InvalidEntity => "invalid-entity",
+            Self::StoreUnavailable => "store-unavailable",
         }
     }
 
@@ -115,6 +132,11 @@ impl ProblemType {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::ApiRetired => StatusCode::GONE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::InvalidEntity => StatusCode::BAD_REQUEST,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -142,6 +164,11 @@ impl ProblemType {
             Self::ApiRetired => "API version retired",
             Self::ShuttingDown => "Gateway is shutting down",
             Self::Internal => "Internal gateway error",
+            Self::NotFound => "Not found",
+            Self::Conflict => "Already exists",
+            Self::PreconditionFailed => "Precondition failed",
+            Self::InvalidEntity => "Invalid entity",
+            Self::StoreUnavailable => "Store unavailable",
         }
     }
 }

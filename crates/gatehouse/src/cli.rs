@@ -1,4 +1,4 @@
-//! Command-line interface: `run`, `validate`, `schema`, `keys`.
+//! Command-line interface: `run`, `validate`, `schema`, `keys`, `admin`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +54,54 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The admin REST API over the control-plane store, and bootstrap
+    /// tokens (see docs/admin-api.md).
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// `gatehouse admin ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Serve the admin API until SIGINT/SIGTERM.
+    Serve {
+        /// The store: `postgres://user@host:port/db` or `sqlite:///path.db`.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        listen: std::net::SocketAddr,
+    },
+    /// Admin tokens.
+    Token {
+        /// What to do with tokens.
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+}
+
+/// `gatehouse admin token ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create a token directly in the store (no token needed: this is how
+    /// the first super-admin token is made). Prints the secret once.
+    Create {
+        /// The store: `postgres://user@host:port/db` or `sqlite:///path.db`.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: String,
+        /// The token's name (the actor in the audit log).
+        #[arg(long)]
+        name: String,
+        /// `super-admin`, `workspace-admin`, `read-only` or `auditor`.
+        #[arg(long)]
+        role: String,
+        /// The workspace of a `workspace-admin` token.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
 }
 
 /// `gatehouse keys ...`.
@@ -104,6 +152,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Keys { command } => crate::keys::main(command),
+        Command::Admin { command } => crate::admin::main(command),
         Command::Schema => {
             let schema = crate::schema::full_schema();
             match serde_json::to_string_pretty(&schema) {

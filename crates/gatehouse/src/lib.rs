@@ -1,6 +1,7 @@
 //! The `gatehouse` command: CLI, runtime setup, signals, hot reload.
 //! The binary in `main.rs` is a thin shell around [`cli::main`].
 
+pub mod admin;
 pub mod cli;
 pub mod keys;
 pub mod reload;

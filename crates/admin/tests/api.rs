@@ -518,10 +518,8 @@ async fn duplicates_and_validation(api: Api) {
             Some(json!({ "body": { "url": "http://127.0.0.1:1" } })),
         )
         .await;
-    assert!(
-        s == StatusCode::BAD_REQUEST || s == StatusCode::NOT_FOUND,
-        "{s} {v}"
-    );
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("nowhere"), "{v}");
 
     // Limits out of range.
     let (s, _, _) = api
@@ -755,8 +753,9 @@ async fn roles(api: Api) {
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // A non-empty workspace cannot be deleted; an empty one can.
-    let (s, _, v) = api.call(Method::DELETE, "/workspaces/a", None).await;
-    assert!(s.is_client_error(), "{s} {v}");
+    let (s, h, v) = api.call(Method::DELETE, "/workspaces/a", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_problem(&h, &v, "invalid-entity");
     let (s, _, _) = api
         .call(Method::DELETE, "/workspaces/a/services/s", None)
         .await;

@@ -1,4 +1,5 @@
-//! Command-line interface: `run`, `validate`, `schema`, `keys`, `admin`.
+//! Command-line interface: `run`, `validate`, `schema`, `keys`, `admin`,
+//! `config`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,12 +55,60 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Declarative sync of a workspace with a configuration file (GitOps):
+    /// dump, diff, apply (see docs/gitops.md).
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// The admin REST API over the control-plane store, and bootstrap
     /// tokens (see docs/admin-api.md).
     Admin {
         /// What to do.
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+/// `gatehouse config ...`. Exit codes: 0 success (`diff`: no changes),
+/// 1 `diff` found changes, 2 error.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a workspace of the store as a configuration file (YAML).
+    Dump {
+        /// The store: `postgres://user@host:port/db` or `sqlite:///path.db`.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: String,
+        /// The workspace.
+        #[arg(long, default_value = gatehouse_store::DEFAULT_WORKSPACE)]
+        workspace: String,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Show what `apply` would change: exit 0 if nothing, 1 if something.
+    Diff {
+        /// The configuration file.
+        file: PathBuf,
+        /// The store: `postgres://user@host:port/db` or `sqlite:///path.db`.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: String,
+        /// The workspace.
+        #[arg(long, default_value = gatehouse_store::DEFAULT_WORKSPACE)]
+        workspace: String,
+    },
+    /// Make a workspace of the store equal to a configuration file, in one
+    /// transaction.
+    Apply {
+        /// The configuration file.
+        file: PathBuf,
+        /// The store: `postgres://user@host:port/db` or `sqlite:///path.db`.
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: String,
+        /// The workspace.
+        #[arg(long, default_value = gatehouse_store::DEFAULT_WORKSPACE)]
+        workspace: String,
     },
 }
 
@@ -153,6 +202,7 @@ pub fn main() -> ExitCode {
         },
         Command::Keys { command } => crate::keys::main(command),
         Command::Admin { command } => crate::admin::main(command),
+        Command::Config { command } => crate::sync::main(command),
         Command::Schema => {
             let schema = crate::schema::full_schema();
             match serde_json::to_string_pretty(&schema) {

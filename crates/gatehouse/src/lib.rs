@@ -6,6 +6,7 @@ pub mod cli;
 pub mod keys;
 pub mod reload;
 pub mod schema;
+pub mod sync;
 
 /// The demo configuration compiled into the binary; `gatehouse run`
 /// without `--config` serves it.

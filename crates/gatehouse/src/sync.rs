@@ -1,0 +1,391 @@
+//! `gatehouse config dump | diff | apply`: declarative sync between a YAML
+//! configuration file and one workspace of the control-plane store (GitOps).
+//!
+//! Mapping (see docs/gitops.md): every entity of the file is one document
+//! whose body is the entity as JSON (serde), so a dumped body deserializes
+//! back into the same `gatehouse-config` type:
+//!
+//! | section         | kind           | document name                  |
+//! |-----------------|----------------|--------------------------------|
+//! | `services`      | `service`      | `name`                         |
+//! | `routes`        | `route`        | `name`                         |
+//! | `plugins`       | `plugin`       | `name`, then `name#2`, ...     |
+//! | `consumers`     | `consumer`     | `username`                     |
+//! | `apis`          | `api`          | `name@version`                 |
+//! | `plans`         | `plan`         | `name`                         |
+//! | `subscriptions` | `subscription` | `app/api` or `app/api/version` |
+//!
+//! `server` and `listeners` are node settings and are not stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use gatehouse_config::Config;
+use gatehouse_store::{ApplyDocument, Document, Kind, Store};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cli::ConfigCommand;
+
+/// The actor recorded in the audit log for changes made by `config apply`.
+const CLI_ACTOR: &str = "cli";
+
+/// Exit code of `diff` when there are changes.
+const EXIT_CHANGES: u8 = 1;
+/// Exit code of every `config` subcommand on an error.
+const EXIT_ERROR: u8 = 2;
+
+/// The YAML sections that are stored, in the order a dump writes them.
+const SECTIONS: [(&str, Kind); 7] = [
+    ("services", Kind::Service),
+    ("routes", Kind::Route),
+    ("plugins", Kind::Plugin),
+    ("consumers", Kind::Consumer),
+    ("apis", Kind::Api),
+    ("plans", Kind::Plan),
+    ("subscriptions", Kind::Subscription),
+];
+
+/// Runs a `config` subcommand. Exit codes: 0 ok (for `diff`: no changes),
+/// 1 `diff` found changes, 2 error (invalid file, store failure).
+pub fn main(command: ConfigCommand) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match rt.block_on(run(command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
+    match command {
+        ConfigCommand::Dump {
+            store,
+            workspace,
+            output,
+        } => {
+            let store = open(&store).await?;
+            let docs = workspace_documents(store.as_ref(), &workspace).await?;
+            let yaml = dump(&docs)?;
+            match output {
+                Some(path) => std::fs::write(&path, yaml)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                None => print!("{yaml}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Diff {
+            file,
+            store,
+            workspace,
+        } => {
+            let desired = desired(&file)?;
+            let store = open(&store).await?;
+            let current = workspace_documents(store.as_ref(), &workspace).await?;
+            let plan = diff(&current, &desired);
+            for line in &plan.lines {
+                println!("{line}");
+            }
+            println!("{}", plan.summary());
+            Ok(if plan.has_changes() {
+                ExitCode::from(EXIT_CHANGES)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        ConfigCommand::Apply {
+            file,
+            store,
+            workspace,
+        } => {
+            let desired = desired(&file)?;
+            let store = open(&store).await?;
+            let report = store
+                .apply(CLI_ACTOR, &workspace, desired)
+                .await
+                .map_err(|e| format!("apply failed, nothing changed: {e}"))?;
+            println!(
+                "applied to workspace `{workspace}`: {} created, {} updated, {} deleted, {} unchanged; revision {}",
+                report.created, report.updated, report.deleted, report.unchanged, report.revision
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn open(url: &str) -> Result<Arc<dyn Store>, String> {
+    gatehouse_store::open(url)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))
+}
+
+/// Validates the file like `gatehouse validate` and maps it to documents.
+fn desired(file: &std::path::Path) -> Result<Vec<ApplyDocument>, String> {
+    let loaded = crate::cli::load_and_check(file).map_err(|e| e.to_string())?;
+    let config = &loaded.config;
+    if !config.listeners.is_empty() || config.server != gatehouse_config::Server::default() {
+        eprintln!(
+            "note: `server` and `listeners` in {} are node settings; they are not stored",
+            file.display()
+        );
+    }
+    to_documents(config)
+}
+
+/// The documents of one workspace, read at one revision.
+async fn workspace_documents(store: &dyn Store, workspace: &str) -> Result<Vec<Document>, String> {
+    store
+        .get(gatehouse_store::WORKSPACE_SCOPE, Kind::Workspace, workspace)
+        .await
+        .map_err(|e| format!("workspace `{workspace}`: {e}"))?;
+    let snapshot = store
+        .snapshot()
+        .await
+        .map_err(|e| format!("cannot read the store: {e}"))?;
+    Ok(snapshot
+        .documents
+        .into_iter()
+        .filter(|d| d.workspace == workspace)
+        .collect())
+}
+
+fn doc<T: Serialize>(
+    kind: Kind,
+    name: String,
+    tags: &[String],
+    entity: &T,
+) -> Result<ApplyDocument, String> {
+    let body = serde_json::to_value(entity).map_err(|e| format!("{kind} `{name}`: {e}"))?;
+    Ok(ApplyDocument {
+        kind,
+        name,
+        tags: tags.to_vec(),
+        body,
+    })
+}
+
+/// The configuration's entities as documents of one workspace.
+pub fn to_documents(config: &Config) -> Result<Vec<ApplyDocument>, String> {
+    let mut docs = Vec::new();
+    for s in &config.services {
+        docs.push(doc(Kind::Service, s.name.clone(), &s.tags, s)?);
+    }
+    for r in &config.routes {
+        docs.push(doc(Kind::Route, r.name.clone(), &r.tags, r)?);
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for p in &config.plugins {
+        let n = seen.entry(p.name.as_str()).or_insert(0);
+        *n += 1;
+        let name = if *n == 1 {
+            p.name.clone()
+        } else {
+            format!("{}#{n}", p.name)
+        };
+        docs.push(doc(Kind::Plugin, name, &[], p)?);
+    }
+    for c in &config.consumers {
+        docs.push(doc(Kind::Consumer, c.username.clone(), &c.tags, c)?);
+    }
+    for a in &config.apis {
+        docs.push(doc(
+            Kind::Api,
+            format!("{}@{}", a.name, a.version),
+            &a.tags,
+            a,
+        )?);
+    }
+    for p in &config.plans {
+        docs.push(doc(Kind::Plan, p.name.clone(), &p.tags, p)?);
+    }
+    for s in &config.subscriptions {
+        let name = match &s.version {
+            Some(v) => format!("{}/{}/{v}", s.app, s.api),
+            None => format!("{}/{}", s.app, s.api),
+        };
+        docs.push(doc(Kind::Subscription, name, &[], s)?);
+    }
+    Ok(docs)
+}
+
+/// A workspace's documents as configuration YAML: the stored sections in a
+/// fixed order, entities sorted by document name. Same documents, same bytes.
+pub fn dump(docs: &[Document]) -> Result<String, String> {
+    let mut by_kind: BTreeMap<Kind, Vec<&Document>> = BTreeMap::new();
+    for d in docs {
+        if SECTIONS.iter().any(|(_, k)| *k == d.kind) {
+            by_kind.entry(d.kind).or_default().push(d);
+        } else {
+            eprintln!(
+                "note: {} `{}` is not part of the configuration file; not dumped",
+                d.kind, d.name
+            );
+        }
+    }
+    let mut out = String::from("# gatehouse config dump\n");
+    for (section, kind) in SECTIONS {
+        let Some(list) = by_kind.get_mut(&kind) else {
+            continue;
+        };
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let bodies: Vec<&Value> = list.iter().map(|d| &d.body).collect();
+        let mut one = Map::new();
+        one.insert(
+            section.to_owned(),
+            Value::Array(bodies.into_iter().cloned().collect()),
+        );
+        let yaml = serde_norway::to_string(&Value::Object(one))
+            .map_err(|e| format!("cannot render {section}: {e}"))?;
+        out.push_str(&yaml);
+    }
+    // The dump must be a configuration the gateway accepts as is.
+    gatehouse_config::parse_str(&out, "<dump>")
+        .map_err(|e| format!("the stored documents do not form a valid configuration:\n{e}"))?;
+    Ok(out)
+}
+
+/// What `apply` would change.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Readable lines: `+ kind name`, `- kind name`, `~ kind name: path: old -> new`.
+    pub lines: Vec<String>,
+    /// Documents to create.
+    pub create: usize,
+    /// Documents to update.
+    pub update: usize,
+    /// Documents to delete.
+    pub delete: usize,
+    /// Documents already as desired.
+    pub unchanged: usize,
+}
+
+impl Plan {
+    /// Whether applying would change anything.
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.delete > 0
+    }
+
+    /// `N to create, M to update, K to delete, U unchanged`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} to create, {} to update, {} to delete, {} unchanged",
+            self.create, self.update, self.delete, self.unchanged
+        )
+    }
+}
+
+/// Compares the workspace's documents with the desired ones, field by field.
+pub fn diff(current: &[Document], desired: &[ApplyDocument]) -> Plan {
+    let mut plan = Plan::default();
+    let now: BTreeMap<(Kind, &str), &Document> = current
+        .iter()
+        .map(|d| ((d.kind, d.name.as_str()), d))
+        .collect();
+    let want: BTreeMap<(Kind, &str), &ApplyDocument> = desired
+        .iter()
+        .map(|d| ((d.kind, d.name.as_str()), d))
+        .collect();
+    let mut keys: Vec<(Kind, &str)> = now.keys().chain(want.keys()).copied().collect();
+    keys.sort();
+    keys.dedup();
+    for key @ (kind, name) in keys {
+        match (now.get(&key), want.get(&key)) {
+            (None, Some(_)) => {
+                plan.create += 1;
+                plan.lines.push(format!("+ {kind} {name}"));
+            }
+            (Some(_), None) => {
+                plan.delete += 1;
+                plan.lines.push(format!("- {kind} {name}"));
+            }
+            (Some(old), Some(new)) => {
+                let mut changes = Vec::new();
+                if old.tags != new.tags {
+                    changes.push((
+                        "(document tags)".to_owned(),
+                        Value::from(old.tags.clone()),
+                        Value::from(new.tags.clone()),
+                    ));
+                }
+                changed_paths(&old.body, &new.body, String::new(), &mut changes);
+                if changes.is_empty() {
+                    plan.unchanged += 1;
+                } else {
+                    plan.update += 1;
+                    for (path, a, b) in changes {
+                        plan.lines.push(format!(
+                            "~ {kind} {name}: {path}: {} -> {}",
+                            show(&a),
+                            show(&b)
+                        ));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    plan
+}
+
+fn show(v: &Value) -> String {
+    if v.is_null() {
+        "null".to_owned()
+    } else {
+        v.to_string()
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Collects `(path, old, new)` for every leaf that differs. Objects are
+/// compared key by key (a missing key counts as `null`), arrays of equal
+/// length element by element, anything else as a whole.
+fn changed_paths(old: &Value, new: &Value, path: String, out: &mut Vec<(String, Value, Value)>) {
+    if old == new {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let x = a.get(k).unwrap_or(&Value::Null);
+                let y = b.get(k).unwrap_or(&Value::Null);
+                changed_paths(x, y, join(&path, k), out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                changed_paths(x, y, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => out.push((
+            if path.is_empty() {
+                "(body)".to_owned()
+            } else {
+                path
+            },
+            old.clone(),
+            new.clone(),
+        )),
+    }
+}

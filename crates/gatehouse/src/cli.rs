@@ -168,7 +168,9 @@ pub enum KeysCommand {
     /// Print the hash (`k1:<hex>`) of an existing API key.
     Hash {
         /// The key; `-` reads it from the first line of stdin (keeps it out
-        /// of the shell history and the process list).
+        /// of the shell history and the process list). Keys are base64url
+        /// and may start with `-`, so the argument takes hyphen values.
+        #[arg(allow_hyphen_values = true)]
         key: String,
         /// Configuration file whose `server.key_hash_secret` hashes the key.
         /// Without it, the built-in secret is used (with a warning).

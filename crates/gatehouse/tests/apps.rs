@@ -283,6 +283,19 @@ async fn cli_keys_new_and_hash_round_trip_into_a_working_config() {
     assert_eq!(printed, hash(&key));
     assert!(out.stderr.is_empty(), "no warning with a secret");
 
+    // A key may start with `-` (base64url): it is still the key, not a flag.
+    let dashed = "-abcDEF_0123456789-abcDEF_0123456789-abcdef";
+    let out = Command::new(BIN)
+        .args(["keys", "hash", dashed, "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), hash(dashed));
+
     // `keys hash` gives the same hash, from the argument or from stdin.
     let out = Command::new(BIN)
         .args(["keys", "hash", &key, "--config", file.to_str().unwrap()])

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::StoreError;
-use crate::model::{Document, Expect, Kind, MAX_PAGE_SIZE, Role, WORKSPACE_SCOPE};
+use crate::model::{ApplyDocument, Document, Expect, Kind, MAX_PAGE_SIZE, Role, WORKSPACE_SCOPE};
 
 /// Now, in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -89,6 +89,30 @@ pub(crate) fn check_content(
 }
 
 /// Checks a precondition against the current version of a document.
+/// Checks one document of an `apply` input as it is written: no
+/// workspaces, a valid name and content, and no (kind, name) twice (`seen`
+/// holds those before it). Returns the document's key.
+pub(crate) fn check_apply_document(
+    d: &ApplyDocument,
+    seen: &mut std::collections::HashSet<(Kind, String)>,
+) -> Result<(Kind, String), StoreError> {
+    if d.kind == Kind::Workspace {
+        return Err(StoreError::Invalid(
+            "an apply cannot contain workspaces".into(),
+        ));
+    }
+    check_name(d.kind, &d.name)?;
+    check_content(d.kind, &d.name, &d.tags, &d.body)?;
+    let key = (d.kind, d.name.clone());
+    if !seen.insert(key.clone()) {
+        return Err(StoreError::Invalid(format!(
+            "{} `{}` appears twice in the input",
+            d.kind, d.name
+        )));
+    }
+    Ok(key)
+}
+
 pub(crate) fn check_expect(
     expect: Expect,
     current: Option<u64>,

@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 use crate::changes::{Changes, publish};
 use crate::common::{
-    audit_json, check_content, check_expect, check_name, check_placement, check_token_request,
-    check_workspace_name, describe, now_ms, page_size, to_i64, to_u64,
+    audit_json, check_apply_document, check_content, check_expect, check_placement,
+    check_token_request, check_workspace_name, describe, now_ms, page_size, to_i64, to_u64,
 };
 use crate::migrate;
 use crate::model::{
@@ -621,20 +621,8 @@ impl Store for PostgresStore {
         // the input fails the transaction after earlier writes, and the
         // rollback (dropping `tx`) undoes them.
         for d in docs {
-            if d.kind == Kind::Workspace {
-                return Err(StoreError::Invalid(
-                    "an apply cannot contain workspaces".into(),
-                ));
-            }
-            check_name(d.kind, &d.name)?;
-            check_content(d.kind, &d.name, &d.tags, &d.body)?;
-            if !seen.insert((d.kind, d.name.clone())) {
-                return Err(StoreError::Invalid(format!(
-                    "{} `{}` appears twice in the input",
-                    d.kind, d.name
-                )));
-            }
-            let old = existing.remove(&(d.kind, d.name.clone()));
+            let key = check_apply_document(&d, &mut seen)?;
+            let old = existing.remove(&key);
             if let Some(old) = &old
                 && old.tags == d.tags
                 && old.body == d.body

@@ -1166,3 +1166,51 @@ pub enum SubscriptionStatus {
     /// Refused: calls answer 403.
     Rejected,
 }
+
+/// An app kept as its own control-plane document (kind `app`) rather than
+/// inside its consumer. When a node compiles the store, the app joins the
+/// named consumer's `apps`; the admin API's key endpoints (create, rotate,
+/// revoke) work on these documents. See docs/admin-api.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppDocument {
+    /// Username of the consumer that owns the app (same workspace).
+    pub consumer: String,
+    /// Unique name among all apps; equals the document name.
+    pub name: String,
+    /// Description shown to developers.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The app's API keys, stored hashed.
+    #[serde(default)]
+    pub keys: Vec<AppKey>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl AppDocument {
+    /// The app as it sits inside its consumer.
+    pub fn app(&self) -> App {
+        App {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            keys: self.keys.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// A consumer credential kept as its own control-plane document (kind
+/// `credential`). Exactly one scheme is set; when a node compiles the
+/// store, it joins the named consumer's `credentials`. Later
+/// authentication schemes add their own fields here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialDocument {
+    /// Username of the consumer it identifies (same workspace).
+    pub consumer: String,
+    /// An API key for the `key-auth` plugin.
+    #[serde(default)]
+    pub key_auth: Option<KeyAuthCredential>,
+}

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use tokio_postgres::NoTls;
+use gatehouse_testkit::pg::TestDb;
 
 const CONFIG: &str = r#"
 listeners:
@@ -39,11 +39,6 @@ consumers:
     tags: [partner]
 "#;
 
-fn admin_url() -> String {
-    std::env::var("GATEHOUSE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -55,34 +50,22 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// A fresh store URL; a PostgreSQL database is dropped with it.
 struct Fixture {
     url: String,
-    pg_name: Option<String>,
+    _pg: Option<TestDb>,
 }
 
 impl Fixture {
     fn sqlite(dir: &Path) -> Fixture {
         Fixture {
             url: format!("sqlite://{}", dir.join("g.db").display()),
-            pg_name: None,
+            _pg: None,
         }
     }
 
     fn postgres() -> Fixture {
-        let admin = admin_url();
-        let name = format!("gh_sync_{}", uuid::Uuid::new_v4().simple());
-        block_on(async {
-            let (client, conn) = tokio_postgres::connect(&admin, NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin}: {e}"));
-            tokio::spawn(conn);
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-        });
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let db = TestDb::create("gh_sync");
         Fixture {
-            url: format!("{base}/{name}"),
-            pg_name: Some(name),
+            url: db.url().to_owned(),
+            _pg: Some(db),
         }
     }
 
@@ -95,21 +78,6 @@ impl Fixture {
                 .await
                 .unwrap()
         })
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        }
     }
 }
 

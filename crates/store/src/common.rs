@@ -110,7 +110,33 @@ pub(crate) fn check_apply_document(
             d.kind, d.name
         )));
     }
+    crash_failpoint(seen.len());
     Ok(key)
+}
+
+/// The environment variable of the crash failpoint (tests only).
+pub const CRASH_FAILPOINT_ENV: &str = "GATEHOUSE_FAILPOINT_APPLY_CRASH_AFTER";
+
+/// Test-only fault injection: with `GATEHOUSE_FAILPOINT_APPLY_CRASH_AFTER=N`
+/// set, the process aborts (no unwinding, no rollback, like a power cut or
+/// `kill -9`) inside an apply's transaction right after its first N
+/// documents were checked, i.e. in the middle of writing. The crash tests
+/// use it to prove an interrupted apply leaves the old config whole. Read
+/// once; unset, it costs one load of a `OnceLock`.
+fn crash_failpoint(checked: usize) {
+    static AFTER: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let after = AFTER.get_or_init(|| {
+        std::env::var(CRASH_FAILPOINT_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    });
+    if *after == Some(checked.saturating_sub(1)) && checked > 1 {
+        tracing::error!(
+            documents = checked - 1,
+            "{CRASH_FAILPOINT_ENV}: aborting in the middle of an apply"
+        );
+        std::process::abort();
+    }
 }
 
 pub(crate) fn check_expect(

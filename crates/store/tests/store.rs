@@ -15,17 +15,13 @@ use gatehouse_store::{
     ApplyDocument, AuditQuery, DEFAULT_WORKSPACE, Expect, Kind, ListQuery, NewDocument, Outcome,
     Role, Store, StoreError, WORKSPACE_SCOPE,
 };
+use gatehouse_testkit::pg::TestDb;
 use serde_json::json;
 use tokio_postgres::NoTls;
 
-fn admin_url() -> String {
-    std::env::var("GATEHOUSE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 enum Fixture {
     Sqlite { dir: tempfile::TempDir, url: String },
-    Postgres { name: String, url: String },
+    Postgres { db: TestDb, url: String },
 }
 
 impl Fixture {
@@ -39,27 +35,9 @@ impl Fixture {
     }
 
     async fn postgres() -> Fixture {
-        let admin = admin_url();
-        let (client, conn) = tokio_postgres::connect(&admin, NoTls)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is not reachable at {admin} ({e}: {}); the store tests need it: \
-                 start it (`.ci/run` does) or set GATEHOUSE_TEST_POSTGRES",
-                    std::error::Error::source(&e)
-                        .map(ToString::to_string)
-                        .unwrap_or_default()
-                )
-            });
-        tokio::spawn(conn);
-        let name = format!("gh_test_{}", uuid::Uuid::new_v4().simple());
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Fixture::Postgres { name, url }
+        let db = TestDb::create("gh_test");
+        let url = db.url().to_owned();
+        Fixture::Postgres { db, url }
     }
 
     fn url(&self) -> &str {
@@ -130,30 +108,6 @@ impl Fixture {
             }
         }
         bytes
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Fixture::Postgres { name, .. } = self {
-            let name = name.clone();
-            // Drop runs inside the test's runtime; use a thread of our own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
-                        tokio::spawn(conn);
-                        let _ = client
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .await;
-                    }
-                });
-            })
-            .join();
-        }
     }
 }
 
@@ -1127,9 +1081,10 @@ async fn subscribe_sees_other_handles(fx: Fixture) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_listen_survives_terminated_session() {
     let fx = Fixture::postgres().await;
-    let Fixture::Postgres { name, .. } = &fx else {
+    let Fixture::Postgres { db, .. } = &fx else {
         unreachable!()
     };
+    let name = db.name().to_owned();
     let watcher = fx.open().await;
     let writer = fx.open().await;
     let mut changes = watcher.subscribe();

@@ -58,9 +58,7 @@ pub struct Workspace {
 /// The body field that must equal the document name, if the kind has one.
 fn name_field(kind: Kind) -> Option<&'static str> {
     match kind {
-        Kind::Service | Kind::Route | Kind::Plugin | Kind::Plan | Kind::Api | Kind::App => {
-            Some("name")
-        }
+        Kind::Service | Kind::Route | Kind::Plugin | Kind::Plan | Kind::App => Some("name"),
         Kind::Consumer => Some("username"),
         _ => None,
     }
@@ -80,6 +78,34 @@ fn parse<T: DeserializeOwned>(body: &Value) -> ApiResult<T> {
         };
         ApiError::invalid(format!("{field}: {}", e.inner()))
     })
+}
+
+/// An API document is named `name@version` (as `gatehouse config apply`
+/// stores it): the body's `name` and `version` must match those parts, and
+/// are filled in when missing.
+fn check_api_name(doc_name: &str, map: &mut serde_json::Map<String, Value>) -> ApiResult<()> {
+    let Some((api, version)) = doc_name
+        .rsplit_once('@')
+        .filter(|(a, v)| !a.is_empty() && !v.is_empty())
+    else {
+        return Err(ApiError::invalid(format!(
+            "name: an API document is named `<name>@<version>` (e.g. `orders@v2`), got `{doc_name}`"
+        )));
+    };
+    for (field, want) in [("name", api), ("version", version)] {
+        match map.get(field) {
+            None => {
+                map.insert(field.to_owned(), Value::String(want.to_owned()));
+            }
+            Some(Value::String(s)) if s == want => {}
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "body.{field}: must be `{want}` for the API document `{doc_name}` (`<name>@<version>`), found {other}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An app document: its key hashes must be `k1:<64 hex>` (a plaintext key
@@ -124,7 +150,9 @@ pub fn validate(kind: Kind, name: &str, body: &mut Value) -> ApiResult<()> {
     let Value::Object(map) = body else {
         return Err(ApiError::invalid("body: must be a JSON object"));
     };
-    if let Some(field) = name_field(kind) {
+    if kind == Kind::Api {
+        check_api_name(name, map)?;
+    } else if let Some(field) = name_field(kind) {
         match map.get(field) {
             None => {
                 map.insert(field.to_owned(), Value::String(name.to_owned()));

@@ -305,6 +305,15 @@ fn name_from_input(kind: Kind, input: &DocInput) -> ApiResult<String> {
     if let Some(n) = &input.name {
         return Ok(n.clone());
     }
+    if kind == Kind::Api {
+        let part = |f: &str| input.body.get(f).and_then(Value::as_str);
+        return match (part("name"), part("version")) {
+            (Some(n), Some(v)) => Ok(format!("{n}@{v}")),
+            _ => Err(ApiError::invalid(
+                "name: required (or give body.name and body.version: the document is `<name>@<version>`)",
+            )),
+        };
+    }
     let field = match kind {
         Kind::Consumer => "username",
         _ => "name",

@@ -96,6 +96,39 @@ fn expect_for(headers: &HeaderMap, current: &Document) -> ApiResult<Expect> {
     }
 }
 
+/// The read-modify-write attempts of one request. Without `If-Match`, an
+/// attempt that lost a race to a concurrent writer (the store's version
+/// check failed) is made again on the new version, a few times; with
+/// `If-Match`, the `412` is the answer.
+struct Attempts {
+    pinned: bool,
+    left: u32,
+}
+
+impl Attempts {
+    fn new(headers: &HeaderMap) -> ApiResult<Self> {
+        Ok(Self {
+            pinned: matches!(precondition(headers)?, Expect::Version(_)),
+            left: 4,
+        })
+    }
+
+    /// Whether to make the attempt that ended with `result` again.
+    fn again<T>(&mut self, result: &ApiResult<T>) -> bool {
+        match result {
+            Err(e)
+                if !self.pinned
+                    && self.left > 0
+                    && e.0.kind() == ProblemType::PreconditionFailed =>
+            {
+                self.left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The app document `app` of `ws`, decoded.
 async fn load_app(state: &AppState, ws: &str, app: &str) -> ApiResult<(Document, AppDocument)> {
     let current = match state.store.get(ws, Kind::App, app).await {
@@ -147,7 +180,7 @@ pub async fn create_app_key(
     body: B,
 ) -> ApiResult<Response> {
     caller.write_docs(&ws)?;
-    precondition(&headers)?;
+    let mut attempts = Attempts::new(&headers)?;
     let input: KeyInput = optional_json_input(body)?;
     let now = SystemTime::now();
     if let Some(t) = input.expires_at
@@ -163,28 +196,36 @@ pub async fn create_app_key(
         .as_ref()
         .map(|r| parse_overlap(&r.overlap))
         .transpose()?;
-    let (current, mut doc) = load_app(&state, &ws, &app).await?;
-    let expect = expect_for(&headers, &current)?;
-
-    let key = gatehouse_core::keys::generate_key()
-        .map_err(|e| ApiError::new(ProblemType::Internal, e.to_string()))?;
-    let hash = state.key_hasher.hash(&key).to_string();
-    let mut rotated = Vec::new();
-    if let Some(overlap) = overlap {
-        let until = Timestamp(whole_seconds(now + overlap));
-        for k in &mut doc.keys {
-            if !k.revoked && k.expires_at.is_none_or(|e| e > until) {
-                k.expires_at = Some(until);
-                rotated.push(json!({ "hash": k.hash, "expires_at": until }));
+    let (written, key, hash, rotated) = loop {
+        let result: ApiResult<_> = async {
+            let (current, mut doc) = load_app(&state, &ws, &app).await?;
+            let expect = expect_for(&headers, &current)?;
+            let key = gatehouse_core::keys::generate_key()
+                .map_err(|e| ApiError::new(ProblemType::Internal, e.to_string()))?;
+            let hash = state.key_hasher.hash(&key).to_string();
+            let mut rotated = Vec::new();
+            if let Some(overlap) = overlap {
+                let until = Timestamp(whole_seconds(now + overlap));
+                for k in &mut doc.keys {
+                    if !k.revoked && k.expires_at.is_none_or(|e| e > until) {
+                        k.expires_at = Some(until);
+                        rotated.push(json!({ "hash": k.hash, "expires_at": until }));
+                    }
+                }
             }
+            doc.keys.push(AppKey {
+                hash: hash.clone(),
+                expires_at: input.expires_at,
+                revoked: false,
+            });
+            let written = save_app(&state, &caller, &current, &doc, expect).await?;
+            Ok((written, key, hash, rotated))
         }
-    }
-    doc.keys.push(AppKey {
-        hash: hash.clone(),
-        expires_at: input.expires_at,
-        revoked: false,
-    });
-    let written = save_app(&state, &caller, &current, &doc, expect).await?;
+        .await;
+        if !attempts.again(&result) {
+            break result?;
+        }
+    };
     tracing::info!(
         actor = caller.actor(),
         workspace = %ws,
@@ -218,17 +259,25 @@ pub async fn revoke_app_key(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     caller.write_docs(&ws)?;
-    precondition(&headers)?;
-    let (current, mut doc) = load_app(&state, &ws, &app).await?;
-    let expect = expect_for(&headers, &current)?;
+    let mut attempts = Attempts::new(&headers)?;
     let wanted = KeyHash::parse(&hash);
-    let key = doc
-        .keys
-        .iter_mut()
-        .find(|k| wanted.is_some() && KeyHash::parse(&k.hash) == wanted)
-        .ok_or_else(|| ApiError::not_found(format!("app `{app}` has no key `{hash}`")))?;
-    key.revoked = true;
-    let written = save_app(&state, &caller, &current, &doc, expect).await?;
+    let written = loop {
+        let result: ApiResult<_> = async {
+            let (current, mut doc) = load_app(&state, &ws, &app).await?;
+            let expect = expect_for(&headers, &current)?;
+            let key = doc
+                .keys
+                .iter_mut()
+                .find(|k| wanted.is_some() && KeyHash::parse(&k.hash) == wanted)
+                .ok_or_else(|| ApiError::not_found(format!("app `{app}` has no key `{hash}`")))?;
+            key.revoked = true;
+            save_app(&state, &caller, &current, &doc, expect).await
+        }
+        .await;
+        if !attempts.again(&result) {
+            break result?;
+        }
+    };
     tracing::info!(
         actor = caller.actor(),
         workspace = %ws,
@@ -249,35 +298,43 @@ async fn decide(
     status: &'static str,
 ) -> ApiResult<Response> {
     caller.write_docs(&ws)?;
-    precondition(&headers)?;
+    let mut attempts = Attempts::new(&headers)?;
     let input: DecisionInput = optional_json_input(body)?;
-    let current = match state.store.get(&ws, Kind::Subscription, &name).await {
-        Ok(d) => d,
-        Err(StoreError::NotFound(_)) => {
-            return Err(ApiError::not_found(format!(
-                "no subscription `{name}` in workspace `{ws}`"
-            )));
+    let (written, previous) = loop {
+        let result: ApiResult<_> = async {
+            let current = match state.store.get(&ws, Kind::Subscription, &name).await {
+                Ok(d) => d,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(ApiError::not_found(format!(
+                        "no subscription `{name}` in workspace `{ws}`"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let expect = expect_for(&headers, &current)?;
+            let previous = current.body.get("status").cloned().unwrap_or(Value::Null);
+            let mut body = current.body.clone();
+            let Value::Object(map) = &mut body else {
+                return Err(ApiError::invalid(format!(
+                    "the stored subscription `{name}` is not a JSON object, fix it with PUT first"
+                )));
+            };
+            map.insert("status".to_owned(), Value::String(status.to_owned()));
+            validate(Kind::Subscription, &name, &mut body)?;
+            let doc = NewDocument {
+                workspace: ws.clone(),
+                kind: Kind::Subscription,
+                name: name.clone(),
+                tags: current.tags.clone(),
+                body,
+            };
+            Ok((write(&state, &caller, doc, expect).await?, previous))
         }
-        Err(e) => return Err(e.into()),
+        .await;
+        if !attempts.again(&result) {
+            break result?;
+        }
     };
-    let expect = expect_for(&headers, &current)?;
-    let previous = current.body.get("status").cloned().unwrap_or(Value::Null);
-    let mut body = current.body.clone();
-    let Value::Object(map) = &mut body else {
-        return Err(ApiError::invalid(format!(
-            "the stored subscription `{name}` is not a JSON object, fix it with PUT first"
-        )));
-    };
-    map.insert("status".to_owned(), Value::String(status.to_owned()));
-    validate(Kind::Subscription, &name, &mut body)?;
-    let doc = NewDocument {
-        workspace: ws.clone(),
-        kind: Kind::Subscription,
-        name: name.clone(),
-        tags: current.tags.clone(),
-        body,
-    };
-    let written = write(&state, &caller, doc, expect).await?;
     tracing::info!(
         actor = caller.actor(),
         workspace = %ws,

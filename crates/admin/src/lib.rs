@@ -32,7 +32,10 @@ pub use openapi::openapi;
 /// the whole store as it would be after the write (a snapshot read just
 /// before it, with the changed document replaced, added or removed).
 /// `Err` lists what is wrong, one message each; the write is then refused
-/// with `422 invalid-entity` and nothing changes. See docs/admin-api.md.
+/// with `422 invalid-entity` and nothing changes. In the candidate, the
+/// changed document carries version `revision + 1` and, when new, a nil
+/// id: placeholders, not what the store will assign. It runs on the
+/// blocking thread pool. See docs/admin-api.md.
 pub trait Validator: Send + Sync + 'static {
     /// Checks the candidate state of the store.
     fn check(&self, documents: &[Document]) -> Result<(), Vec<String>>;

@@ -9,11 +9,13 @@ use serde_json::Value;
 use crate::error::{ApiError, ApiResult};
 
 /// The plural path segments and their kinds.
-pub const KINDS: [(&str, Kind); 8] = [
+pub const KINDS: [(&str, Kind); 10] = [
     ("services", Kind::Service),
     ("routes", Kind::Route),
     ("plugins", Kind::Plugin),
     ("consumers", Kind::Consumer),
+    ("apps", Kind::App),
+    ("credentials", Kind::Credential),
     ("plans", Kind::Plan),
     ("subscriptions", Kind::Subscription),
     ("apis", Kind::Api),
@@ -56,24 +58,89 @@ pub struct Workspace {
 /// The body field that must equal the document name, if the kind has one.
 fn name_field(kind: Kind) -> Option<&'static str> {
     match kind {
-        Kind::Service | Kind::Route | Kind::Plugin | Kind::Plan | Kind::Api => Some("name"),
+        Kind::Service | Kind::Route | Kind::Plugin | Kind::Plan | Kind::App => Some("name"),
         Kind::Consumer => Some("username"),
         _ => None,
     }
 }
 
 fn check<T: DeserializeOwned>(body: &Value) -> ApiResult<()> {
-    serde_path_to_error::deserialize::<_, T>(body)
-        .map(drop)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "body".to_owned()
-            } else {
-                format!("body.{path}")
-            };
-            ApiError::invalid(format!("{field}: {}", e.inner()))
-        })
+    parse::<T>(body).map(drop)
+}
+
+fn parse<T: DeserializeOwned>(body: &Value) -> ApiResult<T> {
+    serde_path_to_error::deserialize::<_, T>(body).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "body".to_owned()
+        } else {
+            format!("body.{path}")
+        };
+        ApiError::invalid(format!("{field}: {}", e.inner()))
+    })
+}
+
+/// An API document is named `name@version` (as `gatehouse config apply`
+/// stores it): the body's `name` and `version` must match those parts, and
+/// are filled in when missing.
+fn check_api_name(doc_name: &str, map: &mut serde_json::Map<String, Value>) -> ApiResult<()> {
+    let Some((api, version)) = doc_name
+        .rsplit_once('@')
+        .filter(|(a, v)| !a.is_empty() && !v.is_empty())
+    else {
+        return Err(ApiError::invalid(format!(
+            "name: an API document is named `<name>@<version>` (e.g. `orders@v2`), got `{doc_name}`"
+        )));
+    };
+    for (field, want) in [("name", api), ("version", version)] {
+        match map.get(field) {
+            None => {
+                map.insert(field.to_owned(), Value::String(want.to_owned()));
+            }
+            Some(Value::String(s)) if s == want => {}
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "body.{field}: must be `{want}` for the API document `{doc_name}` (`<name>@<version>`), found {other}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An app document: its key hashes must be `k1:<64 hex>` (a plaintext key
+/// is refused and not echoed) and unique within the app.
+fn check_app(body: &Value) -> ApiResult<()> {
+    let app = parse::<gatehouse_config::AppDocument>(body)?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, key) in app.keys.iter().enumerate() {
+        let Some(hash) = gatehouse_core::KeyHash::parse(&key.hash) else {
+            return Err(ApiError::invalid(format!(
+                "body.keys[{i}].hash: not a key hash `k1:<64 hex digits>` (store the hash, never the key; POST /workspaces/{{ws}}/apps/{{app}}/keys makes one)"
+            )));
+        };
+        if !seen.insert(hash) {
+            return Err(ApiError::invalid(format!(
+                "body.keys[{i}].hash: the app already has this key"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A credential document: exactly one scheme.
+fn check_credential(body: &Value) -> ApiResult<()> {
+    let c = parse::<gatehouse_config::CredentialDocument>(body)?;
+    let schemes = [c.key_auth.is_some()];
+    match schemes.iter().filter(|s| **s).count() {
+        1 => Ok(()),
+        0 => Err(ApiError::invalid(
+            "body: set exactly one credential scheme (`key_auth`), found none",
+        )),
+        _ => Err(ApiError::invalid(
+            "body: set exactly one credential scheme, found several",
+        )),
+    }
 }
 
 /// Checks a document body: a JSON object that deserializes into the kind's
@@ -83,7 +150,9 @@ pub fn validate(kind: Kind, name: &str, body: &mut Value) -> ApiResult<()> {
     let Value::Object(map) = body else {
         return Err(ApiError::invalid("body: must be a JSON object"));
     };
-    if let Some(field) = name_field(kind) {
+    if kind == Kind::Api {
+        check_api_name(name, map)?;
+    } else if let Some(field) = name_field(kind) {
         match map.get(field) {
             None => {
                 map.insert(field.to_owned(), Value::String(name.to_owned()));
@@ -102,13 +171,12 @@ pub fn validate(kind: Kind, name: &str, body: &mut Value) -> ApiResult<()> {
         Kind::Route => check::<c::Route>(body),
         Kind::Plugin => check::<c::PluginRef>(body),
         Kind::Consumer => check::<c::Consumer>(body),
+        Kind::App => check_app(body),
+        Kind::Credential => check_credential(body),
         Kind::Plan => check::<c::Plan>(body),
         Kind::Subscription => check::<c::Subscription>(body),
         Kind::Api => check::<c::Api>(body),
         Kind::Certificate => check::<Certificate>(body),
         Kind::Workspace => check::<Workspace>(body),
-        other => Err(ApiError::invalid(format!(
-            "documents of kind `{other}` are not served by the admin API"
-        ))),
     }
 }

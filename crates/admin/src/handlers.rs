@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_core::ProblemType;
 use gatehouse_store::{
     AdminToken, AuditQuery, Document, Expect, Kind, ListQuery, MAX_PAGE_SIZE, NewDocument, Outcome,
-    Role, WORKSPACE_SCOPE,
+    Role, StoreError, WORKSPACE_SCOPE, Written,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::check;
 use crate::entity::{self, kind_of, validate};
 use crate::error::{ApiError, ApiResult};
 
@@ -66,14 +67,14 @@ struct TokenInput {
 }
 
 type Q<T> = Result<Query<T>, QueryRejection>;
-type B = Result<Bytes, BytesRejection>;
+pub(crate) type B = Result<Bytes, BytesRejection>;
 
 fn query<T>(q: Q<T>) -> ApiResult<T> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
 }
 
-fn json_input<T: DeserializeOwned>(body: B) -> ApiResult<T> {
+pub(crate) fn json_input<T: DeserializeOwned>(body: B) -> ApiResult<T> {
     let bytes = body.map_err(|e| {
         ApiError::new(
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -93,6 +94,14 @@ fn json_input<T: DeserializeOwned>(body: B) -> ApiResult<T> {
             ApiError::invalid(format!("{path}: {}", e.inner()))
         }
     })
+}
+
+/// Like [`json_input`], but an empty body is `T::default()`.
+pub(crate) fn optional_json_input<T: DeserializeOwned + Default>(body: B) -> ApiResult<T> {
+    match &body {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
+        _ => json_input(body),
+    }
 }
 
 fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
@@ -122,19 +131,19 @@ pub fn doc_json(d: &Document) -> Value {
     })
 }
 
-fn etag(version: u64) -> HeaderValue {
+pub(crate) fn etag(version: u64) -> HeaderValue {
     // Digits and quotes are always a valid header value.
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
-fn doc_response(status: StatusCode, d: &Document) -> Response {
+pub(crate) fn doc_response(status: StatusCode, d: &Document) -> Response {
     let mut resp = (status, axum::Json(doc_json(d))).into_response();
     resp.headers_mut().insert(header::ETAG, etag(d.version));
     resp
 }
 
 /// `If-Match` / `If-None-Match: *` as a store precondition.
-fn precondition(headers: &HeaderMap) -> ApiResult<Expect> {
+pub(crate) fn precondition(headers: &HeaderMap) -> ApiResult<Expect> {
     let text = |name: header::HeaderName| {
         headers
             .get(&name)
@@ -207,8 +216,11 @@ async fn put(
     mut doc: NewDocument,
     expect: Expect,
 ) -> ApiResult<Response> {
+    if doc.kind == Kind::Subscription {
+        fill_subscription_status(state, &mut doc).await?;
+    }
     validate(doc.kind, &doc.name, &mut doc.body)?;
-    let written = state.store.put(caller.actor(), doc, expect).await?;
+    let written = write(state, caller, doc, expect).await?;
     let status = match written.outcome {
         Outcome::Created => StatusCode::CREATED,
         Outcome::Updated | Outcome::Unchanged => StatusCode::OK,
@@ -216,9 +228,91 @@ async fn put(
     Ok(doc_response(status, &written.document))
 }
 
+/// Writes a validated document: the cross-entity check on the state after
+/// the write, then the store (audited with the caller as actor).
+pub(crate) async fn write(
+    state: &AppState,
+    caller: &Caller,
+    doc: NewDocument,
+    expect: Expect,
+) -> ApiResult<Written> {
+    check::cross_check(state, check::Change::Put(&doc)).await?;
+    Ok(state.store.put(caller.actor(), doc, expect).await?)
+}
+
+/// A subscription written without `status`: an existing one keeps its
+/// status; a new one starts `pending` when any version of its API in the
+/// workspace has `approval: true`, `approved` otherwise.
+async fn fill_subscription_status(state: &AppState, doc: &mut NewDocument) -> ApiResult<()> {
+    let Value::Object(map) = &mut doc.body else {
+        return Ok(());
+    };
+    if map.contains_key("status") {
+        return Ok(());
+    }
+    let existing = match state
+        .store
+        .get(&doc.workspace, Kind::Subscription, &doc.name)
+        .await
+    {
+        Ok(d) => d.body.get("status").filter(|s| s.is_string()).cloned(),
+        Err(StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let status = match existing {
+        Some(s) => s,
+        None => {
+            let Some(api) = map.get("api").and_then(Value::as_str) else {
+                // Validation names the missing field.
+                return Ok(());
+            };
+            let pending = api_needs_approval(state, &doc.workspace, api).await?;
+            Value::String(if pending { "pending" } else { "approved" }.to_owned())
+        }
+    };
+    map.insert("status".to_owned(), status);
+    Ok(())
+}
+
+/// Whether any version of API `api` in `workspace` has `approval: true`.
+async fn api_needs_approval(state: &AppState, workspace: &str, api: &str) -> ApiResult<bool> {
+    let mut after = None;
+    loop {
+        let page = state
+            .store
+            .list(&ListQuery {
+                workspace: workspace.to_owned(),
+                kind: Some(Kind::Api),
+                tags: Vec::new(),
+                after,
+                limit: MAX_PAGE_SIZE,
+            })
+            .await?;
+        if page.items.iter().any(|d| {
+            d.body.get("name").and_then(Value::as_str) == Some(api)
+                && d.body.get("approval").and_then(Value::as_bool) == Some(true)
+        }) {
+            return Ok(true);
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(false),
+        }
+    }
+}
+
 fn name_from_input(kind: Kind, input: &DocInput) -> ApiResult<String> {
     if let Some(n) = &input.name {
         return Ok(n.clone());
+    }
+    if kind == Kind::Api {
+        let part = |f: &str| input.body.get(f).and_then(Value::as_str);
+        return match (part("name"), part("version")) {
+            (Some(n), Some(v)) => Ok(format!("{n}@{v}")),
+            _ => Err(ApiError::invalid(
+                "name: required (or give body.name and body.version: the document is `<name>@<version>`)",
+            )),
+        };
     }
     let field = match kind {
         Kind::Consumer => "username",
@@ -370,6 +464,15 @@ async fn delete(
     if expect == Expect::Absent {
         return Err(ApiError::bad_request("DELETE does not take If-None-Match"));
     }
+    check::cross_check(
+        state,
+        check::Change::Delete {
+            workspace,
+            kind,
+            name,
+        },
+    )
+    .await?;
     state
         .store
         .delete(caller.actor(), workspace, kind, name, expect)

@@ -1,10 +1,14 @@
 //! The admin REST API over the control-plane store (docs/admin-api.md):
 //! CRUD of documents per workspace with ETags and `If-Match`, workspaces,
-//! the audit log, admin tokens, bearer authentication with roles, and an
-//! OpenAPI 3.1 document generated from the same endpoint table the router
-//! is built from.
+//! app API keys (created, rotated and revoked here, the plaintext shown
+//! once), subscription approval, the audit log, admin tokens, bearer
+//! authentication with roles, an optional cross-entity [`Validator`] run
+//! before every write, and an OpenAPI 3.1 document generated from the same
+//! endpoint table the router is built from.
 
+mod apps;
 mod auth;
+mod check;
 mod entity;
 mod error;
 mod handlers;
@@ -15,7 +19,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
-use gatehouse_store::Store;
+use gatehouse_core::keys::KeyHasher;
+use gatehouse_store::{Document, Store};
 
 pub use auth::Caller;
 pub use entity::{Certificate, KINDS, Workspace};
@@ -23,11 +28,56 @@ pub use error::ApiError;
 pub use handlers::parse_role;
 pub use openapi::openapi;
 
+/// Cross-entity checks run before every document write: `documents` is
+/// the whole store as it would be after the write (a snapshot read just
+/// before it, with the changed document replaced, added or removed).
+/// `Err` lists what is wrong, one message each; the write is then refused
+/// with `422 invalid-entity` and nothing changes. In the candidate, the
+/// changed document carries version `revision + 1` and, when new, a nil
+/// id: placeholders, not what the store will assign. It runs on the
+/// blocking thread pool. See docs/admin-api.md.
+pub trait Validator: Send + Sync + 'static {
+    /// Checks the candidate state of the store.
+    fn check(&self, documents: &[Document]) -> Result<(), Vec<String>>;
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// The store every request reads and writes.
     pub store: Arc<dyn Store>,
+    /// Hashes the app API keys the key endpoints create; must use the
+    /// nodes' `server.key_hash_secret`.
+    pub key_hasher: KeyHasher,
+    /// Cross-entity checks before every write; `None`: only each body's
+    /// own validation.
+    pub validator: Option<Arc<dyn Validator>>,
+}
+
+impl AppState {
+    /// State over `store`, hashing keys with the built-in (public) secret
+    /// and without a validator.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            key_hasher: KeyHasher::default(),
+            validator: None,
+        }
+    }
+
+    /// Hashes new app keys with `hasher`.
+    #[must_use]
+    pub fn with_key_hasher(mut self, hasher: KeyHasher) -> Self {
+        self.key_hasher = hasher;
+        self
+    }
+
+    /// Runs `validator` before every write.
+    #[must_use]
+    pub fn with_validator(mut self, validator: Arc<dyn Validator>) -> Self {
+        self.validator = Some(validator);
+        self
+    }
 }
 
 /// One endpoint: the router and the OpenAPI document are both built from
@@ -160,6 +210,38 @@ pub const ENDPOINTS: &[Endpoint] = &[
         delete(handlers::delete_doc)
     }),
     ep(
+        "POST",
+        "/workspaces/{ws}/apps/{app}/keys",
+        "Create an API key of an app document (the key is returned once); optionally rotate the others out",
+        true,
+        true,
+        || post(apps::create_app_key),
+    ),
+    ep(
+        "DELETE",
+        "/workspaces/{ws}/apps/{app}/keys/{hash}",
+        "Revoke an API key of an app document at once",
+        true,
+        false,
+        || delete(apps::revoke_app_key),
+    ),
+    ep(
+        "POST",
+        "/workspaces/{ws}/subscriptions/{name}/approve",
+        "Approve a subscription",
+        true,
+        true,
+        || post(apps::approve_subscription),
+    ),
+    ep(
+        "POST",
+        "/workspaces/{ws}/subscriptions/{name}/reject",
+        "Reject a subscription",
+        true,
+        true,
+        || post(apps::reject_subscription),
+    ),
+    ep(
         "GET",
         "/audit",
         "Read the audit log, newest first",
@@ -188,9 +270,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
 ];
 
-/// The admin API router.
+/// The admin API router over `store`, with [`AppState::new`] defaults.
 pub fn router(store: Arc<dyn Store>) -> Router {
-    let state = AppState { store };
+    router_with(AppState::new(store))
+}
+
+/// The admin API router with the given state.
+pub fn router_with(state: AppState) -> Router {
     let mut authed = Router::new();
     let mut public = Router::new();
     for e in ENDPOINTS {
@@ -211,13 +297,24 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API on `listener` until `shutdown` resolves.
+/// Serves the admin API over `store` ([`AppState::new`] defaults) on
+/// `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store))
+    serve_with(listener, AppState::new(store), shutdown).await
+}
+
+/// Serves the admin API with the given state on `listener` until
+/// `shutdown` resolves.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -91,8 +91,11 @@ pub fn openapi() -> Value {
             }
         }
         let mut responses = Map::new();
+        let decision = e.path.ends_with("/approve") || e.path.ends_with("/reject");
         let ok = match e.method {
+            "POST" if decision => "200",
             "POST" => "201",
+            "DELETE" if e.path.ends_with("/keys/{hash}") => "200",
             "DELETE" if e.path.starts_with("/workspaces") => "204",
             _ => "200",
         };

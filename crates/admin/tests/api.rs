@@ -966,6 +966,8 @@ async fn openapi_lists_every_route(api: Api) {
             .replace("{ws}", "default")
             .replace("{kind}", "services")
             .replace("{name}", "nothing")
+            .replace("{app}", "nothing")
+            .replace("{hash}", "k1:00")
             .replace("{id}", &uuid::Uuid::new_v4().to_string());
         let (s, _, v) = api
             .call(
@@ -984,5 +986,5 @@ async fn openapi_lists_every_route(api: Api) {
     }
     // And the kinds enum lists all of them.
     let kinds = &doc["paths"]["/workspaces/{ws}/{kind}"]["get"]["parameters"][1]["schema"]["enum"];
-    assert_eq!(kinds.as_array().unwrap().len(), 8, "{kinds}");
+    assert_eq!(kinds.as_array().unwrap().len(), 10, "{kinds}");
 }

@@ -59,6 +59,32 @@ impl KeyHasher {
     }
 }
 
+/// Why [`generate_key`] failed: the system random number generator did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomFailed;
+
+impl fmt::Display for RandomFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the system random number generator failed")
+    }
+}
+
+impl std::error::Error for RandomFailed {}
+
+/// A fresh app API key: 32 random bytes from the operating system
+/// (`ring`'s `SystemRandom`), base64url without padding: 43 characters,
+/// safe in headers and query strings. `gatehouse keys new` and the admin
+/// API's key endpoint both use it.
+pub fn generate_key() -> Result<String, RandomFailed> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| RandomFailed)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// An HMAC-SHA256 key hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyHash(pub [u8; 32]);
@@ -197,6 +223,19 @@ mod tests {
         ] {
             assert!(KeyHash::parse(&bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn generated_keys_are_43_base64url_characters_and_differ() {
+        let a = generate_key().unwrap();
+        let b = generate_key().unwrap();
+        assert_eq!(a.len(), 43);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+            "{a}"
+        );
+        assert_ne!(a, b);
     }
 
     #[test]

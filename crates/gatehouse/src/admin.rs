@@ -33,7 +33,12 @@ pub fn main(command: AdminCommand) -> ExitCode {
 
 async fn run(command: AdminCommand) -> Result<(), String> {
     match command {
-        AdminCommand::Serve { store, listen } => {
+        AdminCommand::Serve {
+            store,
+            listen,
+            config,
+        } => {
+            let hasher = crate::keys::hasher(config.as_deref())?;
             let store = gatehouse_store::open(&store)
                 .await
                 .map_err(|e| format!("cannot open the store: {e}"))?;
@@ -41,7 +46,8 @@ async fn run(command: AdminCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             tracing::info!(%listen, backend = store.backend(), "admin API listening");
-            gatehouse_admin::serve(listener, store, shutdown_signal())
+            let state = gatehouse_admin::AppState::new(store).with_key_hasher(hasher);
+            gatehouse_admin::serve_with(listener, state, shutdown_signal())
                 .await
                 .map_err(|e| format!("admin API: {e}"))
         }

@@ -123,6 +123,11 @@ pub enum AdminCommand {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8001")]
         listen: std::net::SocketAddr,
+        /// Configuration file whose `server.key_hash_secret` hashes the app
+        /// keys the API creates (must be the nodes' secret). Without it,
+        /// the built-in secret is used (with a warning).
+        #[arg(short, long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Admin tokens.
     Token {

@@ -6,10 +6,8 @@ use std::io::BufRead;
 use std::path::Path;
 use std::process::ExitCode;
 
-use base64::Engine;
 use gatehouse_core::KeyHasher;
 use gatehouse_core::keys::DEFAULT_KEY_HASH_SECRET;
-use ring::rand::SecureRandom;
 
 use crate::cli::KeysCommand;
 
@@ -28,7 +26,7 @@ fn run(command: KeysCommand) -> Result<(), String> {
     match command {
         KeysCommand::New { config } => {
             let hasher = hasher(config.as_deref())?;
-            let key = new_key()?;
+            let key = gatehouse_core::keys::generate_key().map_err(|e| e.to_string())?;
             println!("key:  {key}");
             println!("hash: {}", hasher.hash(&key));
             Ok(())
@@ -54,19 +52,9 @@ fn run(command: KeysCommand) -> Result<(), String> {
     }
 }
 
-/// A fresh key: 32 random bytes from the OS, base64url without padding
-/// (43 characters, safe in headers and query strings).
-fn new_key() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| "the system random number generator failed".to_string())?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
 /// The hasher of the config's `server.key_hash_secret`, or of the built-in
 /// secret (with a warning) when there is no config or it sets none.
-fn hasher(config: Option<&Path>) -> Result<KeyHasher, String> {
+pub fn hasher(config: Option<&Path>) -> Result<KeyHasher, String> {
     let secret = match config {
         Some(path) => {
             gatehouse_config::load_file(path)

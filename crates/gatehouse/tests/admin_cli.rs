@@ -97,3 +97,136 @@ fn token_create_then_serve() {
     let (status, _) = get(&addr, "/workspaces", Some("gha_nope")).unwrap();
     assert!(status.contains(" 401 "), "{status}");
 }
+
+/// One HTTP/1.1 request with an optional JSON body; returns the status
+/// line and the body.
+fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> std::io::Result<(String, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    Ok((
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    ))
+}
+
+/// `admin serve --config FILE` hashes the app keys it creates with the
+/// file's `server.key_hash_secret`; without it, with the built-in secret
+/// and a warning.
+#[test]
+fn serve_hashes_app_keys_with_the_config_secret() {
+    const SECRET: &str = "admin-cli-test-secret-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(
+        &config,
+        format!("server:\n  key_hash_secret: \"{SECRET}\"\n"),
+    )
+    .unwrap();
+    for with_config in [true, false] {
+        let store = format!(
+            "sqlite://{}",
+            dir.path().join(format!("g-{with_config}.db")).display()
+        );
+        let out = gatehouse()
+            .args(["admin", "token", "create", "--store", &store])
+            .args(["--name", "root", "--role", "super-admin"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = gatehouse();
+        cmd.args(["admin", "serve", "--store", &store, "--listen", &addr])
+            .env_remove("GATEHOUSE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if with_config {
+            cmd.arg("--config").arg(&config);
+        }
+        let mut child = Kill(cmd.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match get(&addr, "/workspaces", Some(&token)) {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("admin API never came up: {e}"),
+            }
+        }
+        let (status, body) = call(
+            &addr,
+            "PUT",
+            "/workspaces/default/apps/mobile",
+            &token,
+            Some(r#"{"body": {"consumer": "acme"}}"#),
+        )
+        .unwrap();
+        assert!(status.contains(" 201 "), "{status} {body}");
+        let (status, body) = call(
+            &addr,
+            "POST",
+            "/workspaces/default/apps/mobile/keys",
+            &token,
+            None,
+        )
+        .unwrap();
+        assert!(status.contains(" 201 "), "{status} {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let key = v["key"].as_str().unwrap();
+        let expected = if with_config {
+            gatehouse_core::KeyHasher::new(SECRET.as_bytes())
+        } else {
+            gatehouse_core::KeyHasher::default()
+        };
+        assert_eq!(v["hash"], expected.hash(key).to_string(), "{body}");
+        // Stop it and read what it said at start.
+        let _ = child.0.kill();
+        let mut stderr = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(
+            stderr.contains("warning: no server.key_hash_secret"),
+            !with_config,
+            "{stderr}"
+        );
+    }
+
+    // A broken config file is refused before serving.
+    std::fs::write(&config, "server:\n  key_hash_secret: 12\n  colour: red\n").unwrap();
+    let out = gatehouse()
+        .args(["admin", "serve", "--store"])
+        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!out.stderr.is_empty());
+}

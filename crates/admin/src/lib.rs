@@ -2,9 +2,10 @@
 //! CRUD of documents per workspace with ETags and `If-Match`, workspaces,
 //! the audit log, admin tokens, bearer authentication with roles, and an
 //! OpenAPI 3.1 document generated from the same endpoint table the router
-//! is built from.
+//! is built from, and an interactive docs page over it at `/docs`.
 
 mod auth;
+mod docs;
 mod entity;
 mod error;
 mod handlers;
@@ -18,6 +19,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use gatehouse_store::Store;
 
 pub use auth::Caller;
+pub use docs::CSP as DOCS_CSP;
 pub use entity::{Certificate, KINDS, Workspace};
 pub use error::ApiError;
 pub use handlers::parse_role;
@@ -192,7 +194,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
 pub fn router(store: Arc<dyn Store>) -> Router {
     let state = AppState { store };
     let mut authed = Router::new();
-    let mut public = Router::new();
+    // The docs page is not an API endpoint (not in ENDPOINTS or the
+    // OpenAPI document); like /openapi.json it needs no token.
+    let mut public = Router::new()
+        .route("/docs", get(docs::page))
+        .route("/docs/app.js", get(docs::script))
+        .route("/docs/app.css", get(docs::style));
     for e in ENDPOINTS {
         if e.auth {
             authed = authed.route(e.path, (e.handler)());

@@ -79,14 +79,14 @@
 
   // A readable view of a schema: its description and a table of fields
   // (name, type, required, description); named sub-schemas open on demand.
-  function schemaView(schema, seen) {
+  function schemaView(schema, seen, untitled) {
     seen = seen || new Set();
     const wrap = el("div", { class: "schema" });
     let s = schema;
     if (s && s.$ref) {
       const name = refName(s.$ref);
       seen = new Set(seen).add(name);
-      wrap.append(el("div", { class: "schema-name", text: name }));
+      if (!untitled) wrap.append(el("div", { class: "schema-name", text: name }));
       s = resolve(s);
     }
     if (s.description) wrap.append(el("p", { class: "desc", text: s.description }));
@@ -133,7 +133,7 @@
       d.addEventListener("toggle", () => {
         if (d.open && !filled) {
           filled = true;
-          d.append(schemaView({ $ref: "#/components/schemas/" + name }, seen));
+          d.append(schemaView({ $ref: "#/components/schemas/" + name }, seen, true));
         }
       });
       wrap.append(d);

@@ -219,3 +219,71 @@ async fn examples_are_valid_and_accepted() {
     assert_eq!(posted, gatehouse_admin::KINDS.len());
     drop(tx);
 }
+
+/// Every component schema is a valid draft 2020-12 schema (the dialect of
+/// OpenAPI 3.1), and the operations are well formed: unique operation ids,
+/// path parameters exactly those of the path, a success response each,
+/// request bodies with a schema.
+#[test]
+fn document_is_well_formed() {
+    let doc = gatehouse_admin::openapi();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let mut s = schema.clone();
+        s["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+        if let Err(e) = jsonschema::meta::validate(&s) {
+            panic!("{name}: not a valid 2020-12 schema: {e}");
+        }
+    }
+    // The meta-schema check does look inside: a broken schema fails it.
+    assert!(!jsonschema::meta::is_valid(&json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object", "properties": { "a": { "type": 42 } }
+    })));
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let in_path: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{method} {path}");
+            assert!(
+                ["get", "post", "put", "patch", "delete"].contains(&method.as_str()),
+                "{at}"
+            );
+            assert!(
+                ids.insert(op["operationId"].as_str().unwrap().to_owned()),
+                "{at}: duplicate operationId"
+            );
+            assert!(op["summary"].is_string(), "{at}");
+            assert_eq!(op["tags"].as_array().unwrap().len(), 1, "{at}");
+            let params = op["parameters"].as_array().unwrap();
+            let mut declared = Vec::new();
+            for p in params {
+                let loc = p["in"].as_str().unwrap();
+                assert!(["path", "query", "header"].contains(&loc), "{at}: {p}");
+                assert!(
+                    p["name"].is_string() && p["schema"].is_object(),
+                    "{at}: {p}"
+                );
+                if loc == "path" {
+                    assert_eq!(p["required"], true, "{at}: {p}");
+                    declared.push(p["name"].as_str().unwrap());
+                }
+            }
+            assert_eq!(declared, in_path, "{at}: path parameters");
+            let codes: Vec<&String> = op["responses"].as_object().unwrap().keys().collect();
+            assert!(codes.iter().any(|c| c.starts_with('2')), "{at}: {codes:?}");
+            for (code, r) in op["responses"].as_object().unwrap() {
+                assert!(r["description"].is_string(), "{at} {code}");
+            }
+            if let Some(body) = op.get("requestBody") {
+                assert!(
+                    body["content"]["application/json"]["schema"].is_object(),
+                    "{at}"
+                );
+            }
+        }
+    }
+}

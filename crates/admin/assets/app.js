@@ -267,9 +267,10 @@
     let textarea = null;
     if (media) {
       const example = media.example !== undefined ? media.example : minimal(media.schema || {});
-      textarea = el("textarea", { name: "body", class: "json", spellcheck: "false" });
+      const id = "b-" + Math.random().toString(36).slice(2);
+      textarea = el("textarea", { id, name: "body", class: "json", spellcheck: "false" });
       textarea.value = JSON.stringify(example, null, 2);
-      form.append(el("label", { text: "JSON body" }), textarea);
+      form.append(el("label", { for: id, text: "JSON body" }), textarea);
     }
     const send = el("button", { type: "submit", class: "send", text: "Send" });
     const note = el("span", { class: "error note" });

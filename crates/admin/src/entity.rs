@@ -2,9 +2,10 @@
 //! the validation of their bodies against the configuration types.
 
 use gatehouse_store::Kind;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -37,7 +38,7 @@ pub fn kind_of(segment: &str) -> ApiResult<Kind> {
 }
 
 /// A TLS certificate document's body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     /// The certificate chain, PEM.
@@ -47,7 +48,7 @@ pub struct Certificate {
 }
 
 /// A workspace document's body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workspace {
     /// What the workspace is for.
@@ -56,7 +57,7 @@ pub struct Workspace {
 }
 
 /// The body field that must equal the document name, if the kind has one.
-fn name_field(kind: Kind) -> Option<&'static str> {
+pub(crate) fn name_field(kind: Kind) -> Option<&'static str> {
     match kind {
         Kind::Service | Kind::Route | Kind::Plugin | Kind::Plan | Kind::App => Some("name"),
         Kind::Consumer => Some("username"),
@@ -178,5 +179,48 @@ pub fn validate(kind: Kind, name: &str, body: &mut Value) -> ApiResult<()> {
         Kind::Api => check::<c::Api>(body),
         Kind::Certificate => check::<Certificate>(body),
         Kind::Workspace => check::<Workspace>(body),
+    }
+}
+
+/// The JSON Schema of a kind's document body: the `$ref` to it, its
+/// definition (and those it uses) added to `generator`. The same types as
+/// [`validate`] uses.
+pub fn body_schema(kind: Kind, generator: &mut SchemaGenerator) -> Schema {
+    use gatehouse_config as c;
+    match kind {
+        Kind::Service => generator.subschema_for::<c::Service>(),
+        Kind::Route => generator.subschema_for::<c::Route>(),
+        Kind::Plugin => generator.subschema_for::<c::PluginRef>(),
+        Kind::Consumer => generator.subschema_for::<c::Consumer>(),
+        Kind::Plan => generator.subschema_for::<c::Plan>(),
+        Kind::Subscription => generator.subschema_for::<c::Subscription>(),
+        Kind::Api => generator.subschema_for::<c::Api>(),
+        Kind::App => generator.subschema_for::<c::AppDocument>(),
+        Kind::Credential => generator.subschema_for::<c::CredentialDocument>(),
+        Kind::Certificate => generator.subschema_for::<Certificate>(),
+        Kind::Workspace => generator.subschema_for::<Workspace>(),
+    }
+}
+
+/// A small valid body of a kind, the example of the OpenAPI document (and
+/// what the docs page pre-fills).
+pub fn example(kind: Kind) -> Value {
+    match kind {
+        Kind::Service => json!({ "name": "example", "url": "http://127.0.0.1:8080" }),
+        Kind::Route => json!({ "name": "example", "paths": ["/example"] }),
+        Kind::Plugin => json!({ "name": "request-id" }),
+        Kind::Consumer => json!({ "username": "example" }),
+        Kind::Plan => json!({ "name": "example" }),
+        Kind::Subscription => json!({
+            "app": "example", "api": "example", "plan": "example", "status": "pending"
+        }),
+        Kind::Api => json!({ "name": "example", "version": "v1" }),
+        Kind::App => json!({ "consumer": "example", "name": "example" }),
+        Kind::Credential => json!({ "consumer": "example" }),
+        Kind::Certificate => json!({
+            "cert": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
+            "key": "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n"
+        }),
+        Kind::Workspace => json!({ "description": "An example workspace" }),
     }
 }

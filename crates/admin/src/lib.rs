@@ -4,11 +4,13 @@
 //! once), subscription approval, the audit log, admin tokens, bearer
 //! authentication with roles, an optional cross-entity [`Validator`] run
 //! before every write, and an OpenAPI 3.1 document generated from the same
-//! endpoint table the router is built from.
+//! endpoint table the router is built from, and an interactive docs page
+//! over it at `/docs`.
 
 mod apps;
 mod auth;
 mod check;
+mod docs;
 mod entity;
 mod error;
 mod handlers;
@@ -23,6 +25,7 @@ use gatehouse_core::keys::KeyHasher;
 use gatehouse_store::{Document, Store};
 
 pub use auth::Caller;
+pub use docs::CSP as DOCS_CSP;
 pub use entity::{Certificate, KINDS, Workspace};
 pub use error::ApiError;
 pub use handlers::parse_role;
@@ -278,7 +281,12 @@ pub fn router(store: Arc<dyn Store>) -> Router {
 /// The admin API router with the given state.
 pub fn router_with(state: AppState) -> Router {
     let mut authed = Router::new();
-    let mut public = Router::new();
+    // The docs page is not an API endpoint (not in ENDPOINTS or the
+    // OpenAPI document); like /openapi.json it needs no token.
+    let mut public = Router::new()
+        .route("/docs", get(docs::page))
+        .route("/docs/app.js", get(docs::script))
+        .route("/docs/app.css", get(docs::style));
     for e in ENDPOINTS {
         if e.auth {
             authed = authed.route(e.path, (e.handler)());

@@ -216,7 +216,7 @@ pub fn example(kind: Kind) -> Value {
         }),
         Kind::Api => json!({ "name": "example", "version": "v1" }),
         Kind::App => json!({ "consumer": "example", "name": "example" }),
-        Kind::Credential => json!({ "consumer": "example" }),
+        Kind::Credential => json!({ "consumer": "example", "key_auth": { "key": "example-key" } }),
         Kind::Certificate => json!({
             "cert": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
             "key": "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n"

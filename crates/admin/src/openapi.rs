@@ -104,6 +104,13 @@ fn schemas() -> (Map<String, Value>, Vec<(Kind, String)>) {
                 );
             }
         }
+        // An API's name and version are filled in from `<name>@<version>`.
+        if *kind == gatehouse_store::Kind::Api
+            && let Some(Value::Object(s)) = schemas.get_mut(name)
+            && let Some(Value::Array(req)) = s.get_mut("required")
+        {
+            req.retain(|f| f != "name" && f != "version");
+        }
         schemas.insert(
             format!("{name}Input"),
             json!({
@@ -352,9 +359,22 @@ fn operation(e: &Endpoint, path: &str, target: Option<&Target>) -> Value {
                 {
                     b.remove(f);
                 }
+                // An API's name and version come from its `<name>@<version>`.
+                if e.method == "PUT"
+                    && t.kind == gatehouse_store::Kind::Api
+                    && let Value::Object(b) = &mut body
+                {
+                    b.remove("name");
+                    b.remove("version");
+                }
                 let mut ex = json!({ "tags": [], "body": body });
                 if e.method == "POST" && entity::name_field(t.kind).is_none() {
-                    ex["name"] = json!("example");
+                    // API documents are named `<name>@<version>`.
+                    ex["name"] = if t.kind == gatehouse_store::Kind::Api {
+                        json!("example@v1")
+                    } else {
+                        json!("example")
+                    };
                 }
                 media["example"] = ex;
                 media

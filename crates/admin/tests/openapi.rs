@@ -234,8 +234,14 @@ async fn examples_are_valid_and_accepted() {
         let resp = http
             .put(format!(
                 "{base}{}",
-                one.replace("{ws}", "default")
-                    .replace("{name}", "put-example")
+                one.replace("{ws}", "default").replace(
+                    "{name}",
+                    if seg == "apis" {
+                        "put-example@v2"
+                    } else {
+                        "put-example"
+                    }
+                )
             ))
             .bearer_auth(&token)
             .json(example)

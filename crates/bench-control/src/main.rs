@@ -259,7 +259,12 @@ async fn admin_writes(
     );
     let base = format!("http://127.0.0.1:{port}");
     let client = http1_client();
-    wait_ready(&client, &format!("{base}/openapi.json"), Duration::from_secs(20)).await?;
+    wait_ready(
+        &client,
+        &format!("{base}/openapi.json"),
+        Duration::from_secs(20),
+    )
+    .await?;
     let store = gatehouse_store::open(store_url)
         .await
         .map_err(|e| format!("cannot open the store: {e}"))?;
@@ -433,7 +438,9 @@ async fn reload(routes: usize, reloads: usize, concurrency: usize) -> Res<()> {
         tasks.push(tokio::spawn(async move {
             let mut k = c as u64 * 7919 + 1;
             while !stop.load(Ordering::Relaxed) {
-                k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                k = k
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let i = 1 + (k >> 33) as usize % (routes.max(2) - 1);
                 let host = if i.is_multiple_of(4) {
                     format!("h{}.example.com", i % 100)
@@ -458,8 +465,7 @@ async fn reload(routes: usize, reloads: usize, concurrency: usize) -> Res<()> {
     for n in 1..=reloads {
         let text = routes_config("127.0.0.1:0", &upstream.url(), routes, n);
         let t = Instant::now();
-        let loaded =
-            gatehouse_config::parse_str(&text, "bench.yaml").map_err(|e| e.to_string())?;
+        let loaded = gatehouse_config::parse_str(&text, "bench.yaml").map_err(|e| e.to_string())?;
         let p = t.elapsed();
         let t2 = Instant::now();
         gateway.reload(&loaded).await.map_err(|e| e.to_string())?;
@@ -535,7 +541,12 @@ async fn propagation(store: &str, gatehouse: &str, nodes: usize, changes: usize)
     }
     let client = http1_client();
     for a in &admins {
-        wait_ready(&client, &format!("{a}/openapi.json"), Duration::from_secs(30)).await?;
+        wait_ready(
+            &client,
+            &format!("{a}/openapi.json"),
+            Duration::from_secs(30),
+        )
+        .await?;
     }
     // A mock route whose body carries the change number.
     let route = |i: usize| {
@@ -545,7 +556,13 @@ async fn propagation(store: &str, gatehouse: &str, nodes: usize, changes: usize)
     let url = format!("{}/workspaces/default/routes/probe", admins[0]);
     call(&client, "PUT", &url, Some(&token), Some(&route(0)), None).await?;
     for p in &proxies {
-        wait_body(&client, &format!("{p}/probe"), "change-0", Duration::from_secs(30)).await?;
+        wait_body(
+            &client,
+            &format!("{p}/probe"),
+            "change-0",
+            Duration::from_secs(30),
+        )
+        .await?;
     }
     let mut all = Vec::new();
     let mut slowest = Vec::new();

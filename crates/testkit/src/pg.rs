@@ -15,9 +15,7 @@ pub fn admin_url() -> String {
 /// Runs `f` on a fresh current-thread runtime on its own thread, so it
 /// works from sync code and from inside another runtime alike.
 fn on_own_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>
-    + Send
-    + 'static,
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
 ) -> T {
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()

@@ -183,6 +183,7 @@ pub fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, String> {
 /// directory, fsync, rename over the old one, fsync of the directory.
 pub fn write_snapshot(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -192,7 +193,13 @@ pub fn write_snapshot(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(name);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Owner-only: the documents hold key hashes and credentials.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -212,9 +219,17 @@ struct Assembler {
 }
 
 impl Assembler {
+    /// Assembled and validated; compiling is left to the gateway's
+    /// `reload`, which reports its own errors and swaps nothing on error.
+    fn validate(&self, documents: &[Document]) -> Result<Loaded, Vec<String>> {
+        Ok(gatehouse_control::prepare(documents, &self.settings)?
+            .with_base_dir(self.base_dir.clone()))
+    }
+
+    /// Assembled, validated and compiled: the full `gatehouse validate`
+    /// check (at start, before anything is served).
     fn prepare(&self, documents: &[Document]) -> Result<Loaded, Vec<String>> {
-        let loaded = gatehouse_control::prepare(documents, &self.settings)?
-            .with_base_dir(self.base_dir.clone());
+        let loaded = self.validate(documents)?;
         gatehouse_control::compile_errors(&loaded)?;
         Ok(loaded)
     }
@@ -443,7 +458,7 @@ impl Follower {
             return;
         }
         self.served = Some(snap.revision);
-        let loaded = match self.assembler.prepare(&snap.documents) {
+        let loaded = match self.assembler.validate(&snap.documents) {
             Ok(l) => l,
             Err(errors) => {
                 tracing::error!(
@@ -466,9 +481,14 @@ impl Follower {
                 }
             }
             Err(errors) => {
+                let errors: Vec<String> = errors
+                    .0
+                    .iter()
+                    .map(|e| gatehouse_control::describe(e, Some(&loaded.config)))
+                    .collect();
                 tracing::error!(
                     revision = snap.revision,
-                    errors = %errors,
+                    errors = %errors.join("; "),
                     "store config rejected; still serving the last good one"
                 );
             }

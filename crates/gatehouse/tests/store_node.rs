@@ -50,6 +50,11 @@ async fn single_node(store_url: &str, dir: &std::path::Path) -> Duration {
     let file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&snapshot).unwrap()).unwrap();
     assert_eq!(file["documents"].as_array().unwrap().len(), 3, "{file}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&snapshot).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "snapshot file mode {mode:o}");
+    }
 
     // A change is served within a second.
     put(store.as_ref(), Kind::Route, "r", route("r", "app", "/two")).await;
@@ -74,6 +79,27 @@ async fn single_node(store_url: &str, dir: &std::path::Path) -> Duration {
     let file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&snapshot).unwrap()).unwrap();
     assert_eq!(file["revision"], store.revision().await.unwrap() - 1);
+
+    // A plugin that does not exist fails compilation, not validation: also
+    // rejected, and /two still served.
+    let mut bad = route("r", "app", "/three");
+    bad["plugins"] = json!([{"name": "no-such-plugin"}]);
+    put(store.as_ref(), Kind::Route, "r", bad).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.count("store config rejected") < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = node.log();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("store config rejected"))
+        .unwrap();
+    assert!(
+        line.contains("no-such-plugin") && line.contains("route `r`"),
+        "{line}"
+    );
+    assert_eq!(status(&addr, "/two").await, 200);
 
     // Fixed again: served again.
     put(store.as_ref(), Kind::Route, "r", route("r", "app", "/four")).await;

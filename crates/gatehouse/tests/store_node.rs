@@ -468,3 +468,64 @@ async fn roles_decide_what_runs_and_sighup_resyncs() {
     dp.stop();
     cp.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_periodic_resync_catches_a_change_without_notification() {
+    let upstream = Upstream::builder().body("hello").start().await;
+    let db = gatehouse_testkit::pg::TestDb::create("node_resync");
+    let dir = tempfile::tempdir().unwrap();
+    let config = settings_file(dir.path());
+    let store = gatehouse_store::open(db.url()).await.unwrap();
+    put(
+        store.as_ref(),
+        Kind::Service,
+        "app",
+        service("app", &upstream.url()),
+    )
+    .await;
+    put(
+        store.as_ref(),
+        Kind::Route,
+        "r",
+        route("r", "app", "/before"),
+    )
+    .await;
+    let snap = dir.path().join("snap.json");
+    let node = Node::start(
+        db.url(),
+        &[
+            "--config",
+            &config,
+            "--role",
+            "data-plane",
+            "--snapshot-file",
+            snap.to_str().unwrap(),
+            "--resync-interval",
+            "500ms",
+        ],
+        true,
+    );
+    assert_eq!(status(&node.proxy, "/before").await, 200);
+
+    // Change the route and the revision behind the store's back: no NOTIFY
+    // is sent, so only the periodic revision check can see it.
+    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "BEGIN;
+             UPDATE store_revision SET revision = revision + 1 WHERE id = 1;
+             UPDATE documents SET body = jsonb_set(body, '{paths}', '[\"/after\"]'),
+                    version = (SELECT revision FROM store_revision WHERE id = 1)
+              WHERE kind = 'route' AND name = 'r';
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    let took = node.until("/after", 200, Duration::from_secs(10)).await;
+    eprintln!("unnotified change served after {took:?} (resync interval 500ms)");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    node.stop();
+}

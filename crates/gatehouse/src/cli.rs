@@ -283,6 +283,22 @@ pub fn load_and_check(path: &std::path::Path) -> Result<Loaded, ConfigErrors> {
     Ok(loaded)
 }
 
+/// The gateway's runtime for `server.worker_threads`. One worker thread
+/// means one event loop, like one nginx worker: a current-thread runtime
+/// skips the work-stealing machinery entirely; 0 means one per core.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
+    rt.enable_all().thread_name("gatehouse-worker").build()
+}
+
 fn run(config: Option<PathBuf>) -> ExitCode {
     // Fingerprint the file before reading it: if it changes in between, the
     // watcher sees a difference and reloads once more (harmless), instead
@@ -300,20 +316,7 @@ fn run(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One worker thread means one event loop, like one nginx worker: a
-    // current-thread runtime skips the work-stealing machinery entirely.
-    let threads = loaded.config.server.worker_threads;
-    let mut rt = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if threads > 1 {
-            b.worker_threads(threads);
-        }
-        b
-    };
-    rt.enable_all().thread_name("gatehouse-worker");
-    let rt = match rt.build() {
+    let rt = match runtime(loaded.config.server.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -119,18 +119,7 @@ pub fn run(opts: NodeOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let threads = settings.server.worker_threads;
-    let mut rt = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if threads > 1 {
-            b.worker_threads(threads);
-        }
-        b
-    };
-    rt.enable_all().thread_name("gatehouse-worker");
-    let rt = match rt.build() {
+    let rt = match crate::cli::runtime(settings.server.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

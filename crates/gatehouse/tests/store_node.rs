@@ -134,6 +134,14 @@ async fn starts_from_the_snapshot_file_when_the_store_is_unreachable() {
     let config = settings_file(dir.path());
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
+    let args = [
+        "--config",
+        &config,
+        "--data-dir",
+        data_arg,
+        "--role",
+        "data-plane",
+    ];
     let store = gatehouse_store::open(db.url()).await.unwrap();
     put(
         store.as_ref(),
@@ -144,18 +152,7 @@ async fn starts_from_the_snapshot_file_when_the_store_is_unreachable() {
     .await;
     put(store.as_ref(), Kind::Route, "r", route("r", "app", "/snap")).await;
 
-    let node = Node::start(
-        db.url(),
-        &[
-            "--config",
-            &config,
-            "--data-dir",
-            data_arg,
-            "--role",
-            "data-plane",
-        ],
-        true,
-    );
+    let node = Node::start(db.url(), &args, true);
     assert_eq!(status(&node.proxy, "/snap").await, 200, "{}", node.log());
     node.stop();
     assert!(data.join("snapshot.json").exists(), "default snapshot file");
@@ -168,18 +165,7 @@ async fn starts_from_the_snapshot_file_when_the_store_is_unreachable() {
         format!("{base}/gatehouse_no_such_db")
     };
     for url in [&closed, &missing_db] {
-        let mut node = Node::start(
-            url,
-            &[
-                "--config",
-                &config,
-                "--data-dir",
-                data_arg,
-                "--role",
-                "data-plane",
-            ],
-            true,
-        );
+        let mut node = Node::start(url, &args, true);
         node.wait_for("starting from the snapshot file", Duration::from_secs(5));
         assert_eq!(status(&node.proxy, "/snap").await, 200, "{}", node.log());
         // Still retrying in the background, still serving.
@@ -190,55 +176,20 @@ async fn starts_from_the_snapshot_file_when_the_store_is_unreachable() {
 
     // A corrupt snapshot file and no store: a clear error, exit non-zero.
     std::fs::write(data.join("snapshot.json"), b"{\"format\": 1, \"revis").unwrap();
-    let (ok, log) = Node::spawn(
-        &closed,
-        &[
-            "--config",
-            &config,
-            "--data-dir",
-            data_arg,
-            "--role",
-            "data-plane",
-        ],
-    )
-    .wait_exit(Duration::from_secs(20));
+    let (ok, log) = Node::spawn(&closed, &args).wait_exit(Duration::from_secs(20));
     assert!(!ok);
     assert!(log.contains("is corrupt"), "{log}");
 
     // A corrupt file with the store up: ignored and overwritten.
-    let node = Node::start(
-        db.url(),
-        &[
-            "--config",
-            &config,
-            "--data-dir",
-            data_arg,
-            "--role",
-            "data-plane",
-        ],
-        true,
-    );
+    let node = Node::start(db.url(), &args, true);
     assert_eq!(status(&node.proxy, "/snap").await, 200);
     assert!(node.log().contains("ignoring the snapshot file"));
-    let file: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("snapshot.json")).unwrap()).unwrap();
-    assert_eq!(file["revision"], store.revision().await.unwrap());
+    until_file_revision(&data.join("snapshot.json"), store.revision().await.unwrap()).await;
     node.stop();
 
     // No file and no store: a clear error, exit non-zero.
     std::fs::remove_file(data.join("snapshot.json")).unwrap();
-    let (ok, log) = Node::spawn(
-        &closed,
-        &[
-            "--config",
-            &config,
-            "--data-dir",
-            data_arg,
-            "--role",
-            "data-plane",
-        ],
-    )
-    .wait_exit(Duration::from_secs(20));
+    let (ok, log) = Node::spawn(&closed, &args).wait_exit(Duration::from_secs(20));
     assert!(!ok);
     assert!(log.contains("cannot open the store"), "{log}");
     assert!(log.contains("no snapshot file"), "{log}");

@@ -92,6 +92,19 @@ pub fn parse_str(text: &str, name: &str) -> Result<Loaded, ConfigErrors> {
     })
 }
 
+/// Validates a configuration that was not read from YAML text (for
+/// example one assembled from control-plane documents); `name` is used in
+/// error messages, which carry field paths but no lines.
+pub fn from_config(config: Config, name: &str) -> Result<Loaded, ConfigErrors> {
+    let source = Source::new(name, "");
+    validate::validate(&config, &source)?;
+    Ok(Loaded {
+        config,
+        source,
+        base_dir: None,
+    })
+}
+
 /// The JSON Schema of the configuration file, generated from the types.
 pub fn schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Config)).unwrap_or_default()

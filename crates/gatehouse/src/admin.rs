@@ -3,6 +3,11 @@
 //! token straight in the store.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use gatehouse_config::Config;
+use gatehouse_core::keys::KeyHasher;
+use gatehouse_store::{Document, Store};
 
 use crate::cli::{AdminCommand, AdminTokenCommand};
 
@@ -38,7 +43,14 @@ async fn run(command: AdminCommand) -> Result<(), String> {
             listen,
             config,
         } => {
-            let hasher = crate::keys::hasher(config.as_deref())?;
+            let settings = match config.as_deref() {
+                Some(path) => {
+                    crate::cli::load_and_check(path)
+                        .map_err(|e| e.to_string())?
+                        .config
+                }
+                None => gatehouse_config::Config::default(),
+            };
             let store = gatehouse_store::open(&store)
                 .await
                 .map_err(|e| format!("cannot open the store: {e}"))?;
@@ -46,7 +58,7 @@ async fn run(command: AdminCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             tracing::info!(%listen, backend = store.backend(), "admin API listening");
-            let state = gatehouse_admin::AppState::new(store).with_key_hasher(hasher);
+            let state = state(store, &settings);
             gatehouse_admin::serve_with(listener, state, shutdown_signal())
                 .await
                 .map_err(|e| format!("admin API: {e}"))
@@ -75,6 +87,50 @@ async fn run(command: AdminCommand) -> Result<(), String> {
             println!("{}", issued.plaintext);
             Ok(())
         }
+    }
+}
+
+/// The admin API's state for a node with these settings: app keys hashed
+/// under `server.key_hash_secret` (the built-in secret, with a warning, when
+/// it is unset) and every write checked by [`StoreValidator`].
+pub fn state(store: Arc<dyn Store>, settings: &Config) -> gatehouse_admin::AppState {
+    let hasher = match &settings.server.key_hash_secret {
+        Some(secret) => KeyHasher::new(secret.as_bytes()),
+        None => {
+            tracing::warn!(
+                "no server.key_hash_secret: the admin API hashes app keys with the built-in secret, which is public"
+            );
+            KeyHasher::default()
+        }
+    };
+    gatehouse_admin::AppState::new(store)
+        .with_key_hasher(hasher)
+        .with_validator(Arc::new(StoreValidator {
+            settings: node_settings(settings),
+        }))
+}
+
+/// Only the node settings of a config: what the store's documents are
+/// assembled with.
+fn node_settings(settings: &Config) -> Config {
+    Config {
+        server: settings.server.clone(),
+        listeners: settings.listeners.clone(),
+        ..Config::default()
+    }
+}
+
+/// The admin API's cross-entity check: the store as it would be after a
+/// write must pass what `gatehouse validate` checks (references, route
+/// conflicts across workspaces, plugin configs, the compile), with the
+/// messages a node would log. See docs/admin-api.md.
+pub struct StoreValidator {
+    settings: Config,
+}
+
+impl gatehouse_admin::Validator for StoreValidator {
+    fn check(&self, documents: &[Document]) -> Result<(), Vec<String>> {
+        gatehouse_control::check_documents(documents, &self.settings).map(drop)
     }
 }
 

@@ -37,9 +37,36 @@ pub enum Command {
     /// Run the gateway.
     Run {
         /// Configuration file (YAML). Without it, the embedded demo
-        /// configuration is served.
+        /// configuration is served. With `--store`, it may only hold node
+        /// settings (`server`, `listeners`); without it a store-backed node
+        /// listens where the demo configuration does (127.0.0.1:8080).
         #[arg(short, long, env = "GATEHOUSE_CONFIG")]
         config: Option<PathBuf>,
+        /// Serve the configuration of this control-plane store
+        /// (`postgres://user@host:port/db` or `sqlite:///path.db`) and
+        /// follow its changes (see docs/cluster.md).
+        #[arg(long, env = "GATEHOUSE_STORE")]
+        store: Option<String>,
+        /// With `--store`: the proxy and the admin API (`both`), the proxy
+        /// only (`data-plane`) or the admin API only (`control-plane`).
+        #[arg(long, value_enum, default_value_t = crate::node::Role::Both, requires = "store")]
+        role: crate::node::Role,
+        /// With `--store`: where the admin API listens (roles `both` and
+        /// `control-plane`).
+        #[arg(long, default_value = "127.0.0.1:8001", requires = "store")]
+        admin_listen: std::net::SocketAddr,
+        /// With `--store`: the node's local data directory.
+        #[arg(long, default_value = "./gatehouse-data", requires = "store")]
+        data_dir: PathBuf,
+        /// With `--store`: the last good store snapshot, written after
+        /// every successful load and read at start when the store is
+        /// unreachable. Default: `<data dir>/snapshot.json`.
+        #[arg(long, requires = "store")]
+        snapshot_file: Option<PathBuf>,
+        /// With `--store`: how often the store's revision is compared with
+        /// the one served (a safety net for missed notifications).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, requires = "store")]
+        resync_interval: std::time::Duration,
     },
     /// Check a configuration file and exit: 0 if valid, 1 with every error
     /// (file:line:column: field: message) if not.
@@ -189,7 +216,23 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, cli.log_format);
     match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run {
+            config,
+            store: Some(store),
+            role,
+            admin_listen,
+            data_dir,
+            snapshot_file,
+            resync_interval,
+        } => crate::node::run(crate::node::NodeOptions {
+            store,
+            config,
+            role,
+            admin_listen,
+            snapshot_file: snapshot_file.unwrap_or_else(|| data_dir.join("snapshot.json")),
+            resync_interval,
+        }),
+        Command::Run { config, .. } => run(config),
         Command::Validate { file } => match load_and_check(&file) {
             Ok(loaded) => {
                 println!(
@@ -245,6 +288,22 @@ pub fn load_and_check(path: &std::path::Path) -> Result<Loaded, ConfigErrors> {
     Ok(loaded)
 }
 
+/// The gateway's runtime for `server.worker_threads`. One worker thread
+/// means one event loop, like one nginx worker: a current-thread runtime
+/// skips the work-stealing machinery entirely; 0 means one per core.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
+    rt.enable_all().thread_name("gatehouse-worker").build()
+}
+
 fn run(config: Option<PathBuf>) -> ExitCode {
     // Fingerprint the file before reading it: if it changes in between, the
     // watcher sees a difference and reloads once more (harmless), instead
@@ -262,20 +321,7 @@ fn run(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One worker thread means one event loop, like one nginx worker: a
-    // current-thread runtime skips the work-stealing machinery entirely.
-    let threads = loaded.config.server.worker_threads;
-    let mut rt = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if threads > 1 {
-            b.worker_threads(threads);
-        }
-        b
-    };
-    rt.enable_all().thread_name("gatehouse-worker");
-    let rt = match rt.build() {
+    let rt = match runtime(loaded.config.server.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cli;
 pub mod keys;
+pub mod node;
 pub mod reload;
 pub mod schema;
 pub mod sync;

@@ -54,6 +54,17 @@ impl Signals {
             hup: signal(SignalKind::hangup())?,
         })
     }
+
+    /// Waits for SIGTERM or SIGINT, calling `on_hup` for every SIGHUP.
+    pub async fn wait_for_stop(&mut self, mut on_hup: impl FnMut()) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => on_hup(),
+            }
+        }
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, reloading on SIGHUP and file changes.

@@ -175,6 +175,31 @@ fn serve_hashes_app_keys_with_the_config_secret() {
                 Err(e) => panic!("admin API never came up: {e}"),
             }
         }
+        // The served API runs the same cross-entity checks as `validate`:
+        // an app of a consumer that does not exist is refused ...
+        let (status, body) = call(
+            &addr,
+            "PUT",
+            "/workspaces/default/apps/mobile",
+            &token,
+            Some(r#"{"body": {"consumer": "acme"}}"#),
+        )
+        .unwrap();
+        assert!(status.contains(" 422 "), "{status} {body}");
+        assert!(
+            body.contains("refers to consumer `acme`, which does not exist"),
+            "{body}"
+        );
+        // ... and accepted once the consumer is there.
+        let (status, body) = call(
+            &addr,
+            "PUT",
+            "/workspaces/default/consumers/acme",
+            &token,
+            Some(r#"{"body": {}}"#),
+        )
+        .unwrap();
+        assert!(status.contains(" 201 "), "{status} {body}");
         let (status, body) = call(
             &addr,
             "PUT",
@@ -212,7 +237,7 @@ fn serve_hashes_app_keys_with_the_config_secret() {
             .read_to_string(&mut stderr)
             .unwrap();
         assert_eq!(
-            stderr.contains("warning: no server.key_hash_secret"),
+            stderr.contains("no server.key_hash_secret"),
             !with_config,
             "{stderr}"
         );
@@ -229,4 +254,68 @@ fn serve_hashes_app_keys_with_the_config_secret() {
         .unwrap();
     assert!(!out.status.success());
     assert!(!out.stderr.is_empty());
+}
+
+/// The served admin API refuses a route that would silently shadow a route
+/// of another workspace, naming both, and keeps the store unchanged; a
+/// route that differs (another host) is fine.
+#[test]
+fn serve_rejects_route_conflicts_across_workspaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("g.db").display());
+    let out = gatehouse()
+        .args(["admin", "token", "create", "--store", &store])
+        .args(["--name", "root", "--role", "super-admin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _child = Kill(
+        gatehouse()
+            .args(["admin", "serve", "--store", &store, "--listen", &addr])
+            .env_remove("GATEHOUSE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&addr, "/workspaces", Some(&token)).is_err() {
+        assert!(Instant::now() < deadline, "admin API never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let put = |path: &str, body: &str| call(&addr, "PUT", path, &token, Some(body)).unwrap();
+    for ws in ["team-a", "team-b"] {
+        let (status, body) = put(&format!("/workspaces/{ws}"), r#"{"body": {}}"#);
+        assert!(status.contains(" 201 "), "{status} {body}");
+        let (status, body) = put(
+            &format!("/workspaces/{ws}/services/orders"),
+            r#"{"body": {"url": "http://127.0.0.1:9001"}}"#,
+        );
+        assert!(status.contains(" 201 "), "{status} {body}");
+    }
+    let route = r#"{"body": {"service": "orders", "hosts": ["api.example.com"], "paths": ["/orders"], "methods": ["GET"]}}"#;
+    let (status, body) = put("/workspaces/team-a/routes/orders", route);
+    assert!(status.contains(" 201 "), "{status} {body}");
+    let (_, before) = get(&addr, "/audit", Some(&token)).unwrap();
+    let (status, body) = put("/workspaces/team-b/routes/orders-v1", route);
+    assert!(status.contains(" 422 "), "{status} {body}");
+    assert!(
+        body.contains("conflicts with route `orders` in workspace `team-a`"),
+        "{body}"
+    );
+    let (_, after) = get(&addr, "/audit", Some(&token)).unwrap();
+    assert_eq!(before, after, "a refused write must not reach the store");
+    // Another host does not conflict.
+    let (status, body) = put(
+        "/workspaces/team-b/routes/orders-v1",
+        r#"{"body": {"service": "orders", "hosts": ["b.example.com"], "paths": ["/orders"], "methods": ["GET"]}}"#,
+    );
+    assert!(status.contains(" 201 "), "{status} {body}");
 }

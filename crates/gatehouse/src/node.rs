@@ -1,0 +1,544 @@
+//! `gatehouse run --store URL`: a node that serves the assembled
+//! configuration of the control-plane store (docs/cluster.md).
+//!
+//! The node follows the store: a change notification (or the periodic
+//! revision check, or SIGHUP) makes it read a snapshot, assemble and check
+//! it (`gatehouse-control`) and swap it in; a snapshot that fails is logged
+//! and the last good configuration keeps serving. Every snapshot that loads
+//! is written to the snapshot file, which a node starts from when the store
+//! cannot be reached; it then keeps retrying the store in the background.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use gatehouse_config::{Config, Loaded};
+use gatehouse_proxy::{Gateway, Shared};
+use gatehouse_store::{Document, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::reload::Signals;
+
+/// What a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The proxy and the admin API in one process.
+    Both,
+    /// The proxy only.
+    DataPlane,
+    /// The admin API only (no proxy listeners).
+    ControlPlane,
+}
+
+/// The options of `gatehouse run --store`.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The store URL.
+    pub store: String,
+    /// The node-settings file (`server`, `listeners`).
+    pub config: Option<PathBuf>,
+    /// What to run.
+    pub role: Role,
+    /// Where the admin API listens.
+    pub admin_listen: SocketAddr,
+    /// Where the snapshot file is written.
+    pub snapshot_file: PathBuf,
+    /// How often the store's revision is compared with the one served.
+    pub resync_interval: Duration,
+}
+
+/// On SQLite, how often the revision is polled: its change notification
+/// only sees writes made by this process.
+const SQLITE_POLL: Duration = Duration::from_millis(250);
+/// First and longest wait between attempts to open an unreachable store.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Version of the snapshot file format.
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The node settings: `server` and `listeners` of the file, or the demo
+/// config's listeners and default server settings without a file. Entity
+/// sections in the file are an error (they come from the store).
+pub fn node_settings(path: Option<&Path>) -> Result<(Config, PathBuf), String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let Some(path) = path else {
+        let demo = gatehouse_config::parse_str(crate::DEMO_CONFIG, "<embedded demo config>")
+            .map_err(|e| e.to_string())?;
+        let settings = Config {
+            listeners: demo.config.listeners,
+            ..Config::default()
+        };
+        return Ok((settings, cwd));
+    };
+    let loaded = gatehouse_config::load_file(path).map_err(|e| e.to_string())?;
+    let c = &loaded.config;
+    let sections: Vec<&str> = [
+        ("services", c.services.is_empty()),
+        ("routes", c.routes.is_empty()),
+        ("plugins", c.plugins.is_empty()),
+        ("consumers", c.consumers.is_empty()),
+        ("apis", c.apis.is_empty()),
+        ("plans", c.plans.is_empty()),
+        ("subscriptions", c.subscriptions.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(name, empty)| (!empty).then_some(name))
+    .collect();
+    if !sections.is_empty() {
+        return Err(format!(
+            "{}: with --store the configuration comes from the store; this file may only hold node settings (`server`, `listeners`), but it has `{}` (put them in the store with `gatehouse config apply`)",
+            path.display(),
+            sections.join("`, `")
+        ));
+    }
+    let base = loaded
+        .base_dir
+        .clone()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(cwd);
+    Ok((
+        Config {
+            server: loaded.config.server,
+            listeners: loaded.config.listeners,
+            ..Config::default()
+        },
+        base,
+    ))
+}
+
+/// Runs a store-backed node until SIGTERM/SIGINT.
+pub fn run(opts: NodeOptions) -> ExitCode {
+    let (settings, base_dir) = match node_settings(opts.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match crate::cli::runtime(settings.server.worker_threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match serve(opts, settings, base_dir).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// The snapshot file: the last store snapshot this node loaded.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotFile {
+    /// File format version (1).
+    pub format: u32,
+    /// The store revision of the documents.
+    pub revision: u64,
+    /// Every document at that revision.
+    pub documents: Vec<Document>,
+}
+
+/// Reads the snapshot file: `None` when there is none.
+pub fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read snapshot file {}: {e}", path.display())),
+    };
+    let file: SnapshotFile = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("snapshot file {} is corrupt: {e}", path.display()))?;
+    if file.format != SNAPSHOT_FORMAT {
+        return Err(format!(
+            "snapshot file {} has format {}, this gatehouse reads format {SNAPSHOT_FORMAT}",
+            path.display(),
+            file.format
+        ));
+    }
+    Ok(Some(file))
+}
+
+/// Writes the snapshot file atomically: a temporary file in the same
+/// directory, fsync, rename over the old one, fsync of the directory.
+pub fn write_snapshot(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(name);
+    let result = (|| {
+        // Owner-only: the documents hold key hashes and credentials.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Turns documents into a configuration this node can load.
+struct Assembler {
+    settings: Config,
+    base_dir: PathBuf,
+}
+
+impl Assembler {
+    /// Assembled and validated; compiling is left to the gateway's
+    /// `reload`, which reports its own errors and swaps nothing on error.
+    fn validate(&self, documents: &[Document]) -> Result<Loaded, Vec<String>> {
+        Ok(gatehouse_control::prepare(documents, &self.settings)?
+            .with_base_dir(self.base_dir.clone()))
+    }
+
+    /// Assembled, validated and compiled: the full `gatehouse validate`
+    /// check (at start, before anything is served).
+    fn prepare(&self, documents: &[Document]) -> Result<Loaded, Vec<String>> {
+        let loaded = self.validate(documents)?;
+        gatehouse_control::compile_errors(&loaded)?;
+        Ok(loaded)
+    }
+}
+
+async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
+    gatehouse_store::open(url)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))
+}
+
+async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result<(), String> {
+    let mut signals =
+        Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let admin_listener = if opts.role == Role::DataPlane {
+        None
+    } else {
+        let l = tokio::net::TcpListener::bind(opts.admin_listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} (admin API): {e}", opts.admin_listen))?;
+        Some(l)
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    if opts.role == Role::ControlPlane {
+        let store = open_store(&opts.store).await?;
+        let listener = admin_listener.ok_or("no admin listener")?;
+        tracing::info!(listen = %opts.admin_listen, backend = store.backend(), role = "control-plane", "admin API listening");
+        let state = crate::admin::state(store, &settings);
+        let admin = tokio::spawn(serve_admin(listener, state, stop_rx));
+        signals
+            .wait_for_stop(|| {
+                tracing::info!("SIGHUP ignored: a control-plane node serves no config")
+            })
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), admin).await;
+        tracing::info!("bye");
+        return Ok(());
+    }
+
+    let admin_settings = settings.clone();
+    let assembler = Assembler { settings, base_dir };
+    let file = read_snapshot(&opts.snapshot_file);
+    let store = open_store(&opts.store).await;
+    let (loaded, revision, store, save) = initial(&assembler, &opts, file, store).await?;
+
+    let gateway = Gateway::start(&loaded).await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        revision,
+        role = ?opts.role,
+        addrs = ?gateway.addrs(),
+        "gatehouse node started"
+    );
+    let follower = Follower {
+        assembler,
+        shared: Arc::clone(gateway.shared()),
+        snapshot_file: opts.snapshot_file.clone(),
+        // Started from the file: load whatever the store has once it is
+        // back, even at the same revision number (the file may come from
+        // another store, whose numbers mean nothing here).
+        served: save.as_ref().map(|_| revision),
+    };
+    if let Some(bytes) = save {
+        follower.save(bytes).await;
+    }
+    let hup = Arc::new(Notify::new());
+    let follow = tokio::spawn(follower.follow(
+        opts.store.clone(),
+        store,
+        opts.resync_interval,
+        Arc::clone(&hup),
+        admin_listener.map(|l| (l, stop_rx, admin_settings)),
+    ));
+
+    signals
+        .wait_for_stop(|| {
+            tracing::info!("SIGHUP: resyncing with the store");
+            hup.notify_one();
+        })
+        .await;
+    follow.abort();
+    let _ = stop_tx.send(true);
+    tracing::info!("shutting down: draining in-flight requests");
+    if gateway.shutdown().await {
+        tracing::info!("drained; bye");
+    } else {
+        tracing::warn!("shutdown deadline passed with requests still in flight");
+    }
+    Ok(())
+}
+
+type Initial = (Loaded, u64, Option<Arc<dyn Store>>, Option<Vec<u8>>);
+
+/// The first configuration: the store's, else the snapshot file's.
+async fn initial(
+    assembler: &Assembler,
+    opts: &NodeOptions,
+    file: Result<Option<SnapshotFile>, String>,
+    store: Result<Arc<dyn Store>, String>,
+) -> Result<Initial, String> {
+    let path = opts.snapshot_file.display();
+    let from_store = match &store {
+        Ok(s) => match s.snapshot().await {
+            Ok(snap) => match assembler.prepare(&snap.documents) {
+                Ok(loaded) => Ok((loaded, snap)),
+                Err(errors) => Err(format!(
+                    "the store's configuration (revision {}) is invalid:\n  {}",
+                    snap.revision,
+                    errors.join("\n  ")
+                )),
+            },
+            Err(e) => Err(format!("cannot read the store: {e}")),
+        },
+        Err(e) => Err(e.clone()),
+    };
+    let store = store.ok();
+    match from_store {
+        Ok((loaded, snap)) => {
+            if let Err(e) = &file {
+                tracing::warn!(error = %e, "ignoring the snapshot file; it will be overwritten");
+            }
+            let bytes = encode(snap.revision, &snap.documents);
+            Ok((loaded, snap.revision, store, bytes))
+        }
+        Err(store_error) => match file {
+            Ok(Some(file)) => {
+                let loaded = assembler.prepare(&file.documents).map_err(|errors| {
+                    format!(
+                        "{store_error}\nand the snapshot file {path} (revision {}) does not load:\n  {}",
+                        file.revision,
+                        errors.join("\n  ")
+                    )
+                })?;
+                tracing::warn!(
+                    error = %store_error,
+                    snapshot_file = %path,
+                    revision = file.revision,
+                    "starting from the snapshot file; retrying the store in the background"
+                );
+                Ok((loaded, file.revision, store, None))
+            }
+            Ok(None) => Err(format!(
+                "{store_error}\nand there is no snapshot file at {path} to start from"
+            )),
+            Err(file_error) => Err(format!("{store_error}\nand {file_error}")),
+        },
+    }
+}
+
+fn encode(revision: u64, documents: &[Document]) -> Option<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        format: u32,
+        revision: u64,
+        documents: &'a [Document],
+    }
+    match serde_json::to_vec(&Out {
+        format: SNAPSHOT_FORMAT,
+        revision,
+        documents,
+    }) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the snapshot file");
+            None
+        }
+    }
+}
+
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: gatehouse_admin::AppState,
+    mut stop: watch::Receiver<bool>,
+) {
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = gatehouse_admin::serve_with(listener, state, shutdown).await {
+        tracing::error!(error = %e, "admin API stopped");
+    }
+}
+
+/// Keeps the gateway on the store's latest good snapshot.
+struct Follower {
+    assembler: Assembler,
+    shared: Arc<Shared>,
+    snapshot_file: PathBuf,
+    /// The revision last tried (loaded or rejected).
+    served: Option<u64>,
+}
+
+impl Follower {
+    async fn save(&self, bytes: Vec<u8>) {
+        let path = self.snapshot_file.clone();
+        let written = tokio::task::spawn_blocking(move || write_snapshot(&path, &bytes)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, file = %self.snapshot_file.display(), "cannot write the snapshot file")
+            }
+            Err(e) => tracing::error!(error = %e, "snapshot file writer failed"),
+        }
+    }
+
+    /// Loads the store's snapshot if its revision differs from the one
+    /// tried last (or always, with `force`).
+    async fn sync(&mut self, store: &dyn Store, force: bool) {
+        if !force {
+            match store.revision().await {
+                Ok(r) if Some(r) == self.served => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the store revision; still serving the last good config");
+                    return;
+                }
+            }
+        }
+        let snap = match store.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store; still serving the last good config");
+                return;
+            }
+        };
+        if !force && Some(snap.revision) == self.served {
+            return;
+        }
+        self.served = Some(snap.revision);
+        let loaded = match self.assembler.validate(&snap.documents) {
+            Ok(l) => l,
+            Err(errors) => {
+                tracing::error!(
+                    revision = snap.revision,
+                    errors = %errors.join("; "),
+                    "store config rejected; still serving the last good one"
+                );
+                return;
+            }
+        };
+        match self.shared.reload(&loaded).await {
+            Ok(version) => {
+                tracing::info!(
+                    revision = snap.revision,
+                    version,
+                    "config reloaded from the store"
+                );
+                if let Some(bytes) = encode(snap.revision, &snap.documents) {
+                    self.save(bytes).await;
+                }
+            }
+            Err(errors) => {
+                let errors: Vec<String> = errors
+                    .0
+                    .iter()
+                    .map(|e| gatehouse_control::describe(e, Some(&loaded.config)))
+                    .collect();
+                tracing::error!(
+                    revision = snap.revision,
+                    errors = %errors.join("; "),
+                    "store config rejected; still serving the last good one"
+                );
+            }
+        }
+    }
+
+    async fn follow(
+        mut self,
+        url: String,
+        store: Option<Arc<dyn Store>>,
+        resync: Duration,
+        hup: Arc<Notify>,
+        mut admin: Option<(tokio::net::TcpListener, watch::Receiver<bool>, Config)>,
+    ) {
+        let store = match store {
+            Some(s) => s,
+            None => {
+                let mut delay = RETRY_FIRST;
+                loop {
+                    tokio::time::sleep(delay).await;
+                    match open_store(&url).await {
+                        Ok(s) => {
+                            tracing::info!("the store is reachable again; resyncing");
+                            break s;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in = ?delay, "store still unreachable; serving the snapshot file's config");
+                            delay = (delay * 2).min(RETRY_MAX);
+                        }
+                    }
+                }
+            }
+        };
+        if let Some((listener, stop, settings)) = admin.take() {
+            tracing::info!(listen = ?listener.local_addr().ok(), "admin API listening");
+            let state = crate::admin::state(Arc::clone(&store), &settings);
+            tokio::spawn(serve_admin(listener, state, stop));
+        }
+        let mut changes = store.subscribe();
+        self.sync(store.as_ref(), false).await;
+        let mut resync_tick = tokio::time::interval(resync.max(Duration::from_millis(100)));
+        resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let poll = store.backend() == "sqlite";
+        let mut poll_tick = tokio::time::interval(SQLITE_POLL);
+        poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                revision = changes.next() => {
+                    if revision.is_none() {
+                        // The store was dropped; cannot happen while we
+                        // hold it, but do not spin.
+                        std::future::pending::<()>().await;
+                    }
+                    self.sync(store.as_ref(), false).await;
+                }
+                _ = resync_tick.tick() => self.sync(store.as_ref(), false).await,
+                _ = poll_tick.tick(), if poll => self.sync(store.as_ref(), false).await,
+                () = hup.notified() => self.sync(store.as_ref(), true).await,
+            }
+        }
+    }
+}

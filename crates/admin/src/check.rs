@@ -12,7 +12,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gatehouse_core::ProblemType;
-use gatehouse_store::{Document, Kind, NewDocument};
+use std::sync::Arc;
+
+use gatehouse_store::{Document, Kind, NewDocument, Snapshot};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -84,23 +86,86 @@ pub fn candidate(
     documents
 }
 
+/// The state a write was checked against: the store's revision before it
+/// and the documents after it (see [`remember_write`]).
+pub struct Checked {
+    base: u64,
+    documents: Vec<Document>,
+}
+
 /// Runs the validator (if any) on the state after `change`: `422
 /// invalid-entity` with its messages when it refuses.
-pub async fn cross_check(state: &AppState, change: Change<'_>) -> ApiResult<()> {
+pub async fn cross_check(state: &AppState, change: Change<'_>) -> ApiResult<Option<Checked>> {
     let Some(validator) = state.validator.clone() else {
-        return Ok(());
+        return Ok(None);
     };
-    let snapshot = state.store.snapshot().await?;
-    let documents = candidate(snapshot.documents, snapshot.revision, &change);
+    let snapshot = current_snapshot(state).await?;
+    let documents = candidate(snapshot.documents.clone(), snapshot.revision, &change);
     // A full check can take a while on a big store: off the async threads.
-    tokio::task::spawn_blocking(move || validator.check(&documents))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "admin API: the validator panicked");
-            ApiError::new(
-                ProblemType::Internal,
-                "the validator failed (see the server log)",
-            )
-        })?
-        .map_err(ApiError::rejected)
+    let (documents, verdict) = tokio::task::spawn_blocking(move || {
+        let verdict = validator.check(&documents);
+        (documents, verdict)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "admin API: the validator panicked");
+        ApiError::new(
+            ProblemType::Internal,
+            "the validator failed (see the server log)",
+        )
+    })?;
+    verdict.map_err(ApiError::rejected)?;
+    Ok(Some(Checked {
+        base: snapshot.revision,
+        documents,
+    }))
+}
+
+/// After a checked put went through: when it produced exactly the next
+/// revision (no other write came in between; every committed change bumps
+/// the revision by one), the checked documents, with the stored document
+/// in place of the candidate, are the store at that revision, so the next
+/// check needs no snapshot read.
+pub fn remember_write(state: &AppState, checked: Option<Checked>, written: &Document) {
+    let Some(Checked {
+        base,
+        mut documents,
+    }) = checked
+    else {
+        return;
+    };
+    if written.version != base + 1 {
+        return;
+    }
+    let Some(slot) = documents.iter_mut().find(|d| {
+        d.workspace == written.workspace && d.kind == written.kind && d.name == written.name
+    }) else {
+        return;
+    };
+    *slot = written.clone();
+    if let Ok(mut cache) = state.snapshot_cache.lock() {
+        *cache = Some(Arc::new(Snapshot {
+            revision: written.version,
+            documents,
+        }));
+    }
+}
+
+/// Every document at the store's current revision: the cached snapshot
+/// when the revision has not moved since it was read or written, else a
+/// fresh one (and that is cached). The documents at one revision never
+/// change, so a cache keyed by revision cannot be stale.
+async fn current_snapshot(state: &AppState) -> ApiResult<Arc<Snapshot>> {
+    let revision = state.store.revision().await?;
+    if let Ok(cache) = state.snapshot_cache.lock()
+        && let Some(s) = cache.as_ref()
+        && s.revision == revision
+    {
+        return Ok(Arc::clone(s));
+    }
+    let fresh = Arc::new(state.store.snapshot().await?);
+    if let Ok(mut cache) = state.snapshot_cache.lock() {
+        *cache = Some(Arc::clone(&fresh));
+    }
+    Ok(fresh)
 }

@@ -236,8 +236,10 @@ pub(crate) async fn write(
     doc: NewDocument,
     expect: Expect,
 ) -> ApiResult<Written> {
-    check::cross_check(state, check::Change::Put(&doc)).await?;
-    Ok(state.store.put(caller.actor(), doc, expect).await?)
+    let checked = check::cross_check(state, check::Change::Put(&doc)).await?;
+    let written = state.store.put(caller.actor(), doc, expect).await?;
+    check::remember_write(state, checked, &written.document);
+    Ok(written)
 }
 
 /// A subscription written without `status`: an existing one keeps its

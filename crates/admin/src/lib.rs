@@ -55,6 +55,10 @@ pub struct AppState {
     /// Cross-entity checks before every write; `None`: only each body's
     /// own validation.
     pub validator: Option<Arc<dyn Validator>>,
+    /// The last snapshot the cross-entity check read, reused while the
+    /// store's revision has not moved (a cheap read) instead of reading
+    /// every document again on each write.
+    snapshot_cache: Arc<std::sync::Mutex<Option<Arc<gatehouse_store::Snapshot>>>>,
 }
 
 impl AppState {
@@ -65,6 +69,7 @@ impl AppState {
             store,
             key_hasher: KeyHasher::default(),
             validator: None,
+            snapshot_cache: Arc::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use gatehouse_admin::{AppState, Validator};
 use gatehouse_core::KeyHasher;
-use gatehouse_store::{Document, Kind, Role, Store};
+use gatehouse_store::{Document, Expect, Kind, NewDocument, Role, Store};
 use gatehouse_testkit::pg::TestDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -1090,4 +1090,66 @@ async fn validator_hook(db: Db) {
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     let (s, _, v) = api.call(Method::DELETE, &format!("{svcs}/svc"), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+}
+
+// The check reuses the state it validated after the API's own writes; a
+// write through another handle (another node, `config apply`) moves the
+// revision, and the next check must see it, both ways.
+both!(validator_sees_writes_made_elsewhere);
+async fn validator_sees_writes_made_elsewhere(db: Db) {
+    let api = Api::start(db, Some(Arc::new(TestValidator::default()))).await;
+    let svc = |name: &str| NewDocument {
+        workspace: "default".into(),
+        kind: Kind::Service,
+        name: name.into(),
+        tags: vec![],
+        body: json!({ "name": name, "url": "http://127.0.0.1:1" }),
+    };
+    // Prime the cache with the API's own writes.
+    api.put(
+        "/workspaces/default/services/mine",
+        json!({ "url": "http://127.0.0.1:1" }),
+    )
+    .await;
+    api.put(
+        "/workspaces/default/routes/r0",
+        json!({ "paths": ["/0"], "service": "mine" }),
+    )
+    .await;
+    // A service written past the API: a route to it is accepted ...
+    let url = match &api._db {
+        Holder::Dir(d) => format!("sqlite://{}", d.path().join("gatehouse.db").display()),
+        Holder::Pg(pg) => pg.url().to_owned(),
+    };
+    let other = gatehouse_store::open(&url).await.unwrap();
+    other
+        .put("elsewhere", svc("theirs"), Expect::Absent)
+        .await
+        .unwrap();
+    api.put(
+        "/workspaces/default/routes/r1",
+        json!({ "paths": ["/1"], "service": "theirs" }),
+    )
+    .await;
+    // ... and a service deleted past the API is gone for the next check.
+    api.put(
+        "/workspaces/default/services/doomed",
+        json!({ "url": "http://127.0.0.1:1" }),
+    )
+    .await;
+    other
+        .delete("elsewhere", "default", Kind::Service, "doomed", Expect::Any)
+        .await
+        .unwrap();
+    let r = api
+        .call(
+            Method::PUT,
+            "/workspaces/default/routes/r2",
+            Some(json!({ "body": { "paths": ["/2"], "service": "doomed" } })),
+        )
+        .await;
+    assert_rejected(
+        &r,
+        &["route `r2`: no service `doomed` in workspace `default`"],
+    );
 }

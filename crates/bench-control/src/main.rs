@@ -65,6 +65,16 @@ enum Cmd {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Cost of the admin API's per-write check (assemble, validate,
+    /// compile) for a store of N services and N routes.
+    CheckCost {
+        /// Services (and as many routes).
+        #[arg(long, default_value_t = 1000)]
+        entities: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+    },
     /// Change propagation to every node of a cluster.
     Propagation {
         /// The PostgreSQL store URL shared by the nodes.
@@ -108,6 +118,10 @@ fn main() -> std::process::ExitCode {
                 reloads,
                 concurrency,
             } => reload(routes, reloads, concurrency).await,
+            Cmd::CheckCost { entities, repeat } => {
+                check_cost(entities, repeat);
+                Ok(())
+            }
             Cmd::Propagation {
                 store,
                 gatehouse,
@@ -322,8 +336,8 @@ async fn admin_writes(
                 let mut i = 0u64;
                 while Instant::now() < until {
                     let name = format!("api-{w}-{}", i % 64);
-                    let body = json!({"name": name,
-                                      "url": format!("http://127.0.0.1:{}", 1000 + (round as u64 * 7 + i) % 60000)});
+                    let body = json!({"body": {"name": name,
+                                      "url": format!("http://127.0.0.1:{}", 1000 + (round as u64 * 7 + i) % 60000)}});
                     let t = Instant::now();
                     match call(
                         &client,
@@ -339,8 +353,11 @@ async fn admin_writes(
                             count.fetch_add(1, Ordering::Relaxed);
                             lat.push(ms(t.elapsed()));
                         }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
+                        other => {
+                            if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("first failed admin write: {other:?}");
+                            }
+                            break;
                         }
                     }
                     i += 1;
@@ -506,6 +523,58 @@ async fn reload(routes: usize, reloads: usize, concurrency: usize) -> Res<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------- check-cost
+
+fn check_cost(entities: usize, repeat: usize) {
+    let mut docs = Vec::new();
+    let doc = |kind, name: String, body: serde_json::Value| gatehouse_store::Document {
+        id: Default::default(),
+        workspace: gatehouse_store::DEFAULT_WORKSPACE.to_owned(),
+        kind,
+        name,
+        tags: vec![],
+        body,
+        version: 1,
+        created_at: 0,
+        updated_at: 0,
+    };
+    for i in 0..entities {
+        docs.push(doc(
+            gatehouse_store::Kind::Service,
+            format!("s{i}"),
+            json!({"name": format!("s{i}"), "url": format!("http://127.0.0.1:{}", 1000 + i % 60000)}),
+        ));
+        docs.push(doc(
+            gatehouse_store::Kind::Route,
+            format!("r{i}"),
+            json!({"name": format!("r{i}"), "service": format!("s{i}"), "paths": [format!("/r{i}/{{id}}")]}),
+        ));
+    }
+    let node = gatehouse_config::Config::default();
+    let (mut assemble, mut prepare, mut check) = (vec![], vec![], vec![]);
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let _ = gatehouse_control::assemble(&docs, &node);
+        assemble.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let _ = gatehouse_control::prepare(&docs, &node);
+        prepare.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let r = gatehouse_control::check_documents(&docs, &node);
+        check.push(ms(t.elapsed()));
+        if let Err(e) = r {
+            eprintln!("check failed: {e:?}");
+        }
+    }
+    println!(
+        "{}",
+        json!({"bench": "check-cost", "services": entities, "routes": entities,
+               "assemble_ms_median": median(&mut assemble),
+               "assemble_and_validate_ms_median": median(&mut prepare),
+               "full_check_ms_median": median(&mut check)})
+    );
+}
+
 // --------------------------------------------------------- propagation
 
 async fn propagation(store: &str, gatehouse: &str, nodes: usize, changes: usize) -> Res<()> {
@@ -550,8 +619,8 @@ async fn propagation(store: &str, gatehouse: &str, nodes: usize, changes: usize)
     }
     // A mock route whose body carries the change number.
     let route = |i: usize| {
-        json!({"name": "probe", "paths": ["/probe"],
-               "plugins": [{"name": "mock", "config": {"status": 200, "body": format!("change-{i}")}}]})
+        json!({"body": {"name": "probe", "paths": ["/probe"],
+               "plugins": [{"name": "mock", "config": {"status": 200, "body": format!("change-{i}")}}]}})
     };
     let url = format!("{}/workspaces/default/routes/probe", admins[0]);
     call(&client, "PUT", &url, Some(&token), Some(&route(0)), None).await?;

@@ -717,6 +717,12 @@ fn valid_host(h: &str) -> bool {
 
 fn routes(config: &Config, c: &mut Collector<'_>) {
     let services: HashSet<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+    // First definition wins, as a linear `find` would (duplicates are
+    // reported by the service checks).
+    let mut by_name: HashMap<&str, &crate::Service> = HashMap::new();
+    for s in &config.services {
+        by_name.entry(s.name.as_str()).or_insert(s);
+    }
     let mut seen = HashMap::new();
     for (i, r) in config.routes.iter().enumerate() {
         unique_name(&mut seen, &r.name, i, "routes", c);
@@ -803,7 +809,7 @@ fn routes(config: &Config, c: &mut Collector<'_>) {
         let service = r
             .service
             .as_deref()
-            .and_then(|name| config.services.iter().find(|s| s.name == name));
+            .and_then(|name| by_name.get(name).copied());
         route_resilience(r, i, service, c);
         plugin_refs(&r.plugins, &format!("routes[{i}].plugins"), c);
     }

@@ -425,3 +425,31 @@ fn validation_errors_name_the_entity() {
         "{errors:?}"
     );
 }
+
+/// Conflicts are found by path groups, not by comparing every pair: many
+/// routes with their own paths, one planted clash among them.
+#[test]
+fn one_conflict_among_thousands_of_routes() {
+    let mut docs = vec![service("team-a", "svc"), service("team-b", "svc")];
+    for i in 0..3000 {
+        for ws in ["team-a", "team-b"] {
+            docs.push(route(
+                ws,
+                &format!("r{i}"),
+                json!({"service": "svc", "paths": [format!("/{ws}/{i}")]}),
+            ));
+        }
+    }
+    assert!(assemble(&docs, &node()).is_ok());
+    docs.push(route(
+        "team-b",
+        "clash",
+        json!({"service": "svc", "paths": ["/team-a/1234"]}),
+    ));
+    assert_eq!(
+        assemble(&docs, &node()).unwrap_err(),
+        [
+            "route `clash` in workspace `team-b` conflicts with route `r1234` in workspace `team-a`: both match any host, path /team-a/1234, any method"
+        ]
+    );
+}

@@ -45,6 +45,12 @@ pub struct Certificate {
     pub cert: String,
     /// The private key, PEM.
     pub key: String,
+    /// Host names it is served for (`api.example.com`, `*.example.com`);
+    /// empty: the certificate's own DNS names. Store-backed nodes serve
+    /// every certificate document on each of their TLS listeners, chosen
+    /// by SNI (docs/cluster.md).
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// A workspace document's body.

@@ -8,7 +8,8 @@
 //! them. Global plugins of `default` stay global; global plugins of `W`
 //! are attached to each of `W`'s services that has no plugin of that name.
 //! `app` and `credential` documents join their consumer. Workspace and
-//! certificate documents are not compiled (yet).
+//! certificate documents are not compiled here (store-backed nodes add
+//! certificates to their TLS listeners themselves, crates/gatehouse/src/certs.rs).
 
 mod assemble;
 mod conflict;

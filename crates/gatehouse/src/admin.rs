@@ -130,6 +130,7 @@ pub struct StoreValidator {
 
 impl gatehouse_admin::Validator for StoreValidator {
     fn check(&self, documents: &[Document]) -> Result<(), Vec<String>> {
+        crate::certs::check_all(documents)?;
         gatehouse_control::check_documents(documents, &self.settings).map(drop)
     }
 }

@@ -230,6 +230,7 @@ pub fn main() -> ExitCode {
             role,
             admin_listen,
             snapshot_file: snapshot_file.unwrap_or_else(|| data_dir.join("snapshot.json")),
+            certs_dir: data_dir.join("certs"),
             resync_interval,
         }),
         Command::Run { config, .. } => run(config),

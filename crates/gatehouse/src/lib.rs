@@ -2,6 +2,7 @@
 //! The binary in `main.rs` is a thin shell around [`cli::main`].
 
 pub mod admin;
+pub mod certs;
 pub mod cli;
 pub mod keys;
 pub mod node;

@@ -47,6 +47,9 @@ pub struct NodeOptions {
     pub admin_listen: SocketAddr,
     /// Where the snapshot file is written.
     pub snapshot_file: PathBuf,
+    /// Where certificate documents are written as PEM files for the TLS
+    /// listeners (`<data dir>/certs`).
+    pub certs_dir: PathBuf,
     /// How often the store's revision is compared with the one served.
     pub resync_interval: Duration,
 }
@@ -205,14 +208,16 @@ pub fn write_snapshot(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 struct Assembler {
     settings: Config,
     base_dir: PathBuf,
+    certs_dir: PathBuf,
 }
 
 impl Assembler {
     /// Assembled and validated; compiling is left to the gateway's
     /// `reload`, which reports its own errors and swaps nothing on error.
     fn validate(&self, documents: &[Document]) -> Result<Loaded, Vec<String>> {
-        Ok(gatehouse_control::prepare(documents, &self.settings)?
-            .with_base_dir(self.base_dir.clone()))
+        let settings =
+            crate::certs::with_store_certificates(&self.settings, documents, &self.certs_dir)?;
+        Ok(gatehouse_control::prepare(documents, &settings)?.with_base_dir(self.base_dir.clone()))
     }
 
     /// Assembled, validated and compiled: the full `gatehouse validate`
@@ -261,7 +266,11 @@ async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result
     }
 
     let admin_settings = settings.clone();
-    let assembler = Assembler { settings, base_dir };
+    let assembler = Assembler {
+        settings,
+        base_dir,
+        certs_dir: opts.certs_dir.clone(),
+    };
     let file = read_snapshot(&opts.snapshot_file);
     let store = open_store(&opts.store).await;
     let (loaded, revision, store, save) = initial(&assembler, &opts, file, store).await?;

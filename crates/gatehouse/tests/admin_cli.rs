@@ -312,6 +312,13 @@ fn serve_rejects_route_conflicts_across_workspaces() {
     );
     let (_, after) = get(&addr, "/audit", Some(&token)).unwrap();
     assert_eq!(before, after, "a refused write must not reach the store");
+    // A certificate document that is not PEM is refused the same way.
+    let (status, body) = put(
+        "/workspaces/team-a/certificates/api",
+        r#"{"body": {"cert": "not PEM", "key": "not PEM"}}"#,
+    );
+    assert!(status.contains(" 422 "), "{status} {body}");
+    assert!(body.contains("holds no PEM certificate"), "{body}");
     // Another host does not conflict.
     let (status, body) = put(
         "/workspaces/team-b/routes/orders-v1",

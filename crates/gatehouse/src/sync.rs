@@ -91,9 +91,10 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
             store,
             workspace,
         } => {
-            let desired = desired(&file)?;
+            let mut desired = desired(&file)?;
             let store = open(&store).await?;
             let current = workspace_documents(store.as_ref(), &workspace).await?;
+            note_kept(keep_unmanaged(&current, &mut desired));
             let plan = diff(&current, &desired);
             for line in &plan.lines {
                 println!("{line}");
@@ -110,8 +111,25 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
             store,
             workspace,
         } => {
-            let desired = desired(&file)?;
+            let mut desired = desired(&file)?;
             let store = open(&store).await?;
+            let snapshot = store
+                .snapshot()
+                .await
+                .map_err(|e| format!("cannot read the store: {e}"))?;
+            let current: Vec<Document> = snapshot
+                .documents
+                .iter()
+                .filter(|d| d.workspace == workspace)
+                .cloned()
+                .collect();
+            note_kept(keep_unmanaged(&current, &mut desired));
+            cross_check(&snapshot.documents, &workspace, &desired).map_err(|errors| {
+                format!(
+                    "apply refused, nothing changed: the store would not load on the nodes:\n  {}",
+                    errors.join("\n  ")
+                )
+            })?;
             let report = store
                 .apply(CLI_ACTOR, &workspace, desired)
                 .await
@@ -142,6 +160,70 @@ fn desired(file: &std::path::Path) -> Result<Vec<ApplyDocument>, String> {
         );
     }
     to_documents(config)
+}
+
+/// Adds the workspace's documents of kinds a configuration file cannot
+/// describe (apps, credentials and certificates kept as their own
+/// documents, usually made through the admin API) to `desired` unchanged,
+/// so an apply keeps them instead of deleting them. Returns how many.
+fn keep_unmanaged(current: &[Document], desired: &mut Vec<ApplyDocument>) -> usize {
+    let before = desired.len();
+    desired.extend(
+        current
+            .iter()
+            .filter(|d| !SECTIONS.iter().any(|(_, k)| *k == d.kind))
+            .map(|d| ApplyDocument {
+                kind: d.kind,
+                name: d.name.clone(),
+                tags: d.tags.clone(),
+                body: d.body.clone(),
+            }),
+    );
+    desired.len() - before
+}
+
+fn note_kept(kept: usize) {
+    if kept > 0 {
+        eprintln!(
+            "note: {kept} app, credential or certificate document(s) of the workspace are not described by the file; they are kept as they are"
+        );
+    }
+}
+
+/// The checks every node runs on the store (and the admin API before each
+/// write), on the store as it would be after the apply: the other
+/// workspaces as they are, this one as `desired`. Catches what one file
+/// cannot show, such as a route that conflicts with another workspace's.
+fn cross_check(
+    all: &[Document],
+    workspace: &str,
+    desired: &[ApplyDocument],
+) -> Result<(), Vec<String>> {
+    let mut docs: Vec<Document> = all
+        .iter()
+        .filter(|d| d.workspace != workspace)
+        .cloned()
+        .collect();
+    docs.extend(desired.iter().map(|d| Document {
+        id: Default::default(),
+        workspace: workspace.to_owned(),
+        kind: d.kind,
+        name: d.name.clone(),
+        tags: d.tags.clone(),
+        body: d.body.clone(),
+        version: 0,
+        created_at: 0,
+        updated_at: 0,
+    }));
+    docs.sort_by(|a, b| {
+        (a.workspace.as_str(), a.kind.as_str(), a.name.as_str()).cmp(&(
+            b.workspace.as_str(),
+            b.kind.as_str(),
+            b.name.as_str(),
+        ))
+    });
+    crate::certs::check_all(&docs)?;
+    gatehouse_control::check_documents(&docs, &gatehouse_config::Config::default()).map(drop)
 }
 
 /// The documents of one workspace, read at one revision.

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use gatehouse_store::{Expect, Kind, NewDocument};
 use gatehouse_testkit::pg::TestDb;
 
 const CONFIG: &str = r#"
@@ -244,4 +245,107 @@ fn sync_sqlite() {
 #[test]
 fn sync_postgres() {
     sync_round_trip(&Fixture::postgres());
+}
+
+/// An apply keeps the documents a file cannot describe (an app and a
+/// certificate made through the admin API), and refuses a file whose
+/// routes would conflict with another workspace's, changing nothing.
+fn apply_keeps_and_cross_checks(fx: &Fixture) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatehouse.yaml");
+    std::fs::write(&file, CONFIG).unwrap();
+    let file = file.to_str().unwrap();
+    let out = gatehouse(&["config", "apply", file], &fx.url);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    let pair = gatehouse_testkit::tls::TestCa::new("ca").server_cert(&["api.test"]);
+    block_on(async {
+        let store = gatehouse_store::open(&fx.url).await.unwrap();
+        for (kind, name, body) in [
+            (
+                Kind::App,
+                "mobile",
+                serde_json::json!({"consumer": "alice", "name": "mobile"}),
+            ),
+            (
+                Kind::Certificate,
+                "api",
+                serde_json::json!({"cert": pair.cert_pem, "key": pair.key_pem}),
+            ),
+            (Kind::Workspace, "team-b", serde_json::json!({})),
+        ] {
+            let workspace = if kind == Kind::Workspace {
+                gatehouse_store::WORKSPACE_SCOPE
+            } else {
+                "default"
+            };
+            store
+                .put(
+                    "test",
+                    NewDocument {
+                        workspace: workspace.into(),
+                        kind,
+                        name: name.into(),
+                        tags: vec![],
+                        body,
+                    },
+                    Expect::Absent,
+                )
+                .await
+                .unwrap();
+        }
+    });
+    // The diff shows no change and the apply keeps both documents.
+    let out = gatehouse(&["config", "diff", file], &fx.url);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("2 app, credential or certificate"),
+        "{stderr}"
+    );
+    let out = gatehouse(&["config", "apply", file], &fx.url);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("0 created, 0 updated, 0 deleted, 10 unchanged"),
+        "{stdout}{stderr}"
+    );
+
+    // team-b's file routes /users like default's users-route: refused.
+    let before = fx.revision();
+    let other = dir.path().join("team-b.yaml");
+    std::fs::write(
+        &other,
+        "services:\n  - name: users\n    url: http://127.0.0.1:9009\nroutes:\n  - name: mine\n    paths: [/users]\n    service: users\n",
+    )
+    .unwrap();
+    let out = gatehouse(
+        &[
+            "config",
+            "apply",
+            other.to_str().unwrap(),
+            "--workspace",
+            "team-b",
+        ],
+        &fx.url,
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "route `mine` in workspace `team-b` conflicts with route `users-route` in workspace `default`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(fx.revision(), before, "a refused apply changed the store");
+}
+
+#[test]
+fn apply_keeps_and_cross_checks_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    apply_keeps_and_cross_checks(&Fixture::sqlite(dir.path()));
+}
+
+#[test]
+fn apply_keeps_and_cross_checks_postgres() {
+    apply_keeps_and_cross_checks(&Fixture::postgres());
 }

@@ -66,4 +66,7 @@ if [ -z "$ONLY" ] || [ "$ONLY" = propagation ]; then
     echo "== propagation of $CHANGES changes to $NODES nodes"
     "$bench" propagation --gatehouse "$gatehouse" --store "$(new_pg)" \
         --nodes "$NODES" --changes "$CHANGES"
+    echo "== propagation of $CHANGES changes to $NODES nodes, $ROUTES routes in the store"
+    "$bench" propagation --gatehouse "$gatehouse" --store "$(new_pg)" \
+        --nodes "$NODES" --changes "$CHANGES" --routes "$ROUTES"
 fi

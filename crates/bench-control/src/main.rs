@@ -89,6 +89,10 @@ enum Cmd {
         /// Changes to time.
         #[arg(long, default_value_t = 100)]
         changes: usize,
+        /// Routes (and one service) put in the store first, so every change
+        /// reloads a config of this size on every node.
+        #[arg(long, default_value_t = 0)]
+        routes: usize,
     },
 }
 
@@ -127,7 +131,8 @@ fn main() -> std::process::ExitCode {
                 gatehouse,
                 nodes,
                 changes,
-            } => propagation(&store, &gatehouse, nodes, changes).await,
+                routes,
+            } => propagation(&store, &gatehouse, nodes, changes, routes).await,
         }
     });
     match result {
@@ -577,8 +582,39 @@ fn check_cost(entities: usize, repeat: usize) {
 
 // --------------------------------------------------------- propagation
 
-async fn propagation(store: &str, gatehouse: &str, nodes: usize, changes: usize) -> Res<()> {
+async fn propagation(
+    store: &str,
+    gatehouse: &str,
+    nodes: usize,
+    changes: usize,
+    routes: usize,
+) -> Res<()> {
     let token = create_token(gatehouse, store)?;
+    if routes > 0 {
+        let handle = gatehouse_store::open(store)
+            .await
+            .map_err(|e| format!("cannot open the store: {e}"))?;
+        let mut docs = vec![gatehouse_store::ApplyDocument {
+            kind: gatehouse_store::Kind::Service,
+            name: "backend".into(),
+            tags: vec![],
+            body: json!({"name": "backend", "url": "http://127.0.0.1:9"}),
+        }];
+        for i in 0..routes {
+            docs.push(gatehouse_store::ApplyDocument {
+                kind: gatehouse_store::Kind::Route,
+                name: format!("r{i}"),
+                tags: vec![],
+                body: json!({"name": format!("r{i}"), "service": "backend",
+                             "paths": [format!("/r{i}/items/{{id}}")]}),
+            });
+        }
+        handle
+            .apply("bench", gatehouse_store::DEFAULT_WORKSPACE, docs)
+            .await
+            .map_err(|e| format!("cannot load {routes} routes: {e}"))?;
+        println!("the store holds {routes} routes");
+    }
     let dir = std::env::temp_dir().join(format!("bench-control-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut procs = Vec::new();
@@ -664,6 +700,7 @@ async fn propagation(store: &str, gatehouse: &str, nodes: usize, changes: usize)
     }
     let summary = json!({
         "bench": "propagation",
+        "routes": routes,
         "nodes": nodes,
         "changes": changes,
         "all_nodes_ms_median": (median(&mut slowest) * 10.0).round() / 10.0,

@@ -205,6 +205,19 @@ async fn three_nodes_follow_one_postgres_through_a_restart() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The admin API says the store is unavailable (503 problem+json) and
+    // writes nothing.
+    let (st, body) = nodes::http(
+        &admin1,
+        "PUT",
+        "/workspaces/default/routes/r",
+        Some(&token),
+        Some(&json!({"body": {"name": "r", "service": "app", "paths": ["/never"]}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 503, "{body}");
+    assert!(body.contains("urn:gatehouse:problem:store-unavailable"), "{body}");
     pg_ctl("start");
     guard.stopped = false;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -3,7 +3,7 @@
 //! dangling service reference, a bad plugin option) still point at a line.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -17,23 +17,35 @@ pub struct Source {
 #[derive(Debug)]
 struct Inner {
     name: String,
-    positions: HashMap<String, (usize, usize)>,
+    /// The text, kept to build the index the first time an error needs a
+    /// location: a valid file (the usual case, and every reload of a big
+    /// one) never pays for a second YAML pass and a map of every path.
+    text: String,
+    positions: OnceLock<HashMap<String, (usize, usize)>>,
 }
 
 impl Source {
-    /// Indexes `text`; `name` is the file name shown in errors.
+    /// A source over `text`; `name` is the file name shown in errors. The
+    /// index of field positions is built on the first [`Source::locate`].
     pub fn new(name: &str, text: &str) -> Self {
-        let mut indexer = Indexer::default();
-        let mut parser = Parser::new_from_str(text);
-        // A syntax error is reported by the serde pass with its own
-        // location; the index then simply stays partial.
-        let _ = parser.load(&mut indexer, false);
         Self {
             inner: Arc::new(Inner {
                 name: name.to_string(),
-                positions: indexer.positions,
+                text: text.to_string(),
+                positions: OnceLock::new(),
             }),
         }
+    }
+
+    fn positions(&self) -> &HashMap<String, (usize, usize)> {
+        self.inner.positions.get_or_init(|| {
+            let mut indexer = Indexer::default();
+            let mut parser = Parser::new_from_str(&self.inner.text);
+            // A syntax error is reported by the serde pass with its own
+            // location; the index then simply stays partial.
+            let _ = parser.load(&mut indexer, false);
+            indexer.positions
+        })
     }
 
     /// The file name.
@@ -62,7 +74,7 @@ impl Source {
     pub fn locate(&self, path: &str) -> Option<(usize, usize)> {
         let mut p = path;
         loop {
-            if let Some(pos) = self.inner.positions.get(p) {
+            if let Some(pos) = self.positions().get(p) {
                 return Some(*pos);
             }
             let cut = p.rfind(['.', '['])?;

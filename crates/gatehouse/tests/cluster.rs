@@ -217,7 +217,10 @@ async fn three_nodes_follow_one_postgres_through_a_restart() {
     .await
     .unwrap();
     assert_eq!(st, 503, "{body}");
-    assert!(body.contains("urn:gatehouse:problem:store-unavailable"), "{body}");
+    assert!(
+        body.contains("urn:gatehouse:problem:store-unavailable"),
+        "{body}"
+    );
     pg_ctl("start");
     guard.stopped = false;
     let deadline = Instant::now() + Duration::from_secs(60);

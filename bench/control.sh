@@ -40,11 +40,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A fresh database; its URL in $pg_url. Not called in a subshell, so the
+# cleanup trap sees every database it made.
 new_pg() {
     local name="gh_bench_$RANDOM$RANDOM"
     psql "$PG" -qc "CREATE DATABASE $name" >/dev/null
     dbs+=("$name")
-    echo "${PG%/*}/$name"
+    pg_url="${PG%/*}/$name"
 }
 
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -53,7 +55,8 @@ if [ -z "$ONLY" ] || [ "$ONLY" = writes ]; then
     "$bench" admin-writes --gatehouse "$gatehouse" --store "sqlite://$tmp/writes.db" \
         --duration "$DURATION" --concurrency "$CONCURRENCY" --rounds "$ROUNDS"
     echo "== admin API writes/s, PostgreSQL"
-    "$bench" admin-writes --gatehouse "$gatehouse" --store "$(new_pg)" \
+    new_pg
+    "$bench" admin-writes --gatehouse "$gatehouse" --store "$pg_url" \
         --duration "$DURATION" --concurrency "$CONCURRENCY" --rounds "$ROUNDS"
 fi
 if [ -z "$ONLY" ] || [ "$ONLY" = reload ]; then
@@ -64,9 +67,11 @@ if [ -z "$ONLY" ] || [ "$ONLY" = reload ]; then
 fi
 if [ -z "$ONLY" ] || [ "$ONLY" = propagation ]; then
     echo "== propagation of $CHANGES changes to $NODES nodes"
-    "$bench" propagation --gatehouse "$gatehouse" --store "$(new_pg)" \
+    new_pg
+    "$bench" propagation --gatehouse "$gatehouse" --store "$pg_url" \
         --nodes "$NODES" --changes "$CHANGES"
     echo "== propagation of $CHANGES changes to $NODES nodes, $ROUTES routes in the store"
-    "$bench" propagation --gatehouse "$gatehouse" --store "$(new_pg)" \
+    new_pg
+    "$bench" propagation --gatehouse "$gatehouse" --store "$pg_url" \
         --nodes "$NODES" --changes "$CHANGES" --routes "$ROUTES"
 fi

@@ -66,13 +66,7 @@ pub fn candidate(
                     created_at: now,
                     updated_at: now,
                 });
-                documents.sort_by(|a, b| {
-                    (a.workspace.as_str(), a.kind.as_str(), a.name.as_str()).cmp(&(
-                        b.workspace.as_str(),
-                        b.kind.as_str(),
-                        b.name.as_str(),
-                    ))
-                });
+                documents.sort_by(Document::snapshot_order);
             }
         }
         Change::Delete {

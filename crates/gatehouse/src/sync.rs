@@ -77,7 +77,7 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
             output,
         } => {
             let store = open(&store).await?;
-            let docs = workspace_documents(store.as_ref(), &workspace).await?;
+            let (_, docs) = read(store.as_ref(), &workspace).await?;
             let yaml = dump(&docs)?;
             match output {
                 Some(path) => std::fs::write(&path, yaml)
@@ -93,7 +93,7 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
         } => {
             let mut desired = desired(&file)?;
             let store = open(&store).await?;
-            let current = workspace_documents(store.as_ref(), &workspace).await?;
+            let (_, current) = read(store.as_ref(), &workspace).await?;
             note_kept(keep_unmanaged(&current, &mut desired));
             let plan = diff(&current, &desired);
             for line in &plan.lines {
@@ -113,18 +113,9 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
         } => {
             let mut desired = desired(&file)?;
             let store = open(&store).await?;
-            let snapshot = store
-                .snapshot()
-                .await
-                .map_err(|e| format!("cannot read the store: {e}"))?;
-            let current: Vec<Document> = snapshot
-                .documents
-                .iter()
-                .filter(|d| d.workspace == workspace)
-                .cloned()
-                .collect();
+            let (all, current) = read(store.as_ref(), &workspace).await?;
             note_kept(keep_unmanaged(&current, &mut desired));
-            cross_check(&snapshot.documents, &workspace, &desired).map_err(|errors| {
+            cross_check(&all, &workspace, &desired).map_err(|errors| {
                 format!(
                     "apply refused, nothing changed: the store would not load on the nodes:\n  {}",
                     errors.join("\n  ")
@@ -215,32 +206,32 @@ fn cross_check(
         created_at: 0,
         updated_at: 0,
     }));
-    docs.sort_by(|a, b| {
-        (a.workspace.as_str(), a.kind.as_str(), a.name.as_str()).cmp(&(
-            b.workspace.as_str(),
-            b.kind.as_str(),
-            b.name.as_str(),
-        ))
-    });
+    docs.sort_by(Document::snapshot_order);
     crate::certs::check_all(&docs)?;
     gatehouse_control::check_documents(&docs, &gatehouse_config::Config::default()).map(drop)
 }
 
-/// The documents of one workspace, read at one revision.
-async fn workspace_documents(store: &dyn Store, workspace: &str) -> Result<Vec<Document>, String> {
+/// Every document of the store and those of one (existing) workspace,
+/// read at one revision.
+async fn read(
+    store: &dyn Store,
+    workspace: &str,
+) -> Result<(Vec<Document>, Vec<Document>), String> {
     store
         .get(gatehouse_store::WORKSPACE_SCOPE, Kind::Workspace, workspace)
         .await
         .map_err(|e| format!("workspace `{workspace}`: {e}"))?;
-    let snapshot = store
+    let all = store
         .snapshot()
         .await
-        .map_err(|e| format!("cannot read the store: {e}"))?;
-    Ok(snapshot
-        .documents
-        .into_iter()
+        .map_err(|e| format!("cannot read the store: {e}"))?
+        .documents;
+    let current = all
+        .iter()
         .filter(|d| d.workspace == workspace)
-        .collect())
+        .cloned()
+        .collect();
+    Ok((all, current))
 }
 
 fn doc<T: Serialize>(

@@ -38,14 +38,11 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<(String, 
     ))
 }
 
-#[test]
-fn token_create_then_serve() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("g.db").display());
-
+/// Creates a super-admin token straight in `store`; returns the secret.
+fn root_token(store: &str) -> String {
     let out = gatehouse()
-        .args(["admin", "token", "create", "--store", &store])
-        .args(["--name", "bootstrap", "--role", "super-admin"])
+        .args(["admin", "token", "create", "--store", store])
+        .args(["--name", "root", "--role", "super-admin"])
         .output()
         .unwrap();
     assert!(
@@ -53,7 +50,43 @@ fn token_create_then_serve() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Starts `gatehouse admin serve` on `store` (plus `extra` arguments) on a
+/// free port, its stderr piped when `stderr` says so, and waits until it
+/// answers `GET /workspaces` with `token`. Returns the process and address.
+fn serve(store: &str, token: &str, extra: &[&str], stderr: Stdio) -> (Kill, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Kill(
+        gatehouse()
+            .args(["admin", "serve", "--store", store, "--listen", &addr])
+            .args(extra)
+            .env_remove("GATEHOUSE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = get(&addr, "/workspaces", Some(token)) {
+        assert!(Instant::now() < deadline, "admin API never came up: {e}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, addr)
+}
+
+#[test]
+fn token_create_then_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("g.db").display());
+
+    let token = root_token(&store);
     assert!(token.starts_with("gha_"), "{token}");
 
     // A workspace-admin needs its workspace; unknown roles fail.
@@ -70,28 +103,8 @@ fn token_create_then_serve() {
         assert!(!out.stderr.is_empty());
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let _child = Kill(
-        gatehouse()
-            .args(["admin", "serve", "--store", &store, "--listen", &addr])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (status, body) = loop {
-        match get(&addr, "/workspaces", Some(&token)) {
-            Ok(r) => break r,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("admin API never came up: {e}"),
-        }
-    };
+    let (_child, addr) = serve(&store, &token, &[], Stdio::null());
+    let (status, body) = get(&addr, "/workspaces", Some(&token)).unwrap();
     assert!(status.contains(" 200 "), "{status} {body}");
     assert!(body.contains("\"default\""), "{body}");
     let (status, _) = get(&addr, "/workspaces", Some("gha_nope")).unwrap();
@@ -143,38 +156,14 @@ fn serve_hashes_app_keys_with_the_config_secret() {
             "sqlite://{}",
             dir.path().join(format!("g-{with_config}.db")).display()
         );
-        let out = gatehouse()
-            .args(["admin", "token", "create", "--store", &store])
-            .args(["--name", "root", "--role", "super-admin"])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut cmd = gatehouse();
-        cmd.args(["admin", "serve", "--store", &store, "--listen", &addr])
-            .env_remove("GATEHOUSE_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if with_config {
-            cmd.arg("--config").arg(&config);
-        }
-        let mut child = Kill(cmd.spawn().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match get(&addr, "/workspaces", Some(&token)) {
-                Ok(_) => break,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("admin API never came up: {e}"),
-            }
-        }
+        let token = root_token(&store);
+        let config_arg = config.to_str().unwrap();
+        let extra: &[&str] = if with_config {
+            &["--config", config_arg]
+        } else {
+            &[]
+        };
+        let (mut child, addr) = serve(&store, &token, extra, Stdio::piped());
         // The served API runs the same cross-entity checks as `validate`:
         // an app of a consumer that does not exist is refused ...
         let (status, body) = call(
@@ -263,33 +252,8 @@ fn serve_hashes_app_keys_with_the_config_secret() {
 fn serve_rejects_route_conflicts_across_workspaces() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("g.db").display());
-    let out = gatehouse()
-        .args(["admin", "token", "create", "--store", &store])
-        .args(["--name", "root", "--role", "super-admin"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let _child = Kill(
-        gatehouse()
-            .args(["admin", "serve", "--store", &store, "--listen", &addr])
-            .env_remove("GATEHOUSE_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(&addr, "/workspaces", Some(&token)).is_err() {
-        assert!(Instant::now() < deadline, "admin API never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let token = root_token(&store);
+    let (_child, addr) = serve(&store, &token, &[], Stdio::null());
     let put = |path: &str, body: &str| call(&addr, "PUT", path, &token, Some(body)).unwrap();
     for ws in ["team-a", "team-b"] {
         let (status, body) = put(&format!("/workspaces/{ws}"), r#"{"body": {}}"#);

@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::StoreError;
-use crate::model::{ApplyDocument, Document, Expect, Kind, MAX_PAGE_SIZE, Role, WORKSPACE_SCOPE};
+use crate::model::{
+    ApplyDocument, ApplyReport, Document, Expect, Kind, MAX_PAGE_SIZE, Role, WORKSPACE_SCOPE,
+};
 
 /// Now, in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -88,11 +90,102 @@ pub(crate) fn check_content(
     Ok(())
 }
 
-/// Checks a precondition against the current version of a document.
-/// Checks one document of an `apply` input as it is written: no
-/// workspaces, a valid name and content, and no (kind, name) twice (`seen`
-/// holds those before it). Returns the document's key.
-pub(crate) fn check_apply_document(
+/// What an apply writes, worked out before anything is written: every
+/// input document checked (names, content, duplicates), compared with the
+/// workspace's current documents. Both backends then write it in one
+/// transaction, so a bad document anywhere in the input writes nothing.
+pub(crate) struct ApplyPlan {
+    /// Documents to create (`old` is `None`) or update, in input order;
+    /// `new.version` is set by [`ApplyPlan::stamp`].
+    pub writes: Vec<PlannedWrite>,
+    /// Documents not in the input, ordered by kind and name.
+    pub gone: Vec<Document>,
+    /// Input documents already stored as given.
+    pub unchanged: usize,
+}
+
+/// One create or update of an [`ApplyPlan`].
+pub(crate) struct PlannedWrite {
+    /// The document as it is now (`None`: it is created).
+    pub old: Option<Document>,
+    /// The document as it will be.
+    pub new: Document,
+}
+
+impl ApplyPlan {
+    /// Checks `docs` and compares them with `existing` (the workspace's
+    /// documents now).
+    pub fn new(
+        workspace: &str,
+        existing: Vec<Document>,
+        docs: Vec<ApplyDocument>,
+    ) -> Result<ApplyPlan, StoreError> {
+        let mut existing: std::collections::HashMap<(Kind, String), Document> = existing
+            .into_iter()
+            .map(|d| ((d.kind, d.name.clone()), d))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let now = now_ms();
+        let mut writes = Vec::new();
+        let mut unchanged = 0;
+        for d in docs {
+            let key = check_apply_document(&d, &mut seen)?;
+            let old = existing.remove(&key);
+            if let Some(old) = &old
+                && old.tags == d.tags
+                && old.body == d.body
+            {
+                unchanged += 1;
+                continue;
+            }
+            let new = Document {
+                id: old.as_ref().map_or_else(uuid::Uuid::new_v4, |o| o.id),
+                workspace: workspace.to_owned(),
+                kind: d.kind,
+                name: d.name,
+                tags: d.tags,
+                body: d.body,
+                version: 0,
+                created_at: old.as_ref().map_or(now, |o| o.created_at),
+                updated_at: now,
+            };
+            writes.push(PlannedWrite { old, new });
+        }
+        let mut gone: Vec<Document> = existing.into_values().collect();
+        gone.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        Ok(ApplyPlan {
+            writes,
+            gone,
+            unchanged,
+        })
+    }
+
+    /// Whether the apply changes anything (and so needs a new revision).
+    pub fn changes(&self) -> bool {
+        !self.writes.is_empty() || !self.gone.is_empty()
+    }
+
+    /// Gives every written document the apply's revision.
+    pub fn stamp(&mut self, revision: u64) {
+        for w in &mut self.writes {
+            w.new.version = revision;
+        }
+    }
+
+    /// The report of this plan once written at `revision`.
+    pub fn report(&self, revision: u64) -> ApplyReport {
+        let created = self.writes.iter().filter(|w| w.old.is_none()).count();
+        ApplyReport {
+            created,
+            updated: self.writes.len() - created,
+            deleted: self.gone.len(),
+            unchanged: self.unchanged,
+            revision,
+        }
+    }
+}
+
+fn check_apply_document(
     d: &ApplyDocument,
     seen: &mut std::collections::HashSet<(Kind, String)>,
 ) -> Result<(Kind, String), StoreError> {
@@ -110,29 +203,28 @@ pub(crate) fn check_apply_document(
             d.kind, d.name
         )));
     }
-    crash_failpoint(seen.len());
     Ok(key)
 }
 
 /// The environment variable of the crash failpoint (tests only).
 pub const CRASH_FAILPOINT_ENV: &str = "GATEHOUSE_FAILPOINT_APPLY_CRASH_AFTER";
 
-/// Test-only fault injection: with `GATEHOUSE_FAILPOINT_APPLY_CRASH_AFTER=N`
+/// Test-only fault injection, called by both backends before each
+/// document an apply writes: with `GATEHOUSE_FAILPOINT_APPLY_CRASH_AFTER=N`
 /// set, the process aborts (no unwinding, no rollback, like a power cut or
-/// `kill -9`) inside an apply's transaction right after its first N
-/// documents were checked, i.e. in the middle of writing. The crash tests
-/// use it to prove an interrupted apply leaves the old config whole. Read
-/// once; unset, it costs one load of a `OnceLock`.
-fn crash_failpoint(checked: usize) {
+/// `kill -9`) inside the apply's transaction once N documents are written.
+/// The crash tests use it to prove an interrupted apply leaves the old
+/// config whole. Read once; unset, it costs one load of a `OnceLock`.
+pub(crate) fn crash_failpoint(written: usize) {
     static AFTER: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     let after = AFTER.get_or_init(|| {
         std::env::var(CRASH_FAILPOINT_ENV)
             .ok()
             .and_then(|v| v.trim().parse().ok())
     });
-    if *after == Some(checked.saturating_sub(1)) && checked > 1 {
+    if written > 0 && *after == Some(written) {
         tracing::error!(
-            documents = checked - 1,
+            documents = written,
             "{CRASH_FAILPOINT_ENV}: aborting in the middle of an apply"
         );
         std::process::abort();

@@ -127,6 +127,18 @@ pub struct Document {
 }
 
 impl Document {
+    /// The order [`crate::Store::snapshot`] returns documents in: by
+    /// workspace, kind name, then name (byte order). Code that builds a
+    /// snapshot-like list itself sorts with this, so a node compiles the
+    /// same list in the same order.
+    pub fn snapshot_order(a: &Document, b: &Document) -> std::cmp::Ordering {
+        (a.workspace.as_str(), a.kind.as_str(), a.name.as_str()).cmp(&(
+            b.workspace.as_str(),
+            b.kind.as_str(),
+            b.name.as_str(),
+        ))
+    }
+
     /// Deserializes the body into its configuration type.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, StoreError> {
         T::deserialize(&self.body)

@@ -9,7 +9,6 @@
 //! revision N has seen everything before it). Control-plane writes are rare
 //! enough that one global write lock costs nothing that matters.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +24,8 @@ use uuid::Uuid;
 
 use crate::changes::{Changes, publish};
 use crate::common::{
-    audit_json, check_apply_document, check_content, check_expect, check_placement,
-    check_token_request, check_workspace_name, describe, now_ms, page_size, to_i64, to_u64,
+    ApplyPlan, audit_json, check_content, check_expect, check_placement, check_token_request,
+    check_workspace_name, crash_failpoint, describe, now_ms, page_size, to_i64, to_u64,
 };
 use crate::migrate;
 use crate::model::{
@@ -604,77 +603,35 @@ impl Store for PostgresStore {
         if !workspace_exists(&tx, workspace).await? {
             return Err(StoreError::NotFound(format!("workspace `{workspace}`")));
         }
-        let mut existing: HashMap<(Kind, String), Document> = query_docs(
+        let existing = query_docs(
             &tx,
             &format!("SELECT {COLS} FROM documents WHERE workspace = $1"),
             &[&workspace],
         )
-        .await?
-        .into_iter()
-        .map(|d| ((d.kind, d.name.clone()), d))
-        .collect();
-        let mut report = ApplyReport::default();
-        let mut rev: Option<u64> = None;
-        let mut seen = HashSet::new();
-        let now = now_ms();
-        // Checks run as the documents are written: a bad document late in
-        // the input fails the transaction after earlier writes, and the
-        // rollback (dropping `tx`) undoes them.
-        for d in docs {
-            let key = check_apply_document(&d, &mut seen)?;
-            let old = existing.remove(&key);
-            if let Some(old) = &old
-                && old.tags == d.tags
-                && old.body == d.body
-            {
-                report.unchanged += 1;
-                continue;
-            }
-            let r = match rev {
-                Some(r) => r,
-                None => *rev.insert(bump(&tx).await?),
-            };
-            let new = Document {
-                id: old.as_ref().map_or_else(Uuid::new_v4, |o| o.id),
-                workspace: workspace.to_owned(),
-                kind: d.kind,
-                name: d.name,
-                tags: d.tags,
-                body: d.body,
-                version: r,
-                created_at: old.as_ref().map_or(now, |o| o.created_at),
-                updated_at: now,
-            };
-            if old.is_some() {
-                update_doc(&tx, &new).await?;
-                audit_doc(&tx, r, actor, "update", old.as_ref(), Some(&new)).await?;
-                report.updated += 1;
+        .await?;
+        let mut plan = ApplyPlan::new(workspace, existing, docs)?;
+        if !plan.changes() {
+            return Ok(plan.report(read_revision(&tx).await?));
+        }
+        let r = bump(&tx).await?;
+        plan.stamp(r);
+        for (written, w) in plan.writes.iter().enumerate() {
+            crash_failpoint(written);
+            if w.old.is_some() {
+                update_doc(&tx, &w.new).await?;
+                audit_doc(&tx, r, actor, "update", w.old.as_ref(), Some(&w.new)).await?;
             } else {
-                insert_doc(&tx, &new).await?;
-                audit_doc(&tx, r, actor, "create", None, Some(&new)).await?;
-                report.created += 1;
+                insert_doc(&tx, &w.new).await?;
+                audit_doc(&tx, r, actor, "create", None, Some(&w.new)).await?;
             }
         }
-        let mut gone: Vec<Document> = existing.into_values().collect();
-        gone.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-        for old in gone {
-            let r = match rev {
-                Some(r) => r,
-                None => *rev.insert(bump(&tx).await?),
-            };
+        for old in &plan.gone {
             delete_doc(&tx, old.id).await?;
-            audit_doc(&tx, r, actor, "delete", Some(&old), None).await?;
-            report.deleted += 1;
+            audit_doc(&tx, r, actor, "delete", Some(old), None).await?;
         }
-        report.revision = match rev {
-            Some(r) => r,
-            None => read_revision(&tx).await?,
-        };
         tx.commit().await.map_err(pg_err)?;
-        if let Some(r) = rev {
-            publish(&self.hub, r);
-        }
-        Ok(report)
+        publish(&self.hub, r);
+        Ok(plan.report(r))
     }
 
     async fn revision(&self) -> Result<u64> {

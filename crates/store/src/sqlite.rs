@@ -4,7 +4,7 @@
 //! serialized by SQLite's write lock (waiting up to `busy_timeout`).
 //! Handles on the same file in one process share one change channel.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::changes::{Changes, publish};
 use crate::common::{
-    audit_json, check_apply_document, check_content, check_expect, check_placement,
-    check_token_request, check_workspace_name, describe, now_ms, page_size, to_i64, to_u64,
+    ApplyPlan, audit_json, check_content, check_expect, check_placement, check_token_request,
+    check_workspace_name, crash_failpoint, describe, now_ms, page_size, to_i64, to_u64,
 };
 use crate::migrate;
 use crate::model::{
@@ -557,76 +557,34 @@ impl Store for SqliteStore {
             if !workspace_exists(&tx, &workspace)? {
                 return Err(StoreError::NotFound(format!("workspace `{workspace}`")));
             }
-            let mut existing: HashMap<(Kind, String), Document> = query_docs(
+            let existing = query_docs(
                 &tx,
                 &format!("SELECT {COLS} FROM documents WHERE workspace = ?1"),
                 &[SqlValue::Text(workspace.clone())],
-            )?
-            .into_iter()
-            .map(|d| ((d.kind, d.name.clone()), d))
-            .collect();
-            let mut report = ApplyReport::default();
-            let mut rev: Option<u64> = None;
-            let mut seen = HashSet::new();
-            let now = now_ms();
-            // Checks run as the documents are written: a bad document late
-            // in the input fails the transaction after earlier writes, and
-            // the rollback undoes them.
-            for d in docs {
-                let key = check_apply_document(&d, &mut seen)?;
-                let old = existing.remove(&key);
-                if let Some(old) = &old
-                    && old.tags == d.tags
-                    && old.body == d.body
-                {
-                    report.unchanged += 1;
-                    continue;
-                }
-                let r = match rev {
-                    Some(r) => r,
-                    None => *rev.insert(bump(&tx)?),
-                };
-                let new = Document {
-                    id: old.as_ref().map_or_else(Uuid::new_v4, |o| o.id),
-                    workspace: workspace.clone(),
-                    kind: d.kind,
-                    name: d.name,
-                    tags: d.tags,
-                    body: d.body,
-                    version: r,
-                    created_at: old.as_ref().map_or(now, |o| o.created_at),
-                    updated_at: now,
-                };
-                if old.is_some() {
-                    update_doc(&tx, &new)?;
-                    audit_doc(&tx, r, &actor, "update", old.as_ref(), Some(&new))?;
-                    report.updated += 1;
+            )?;
+            let mut plan = ApplyPlan::new(&workspace, existing, docs)?;
+            if !plan.changes() {
+                return Ok(plan.report(read_revision(&tx)?));
+            }
+            let r = bump(&tx)?;
+            plan.stamp(r);
+            for (written, w) in plan.writes.iter().enumerate() {
+                crash_failpoint(written);
+                if w.old.is_some() {
+                    update_doc(&tx, &w.new)?;
+                    audit_doc(&tx, r, &actor, "update", w.old.as_ref(), Some(&w.new))?;
                 } else {
-                    insert_doc(&tx, &new)?;
-                    audit_doc(&tx, r, &actor, "create", None, Some(&new))?;
-                    report.created += 1;
+                    insert_doc(&tx, &w.new)?;
+                    audit_doc(&tx, r, &actor, "create", None, Some(&w.new))?;
                 }
             }
-            let mut gone: Vec<Document> = existing.into_values().collect();
-            gone.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-            for old in gone {
-                let r = match rev {
-                    Some(r) => r,
-                    None => *rev.insert(bump(&tx)?),
-                };
+            for old in &plan.gone {
                 delete_doc(&tx, old.id)?;
-                audit_doc(&tx, r, &actor, "delete", Some(&old), None)?;
-                report.deleted += 1;
+                audit_doc(&tx, r, &actor, "delete", Some(old), None)?;
             }
-            report.revision = match rev {
-                Some(r) => r,
-                None => read_revision(&tx)?,
-            };
             tx.commit()?;
-            if let Some(r) = rev {
-                publish(hub, r);
-            }
-            Ok(report)
+            publish(hub, r);
+            Ok(plan.report(r))
         })
         .await
     }

@@ -205,6 +205,7 @@ pub fn write_snapshot(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Turns documents into a configuration this node can load.
+#[derive(Clone)]
 struct Assembler {
     settings: Config,
     base_dir: PathBuf,
@@ -458,7 +459,22 @@ impl Follower {
             return;
         }
         self.served = Some(snap.revision);
-        let loaded = match self.assembler.validate(&snap.documents) {
+        // Assembling and validating a big store takes milliseconds of CPU
+        // (and writes certificate files): off the threads serving traffic.
+        let assembler = self.assembler.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let loaded = assembler.validate(&snap.documents);
+            (loaded, snap)
+        })
+        .await;
+        let (loaded, snap) = match checked {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "the store config check failed; still serving the last good one");
+                return;
+            }
+        };
+        let loaded = match loaded {
             Ok(l) => l,
             Err(errors) => {
                 tracing::error!(

@@ -106,13 +106,13 @@ pub fn state(store: Arc<dyn Store>, settings: &Config) -> gatehouse_admin::AppSt
     gatehouse_admin::AppState::new(store)
         .with_key_hasher(hasher)
         .with_validator(Arc::new(StoreValidator {
-            settings: node_settings(settings),
+            settings: settings_only(settings),
         }))
 }
 
 /// Only the node settings of a config: what the store's documents are
 /// assembled with.
-fn node_settings(settings: &Config) -> Config {
+fn settings_only(settings: &Config) -> Config {
     Config {
         server: settings.server.clone(),
         listeners: settings.listeners.clone(),

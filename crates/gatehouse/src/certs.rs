@@ -82,7 +82,7 @@ pub fn with_store_certificates(
         let key = dir.join(format!("{stem}.key"));
         for (path, pem) in [(&cert, &body.cert), (&key, &body.key)] {
             if std::fs::read(path).ok().as_deref() != Some(pem.as_bytes())
-                && let Err(e) = crate::node::write_snapshot(path, pem.as_bytes())
+                && let Err(e) = crate::node::write_private_file(path, pem.as_bytes())
             {
                 errors.push(format!("cannot write {}: {e}", path.display()));
             }

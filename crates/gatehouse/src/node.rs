@@ -171,9 +171,10 @@ pub fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, String> {
     Ok(Some(file))
 }
 
-/// Writes the snapshot file atomically: a temporary file in the same
+/// Writes an owner-only (0600) file atomically, as the snapshot file and
+/// the store certificates are written: a temporary file in the same
 /// directory, fsync, rename over the old one, fsync of the directory.
-pub fn write_snapshot(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
@@ -425,7 +426,7 @@ struct Follower {
 impl Follower {
     async fn save(&self, bytes: Vec<u8>) {
         let path = self.snapshot_file.clone();
-        let written = tokio::task::spawn_blocking(move || write_snapshot(&path, &bytes)).await;
+        let written = tokio::task::spawn_blocking(move || write_private_file(&path, &bytes)).await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

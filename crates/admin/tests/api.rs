@@ -12,14 +12,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use gatehouse_store::{Role, Store};
+use gatehouse_testkit::pg::TestDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio_postgres::NoTls;
-
-fn admin_url() -> String {
-    std::env::var("GATEHOUSE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 enum Fixture {
     Sqlite {
@@ -27,7 +22,7 @@ enum Fixture {
         url: String,
     },
     Postgres {
-        name: String,
+        _db: TestDb,
         url: String,
     },
 }
@@ -40,47 +35,14 @@ impl Fixture {
     }
 
     async fn postgres() -> Fixture {
-        let admin = admin_url();
-        let (client, conn) = tokio_postgres::connect(&admin, NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin}: {e}"));
-        tokio::spawn(conn);
-        let name = format!("gh_admin_{}", uuid::Uuid::new_v4().simple());
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Fixture::Postgres { name, url }
+        let db = TestDb::create("gh_admin");
+        let url = db.url().to_owned();
+        Fixture::Postgres { _db: db, url }
     }
 
     fn url(&self) -> &str {
         match self {
             Fixture::Sqlite { url, .. } | Fixture::Postgres { url, .. } => url,
-        }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Fixture::Postgres { name, .. } = self {
-            let name = name.clone();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
-                        tokio::spawn(conn);
-                        let _ = client
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .await;
-                    }
-                });
-            })
-            .join();
         }
     }
 }

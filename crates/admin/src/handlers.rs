@@ -251,15 +251,23 @@ async fn keep_secrets(
     if !secrets::has_secrets(doc.kind) {
         return Ok(expect);
     }
-    let current = if expect == Expect::Absent {
-        None
-    } else {
-        match state.store.get(&doc.workspace, doc.kind, &doc.name).await {
-            Ok(d) => Some(d),
-            Err(StoreError::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        }
+    let current = match state.store.get(&doc.workspace, doc.kind, &doc.name).await {
+        Ok(d) => Some(d),
+        Err(StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
     };
+    if expect == Expect::Absent {
+        if current.is_some() {
+            // What the store would answer: 409 before any body check.
+            return Err(StoreError::AlreadyExists(format!(
+                "{} `{}` in workspace `{}`",
+                doc.kind, doc.name, doc.workspace
+            ))
+            .into());
+        }
+        secrets::restore(doc.kind, &mut doc.body, None, &state.key_hasher)?;
+        return Ok(expect);
+    }
     let used = secrets::restore(
         doc.kind,
         &mut doc.body,

@@ -171,27 +171,26 @@ pub fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, String> {
     Ok(Some(file))
 }
 
-/// Makes the node's data directory (the parent of `certs_dir`) and its
-/// `certs` directory owner-only (0700): created so when missing, tightened
-/// with a warning when group or others may read them. They hold the
-/// snapshot file (every document, credentials included) and certificate
-/// private keys. Modes are set explicitly, whatever the umask.
+/// Keeps the node's data directory (the parent of `certs_dir`) and its
+/// `certs` directory owner-only (0700): they hold the snapshot file (every
+/// document, credentials included) and certificate private keys. Both are
+/// created 0700 when first written ([`write_private_file`]); existing ones
+/// open to group or others are tightened here, at start, with a warning.
 fn private_data_dirs(opts: &NodeOptions) -> Result<(), String> {
     let data = opts
         .certs_dir
         .parent()
         .filter(|d| !d.as_os_str().is_empty());
     for dir in data.into_iter().chain([opts.certs_dir.as_path()]) {
-        private_dir(dir, dir != opts.certs_dir.as_path())
-            .map_err(|e| format!("data directory {}: {e}", dir.display()))?;
+        private_dir(dir).map_err(|e| format!("data directory {}: {e}", dir.display()))?;
     }
     Ok(())
 }
 
-/// `dir` owner-only: created 0700 when `create` and missing; an existing
-/// one readable by others is chmod-ed to 0700 with a warning.
-pub fn private_dir(dir: &Path, create: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+/// An existing `dir` readable by others is chmod-ed to 0700 with a
+/// warning; a missing one is left missing.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(dir) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
@@ -205,10 +204,6 @@ pub fn private_dir(dir: &Path, create: bool) -> std::io::Result<()> {
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }

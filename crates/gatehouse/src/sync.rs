@@ -16,6 +16,11 @@
 //! | `subscriptions` | `subscription` | `app/api` or `app/api/version` |
 //!
 //! `server` and `listeners` are node settings and are not stored.
+//!
+//! Secrets are never dumped (a consumer's inline key-auth keys are left
+//! out), and `diff` / `apply` keep the stored keys of a consumer the file
+//! lists without any, so a dump applies without wiping them
+//! (docs/security.md, "Secrets").
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;

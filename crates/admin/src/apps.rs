@@ -285,7 +285,7 @@ pub async fn revoke_app_key(
         %hash,
         "admin API: app key revoked"
     );
-    Ok(doc_response(StatusCode::OK, &written))
+    Ok(doc_response(StatusCode::OK, &written, &state.key_hasher))
 }
 
 async fn decide(
@@ -344,7 +344,7 @@ async fn decide(
         reason = input.reason.as_deref().unwrap_or(""),
         "admin API: subscription {status}"
     );
-    let mut v = doc_json(&written.document);
+    let mut v = doc_json(&written.document, &state.key_hasher);
     v["previous_status"] = previous;
     v["reason"] = input.reason.map_or(Value::Null, Value::String);
     let mut resp = axum::Json(v).into_response();

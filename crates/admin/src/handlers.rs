@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::ProblemType;
+use gatehouse_core::keys::KeyHasher;
 use gatehouse_store::{
     AdminToken, AuditQuery, Document, Expect, Kind, ListQuery, MAX_PAGE_SIZE, NewDocument, Outcome,
     Role, StoreError, WORKSPACE_SCOPE, Written,
@@ -21,6 +22,7 @@ use crate::auth::Caller;
 use crate::check;
 use crate::entity::{self, kind_of, validate};
 use crate::error::{ApiError, ApiResult};
+use crate::secrets;
 
 /// Query of the list endpoints.
 #[derive(Debug, Deserialize)]
@@ -116,8 +118,11 @@ fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
     }
 }
 
-/// The JSON view of a document.
-pub fn doc_json(d: &Document) -> Value {
+/// The JSON view of a document: its secrets redacted to fingerprints under
+/// `hasher` (the node secret), see [`crate::secrets`].
+pub fn doc_json(d: &Document, hasher: &KeyHasher) -> Value {
+    let mut body = d.body.clone();
+    secrets::redact(d.kind, &mut body, Some(hasher));
     json!({
         "id": d.id,
         "workspace": d.workspace,
@@ -127,7 +132,7 @@ pub fn doc_json(d: &Document) -> Value {
         "version": d.version,
         "created_at": d.created_at,
         "updated_at": d.updated_at,
-        "body": d.body,
+        "body": body,
     })
 }
 
@@ -136,8 +141,8 @@ pub(crate) fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
-pub(crate) fn doc_response(status: StatusCode, d: &Document) -> Response {
-    let mut resp = (status, axum::Json(doc_json(d))).into_response();
+pub(crate) fn doc_response(status: StatusCode, d: &Document, hasher: &KeyHasher) -> Response {
+    let mut resp = (status, axum::Json(doc_json(d, hasher))).into_response();
     resp.headers_mut().insert(header::ETAG, etag(d.version));
     resp
 }
@@ -206,7 +211,11 @@ async fn list(
             limit: parse_limit(p.limit.as_deref())?,
         })
         .await?;
-    let data: Vec<Value> = page.items.iter().map(doc_json).collect();
+    let data: Vec<Value> = page
+        .items
+        .iter()
+        .map(|d| doc_json(d, &state.key_hasher))
+        .collect();
     Ok(axum::Json(json!({ "data": data, "next": page.next })).into_response())
 }
 
@@ -219,13 +228,56 @@ async fn put(
     if doc.kind == Kind::Subscription {
         fill_subscription_status(state, &mut doc).await?;
     }
+    let expect = keep_secrets(state, &mut doc, expect).await?;
     validate(doc.kind, &doc.name, &mut doc.body)?;
     let written = write(state, caller, doc, expect).await?;
     let status = match written.outcome {
         Outcome::Created => StatusCode::CREATED,
         Outcome::Updated | Outcome::Unchanged => StatusCode::OK,
     };
-    Ok(doc_response(status, &written.document))
+    Ok(doc_response(status, &written.document, &state.key_hasher))
+}
+
+/// Secrets are write-only: a body that leaves a secret out (or sends the
+/// redacted view, `null` and a fingerprint) keeps the stored one
+/// ([`secrets::restore`]). When a stored secret is used and the caller gave
+/// no `If-Match`, the write is pinned to the version it was read from, so
+/// a concurrent change of the secret is never silently undone (412).
+async fn keep_secrets(
+    state: &AppState,
+    doc: &mut NewDocument,
+    expect: Expect,
+) -> ApiResult<Expect> {
+    if !secrets::has_secrets(doc.kind) {
+        return Ok(expect);
+    }
+    let current = match state.store.get(&doc.workspace, doc.kind, &doc.name).await {
+        Ok(d) => Some(d),
+        Err(StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if expect == Expect::Absent {
+        if current.is_some() {
+            // What the store would answer: 409 before any body check.
+            return Err(StoreError::AlreadyExists(format!(
+                "{} `{}` in workspace `{}`",
+                doc.kind, doc.name, doc.workspace
+            ))
+            .into());
+        }
+        secrets::restore(doc.kind, &mut doc.body, None, &state.key_hasher)?;
+        return Ok(expect);
+    }
+    let used = secrets::restore(
+        doc.kind,
+        &mut doc.body,
+        current.as_ref().map(|d| &d.body),
+        &state.key_hasher,
+    )?;
+    Ok(match (&current, expect) {
+        (Some(d), Expect::Any) if used => Expect::Version(d.version),
+        _ => expect,
+    })
 }
 
 /// Writes a validated document: the cross-entity check on the state after
@@ -517,7 +569,7 @@ pub async fn get_doc(
     let kind = kind_of(&kind)?;
     caller.read_docs(&ws)?;
     let d = state.store.get(&ws, kind, &name).await?;
-    Ok(doc_response(StatusCode::OK, &d))
+    Ok(doc_response(StatusCode::OK, &d, &state.key_hasher))
 }
 
 /// `PUT /workspaces/{ws}/{kind}/{name}`
@@ -604,7 +656,7 @@ pub async fn get_workspace(
         .store
         .get(WORKSPACE_SCOPE, Kind::Workspace, &ws)
         .await?;
-    Ok(doc_response(StatusCode::OK, &d))
+    Ok(doc_response(StatusCode::OK, &d, &state.key_hasher))
 }
 
 /// `PUT /workspaces/{ws}`
@@ -698,6 +750,14 @@ pub async fn audit(
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.seq.to_string()))
         .flatten();
+    // Redacted when written (see `secrets::audit_redactor`) and again here,
+    // for entries written before secrets were redacted.
+    let mut entries = entries;
+    for e in &mut entries {
+        for v in [&mut e.before, &mut e.after].into_iter().flatten() {
+            secrets::redact_audit_value(&e.kind, v, Some(&state.key_hasher));
+        }
+    }
     Ok(axum::Json(json!({ "data": entries, "next": next })).into_response())
 }
 

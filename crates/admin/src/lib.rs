@@ -15,6 +15,7 @@ mod entity;
 mod error;
 mod handlers;
 mod openapi;
+pub mod secrets;
 
 use std::future::Future;
 use std::sync::Arc;

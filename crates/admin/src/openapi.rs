@@ -80,6 +80,7 @@ fn schemas() -> (Map<String, Value>, Vec<(Kind, String)>) {
     for (name, value) in inline {
         schemas.insert(name, value);
     }
+    write_only_secrets(&mut schemas);
     for (kind, name) in &names {
         // The API fills the name field in from the document name.
         if let Some(field) = entity::name_field(*kind)
@@ -193,6 +194,46 @@ fn schemas() -> (Map<String, Value>, Vec<(Kind, String)>) {
         rewrite_refs(v);
     }
     (schemas, names)
+}
+
+/// The schemas holding a secret field (`key`): reads show `null` and a
+/// fingerprint instead (`crate::secrets`); a write may send `null` or leave
+/// the field out to keep the stored secret.
+fn write_only_secrets(schemas: &mut Map<String, Value>) {
+    for name in ["KeyAuthCredential", "Certificate"] {
+        let Some(Value::Object(s)) = schemas.get_mut(name) else {
+            continue;
+        };
+        if let Some(Value::Array(req)) = s.get_mut("required") {
+            req.retain(|f| f != "key");
+        }
+        let Some(Value::Object(props)) = s.get_mut("properties") else {
+            continue;
+        };
+        if let Some(Value::Object(key)) = props.get_mut("key") {
+            let d = key
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            key.insert("type".into(), json!(["string", "null"]));
+            key.insert(
+                "description".into(),
+                Value::String(format!(
+                    "{d} Write-only: reads return `null` (see `key_fingerprint`); on a write, `null` or leaving it out keeps the stored value (an update only; a new document needs it), a new value replaces it."
+                )),
+            );
+        }
+        props.insert(
+            "key_fingerprint".into(),
+            json!({
+                "type": "string",
+                "readOnly": true,
+                "pattern": "^hmac-sha256:[0-9a-f]{16}$",
+                "description": "Fingerprint of the stored secret: the first 64 bits of HMAC-SHA256 under the node secret, hex. Tells keys apart without revealing them; ignored on writes except to pick which stored key a `null` keeps."
+            }),
+        );
+    }
 }
 
 /// The tag an endpoint is listed under: the kind (or other segment) after

@@ -142,8 +142,19 @@ fn bodies_validate_against_their_schemas() {
 
     let cert = validator(&doc, "Certificate");
     assert!(cert.is_valid(&json!({ "cert": "x", "key": "y" })));
-    assert!(!cert.is_valid(&json!({ "cert": "x" })));
+    // Secrets are write-only: reads show `null` and a fingerprint, and an
+    // update may leave the key out to keep it.
+    assert!(cert.is_valid(&json!({ "cert": "x" })));
+    let read =
+        json!({ "cert": "x", "key": null, "key_fingerprint": "hmac-sha256:0123456789abcdef" });
+    assert!(cert.is_valid(&read), "{:?}", cert.validate(&read).err());
+    assert!(!cert.is_valid(&json!({ "cert": "x", "key_fingerprint": "sha256:x" })));
     assert!(!cert.is_valid(&json!({ "cert": "x", "key": "y", "chain": "z" })));
+    let key = validator(&doc, "KeyAuthCredential");
+    assert!(
+        key.is_valid(&json!({ "key": null, "key_fingerprint": "hmac-sha256:00112233aabbccdd" }))
+    );
+    assert!(!key.is_valid(&json!({ "key": 5 })));
 
     let app = validator(&doc, "AppDocument");
     assert!(app.is_valid(&json!({ "consumer": "c", "name": "a" })));
@@ -227,6 +238,24 @@ async fn examples_are_valid_and_accepted() {
         let status = resp.status();
         let text = resp.text().await.unwrap();
         assert_eq!(status, 201, "POST {path} {example}: {text}");
+        // The answer has the shape the document describes (for secrets:
+        // `null` and a fingerprint).
+        let answer = &doc["paths"][&path]["post"]["responses"]["201"]["content"]["application/json"]
+            ["schema"]["$ref"];
+        let v = validator(
+            &doc,
+            answer
+                .as_str()
+                .unwrap()
+                .strip_prefix("#/components/schemas/")
+                .unwrap(),
+        );
+        let got: Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            v.is_valid(&got),
+            "POST {path}: answer {got} does not match its schema: {:?}",
+            v.validate(&got).err()
+        );
         // The PUT example leaves the name to the path.
         let one = format!("{path}/{{name}}");
         let example =

@@ -51,7 +51,7 @@ async fn run(command: AdminCommand) -> Result<(), String> {
                 }
                 None => gatehouse_config::Config::default(),
             };
-            let store = gatehouse_store::open(&store)
+            let store = gatehouse_store::open_with(&store, Some(audit_redactor(&settings)))
                 .await
                 .map_err(|e| format!("cannot open the store: {e}"))?;
             let listener = tokio::net::TcpListener::bind(listen)
@@ -108,6 +108,18 @@ pub fn state(store: Arc<dyn Store>, settings: &Config) -> gatehouse_admin::AppSt
         .with_validator(Arc::new(StoreValidator {
             settings: settings_only(settings),
         }))
+}
+
+/// What the store writes into its audit log instead of secrets:
+/// fingerprints under the node secret (`server.key_hash_secret`), the same
+/// the admin API shows (docs/security.md, "Secrets").
+pub fn audit_redactor(settings: &Config) -> gatehouse_store::AuditRedactor {
+    let hasher = settings
+        .server
+        .key_hash_secret
+        .as_deref()
+        .map_or_else(KeyHasher::default, |s| KeyHasher::new(s.as_bytes()));
+    gatehouse_admin::secrets::audit_redactor(Some(hasher))
 }
 
 /// Only the node settings of a config: what the store's documents are

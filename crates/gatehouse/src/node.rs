@@ -171,6 +171,44 @@ pub fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, String> {
     Ok(Some(file))
 }
 
+/// Keeps the node's data directory (the parent of `certs_dir`) and its
+/// `certs` directory owner-only (0700): they hold the snapshot file (every
+/// document, credentials included) and certificate private keys. Both are
+/// created 0700 when first written ([`write_private_file`]); existing ones
+/// open to group or others are tightened here, at start, with a warning.
+fn private_data_dirs(opts: &NodeOptions) -> Result<(), String> {
+    let data = opts
+        .certs_dir
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty());
+    for dir in data.into_iter().chain([opts.certs_dir.as_path()]) {
+        private_dir(dir).map_err(|e| format!("data directory {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// An existing `dir` readable by others is chmod-ed to 0700 with a
+/// warning; a missing one is left missing.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+                tracing::warn!(
+                    dir = %dir.display(),
+                    was = format!("{mode:o}"),
+                    "data directory was open to other users; made it 0700"
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes an owner-only (0600) file atomically, as the snapshot file and
 /// the store certificates are written: a temporary file in the same
 /// directory, fsync, rename over the old one, fsync of the directory.
@@ -181,7 +219,10 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir)?;
+    if !dir.exists() {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)?;
+    }
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(name);
@@ -231,8 +272,9 @@ impl Assembler {
     }
 }
 
-async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
-    gatehouse_store::open(url)
+/// The store, its audit log redacting secrets under this node's secret.
+async fn open_store(url: &str, settings: &Config) -> Result<Arc<dyn Store>, String> {
+    gatehouse_store::open_with(url, Some(crate::admin::audit_redactor(settings)))
         .await
         .map_err(|e| format!("cannot open the store: {e}"))
 }
@@ -251,7 +293,7 @@ async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result
     let (stop_tx, stop_rx) = watch::channel(false);
 
     if opts.role == Role::ControlPlane {
-        let store = open_store(&opts.store).await?;
+        let store = open_store(&opts.store, &settings).await?;
         let listener = admin_listener.ok_or("no admin listener")?;
         tracing::info!(listen = %opts.admin_listen, backend = store.backend(), role = "control-plane", "admin API listening");
         let state = crate::admin::state(store, &settings);
@@ -273,8 +315,9 @@ async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result
         base_dir,
         certs_dir: opts.certs_dir.clone(),
     };
+    private_data_dirs(&opts)?;
     let file = read_snapshot(&opts.snapshot_file);
-    let store = open_store(&opts.store).await;
+    let store = open_store(&opts.store, &assembler.settings).await;
     let (loaded, revision, store, save) = initial(&assembler, &opts, file, store).await?;
 
     let gateway = Gateway::start(&loaded).await.map_err(|e| e.to_string())?;
@@ -526,7 +569,7 @@ impl Follower {
                 let mut delay = RETRY_FIRST;
                 loop {
                     tokio::time::sleep(delay).await;
-                    match open_store(&url).await {
+                    match open_store(&url, &self.assembler.settings).await {
                         Ok(s) => {
                             tracing::info!("the store is reachable again; resyncing");
                             break s;

@@ -16,6 +16,11 @@
 //! | `subscriptions` | `subscription` | `app/api` or `app/api/version` |
 //!
 //! `server` and `listeners` are node settings and are not stored.
+//!
+//! Secrets are never dumped (a consumer's inline key-auth keys are left
+//! out), and `diff` / `apply` keep the stored keys of a consumer the file
+//! lists without any, so a dump applies without wiping them
+//! (docs/security.md, "Secrets").
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
@@ -95,6 +100,7 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
             let store = open(&store).await?;
             let (_, current) = read(store.as_ref(), &workspace).await?;
             note_kept(keep_unmanaged(&current, &mut desired));
+            keep_stored_keys(&current, &mut desired);
             let plan = diff(&current, &desired);
             for line in &plan.lines {
                 println!("{line}");
@@ -115,6 +121,7 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
             let store = open(&store).await?;
             let (all, current) = read(store.as_ref(), &workspace).await?;
             note_kept(keep_unmanaged(&current, &mut desired));
+            keep_stored_keys(&current, &mut desired);
             cross_check(&all, &workspace, &desired).map_err(|errors| {
                 format!(
                     "apply refused, nothing changed: the store would not load on the nodes:\n  {}",
@@ -134,8 +141,10 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
     }
 }
 
+/// The store; what `apply` writes into its audit log has secrets replaced
+/// by `null` (this command has no node secret to fingerprint them with).
 async fn open(url: &str) -> Result<Arc<dyn Store>, String> {
-    gatehouse_store::open(url)
+    gatehouse_store::open_with(url, Some(gatehouse_admin::secrets::audit_redactor(None)))
         .await
         .map_err(|e| format!("cannot open the store: {e}"))
 }
@@ -171,6 +180,70 @@ fn keep_unmanaged(current: &[Document], desired: &mut Vec<ApplyDocument>) -> usi
             }),
     );
     desired.len() - before
+}
+
+/// The inline key-auth keys of a consumer (`credentials.key_auth`), if any.
+fn inline_keys(body: &Value) -> Option<&Vec<Value>> {
+    body.get("credentials")?
+        .get("key_auth")?
+        .as_array()
+        .filter(|a| !a.is_empty())
+}
+
+/// `dump` never writes secrets, so a consumer the file lists without
+/// key-auth keys keeps the keys stored for it: applying a dump (or a file
+/// that never held keys) does not wipe them. A file that lists keys
+/// replaces the stored ones. Returns how many consumers kept theirs.
+pub fn keep_stored_keys(current: &[Document], desired: &mut [ApplyDocument]) -> usize {
+    let mut kept = 0;
+    for d in desired.iter_mut().filter(|d| d.kind == Kind::Consumer) {
+        if inline_keys(&d.body).is_some() {
+            continue;
+        }
+        let Some(stored) = current
+            .iter()
+            .find(|c| c.kind == Kind::Consumer && c.name == d.name)
+            .and_then(|c| inline_keys(&c.body))
+        else {
+            continue;
+        };
+        if let Value::Object(body) = &mut d.body {
+            let creds = body
+                .entry("credentials")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(creds) = creds {
+                creds.insert("key_auth".to_owned(), Value::Array(stored.clone()));
+                kept += 1;
+                eprintln!(
+                    "note: consumer `{}`: the file lists no key-auth keys; its {} stored key(s) are kept (secrets are never dumped; change them with keys in the file or through the admin API)",
+                    d.name,
+                    stored.len()
+                );
+            }
+        }
+    }
+    kept
+}
+
+/// Removes the secrets from a document body before it is dumped.
+/// Returns how many were removed.
+fn strip_secrets(kind: Kind, body: &mut Value) -> usize {
+    if kind != Kind::Consumer {
+        return 0;
+    }
+    match body
+        .get_mut("credentials")
+        .and_then(|c| c.get_mut("key_auth"))
+    {
+        Some(Value::Array(keys)) => std::mem::take(keys).len(),
+        _ => 0,
+    }
+}
+
+/// Whether a diff path of a `kind` body may hold a secret (its values are
+/// then not printed).
+fn secret_path(kind: Kind, path: &str) -> bool {
+    kind == Kind::Consumer && (path == "(body)" || path.starts_with("credentials"))
 }
 
 fn note_kept(kept: usize) {
@@ -313,12 +386,20 @@ pub fn dump(docs: &[Document]) -> Result<String, String> {
             continue;
         };
         list.sort_by(|a, b| a.name.cmp(&b.name));
-        let bodies: Vec<&Value> = list.iter().map(|d| &d.body).collect();
+        let mut bodies = Vec::with_capacity(list.len());
+        for d in list.iter() {
+            let mut body = d.body.clone();
+            let removed = strip_secrets(d.kind, &mut body);
+            if removed > 0 {
+                eprintln!(
+                    "note: {} `{}`: {removed} key-auth key(s) not dumped (secrets); `apply` keeps them",
+                    d.kind, d.name
+                );
+            }
+            bodies.push(body);
+        }
         let mut one = Map::new();
-        one.insert(
-            section.to_owned(),
-            Value::Array(bodies.into_iter().cloned().collect()),
-        );
+        one.insert(section.to_owned(), Value::Array(bodies));
         let yaml = serde_norway::to_string(&Value::Object(one))
             .map_err(|e| format!("cannot render {section}: {e}"))?;
         out.push_str(&yaml);
@@ -397,7 +478,17 @@ pub fn diff(current: &[Document], desired: &[ApplyDocument]) -> Plan {
                     plan.unchanged += 1;
                 } else {
                     plan.update += 1;
+                    let mut secret_shown = false;
                     for (path, a, b) in changes {
+                        if secret_path(kind, &path) {
+                            // Secrets never reach the terminal or CI logs.
+                            if !std::mem::replace(&mut secret_shown, true) {
+                                plan.lines.push(format!(
+                                    "~ {kind} {name}: credentials: (secret values changed, not shown)"
+                                ));
+                            }
+                            continue;
+                        }
                         plan.lines.push(format!(
                             "~ {kind} {name}: {path}: {} -> {}",
                             show(&a),

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::StoreError;
+pub(crate) use crate::model::AuditRedactor;
 use crate::model::{
     ApplyDocument, ApplyReport, Document, Expect, Kind, MAX_PAGE_SIZE, Role, WORKSPACE_SCOPE,
 };
@@ -254,13 +255,18 @@ pub(crate) fn page_size(limit: usize) -> usize {
     }
 }
 
-/// How a document appears as `before` / `after` in the audit log.
-pub(crate) fn audit_json(doc: &Document) -> Value {
+/// How a document appears as `before` / `after` in the audit log: its
+/// body passed through the store's [`AuditRedactor`], if it has one.
+pub(crate) fn audit_json(doc: &Document, redact: Option<&AuditRedactor>) -> Value {
+    let mut body = doc.body.clone();
+    if let Some(redact) = redact {
+        redact(doc.kind, &mut body);
+    }
     serde_json::json!({
         "id": doc.id,
         "version": doc.version,
         "tags": doc.tags,
-        "body": doc.body,
+        "body": body,
     })
 }
 

@@ -23,9 +23,9 @@ pub use changes::Changes;
 pub use error::{Result, StoreError};
 pub use migrate::{POSTGRES_SCHEMA_VERSION, SQLITE_SCHEMA_VERSION};
 pub use model::{
-    AdminToken, ApplyDocument, ApplyReport, AuditEntry, AuditQuery, DEFAULT_WORKSPACE, Document,
-    Expect, IssuedToken, Kind, ListQuery, MAX_PAGE_SIZE, NewDocument, Outcome, Page, Role,
-    Snapshot, WORKSPACE_SCOPE, Written,
+    AdminToken, ApplyDocument, ApplyReport, AuditEntry, AuditQuery, AuditRedactor,
+    DEFAULT_WORKSPACE, Document, Expect, IssuedToken, Kind, ListQuery, MAX_PAGE_SIZE, NewDocument,
+    Outcome, Page, Role, Snapshot, WORKSPACE_SCOPE, Written,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -111,8 +111,20 @@ pub trait Store: Send + Sync + 'static {
 /// `sqlite:///abs/path.db`, `sqlite://rel/path.db` or a plain file path for
 /// SQLite (the file and its directory are created).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, None).await
+}
+
+/// [`open`] with an [`AuditRedactor`] applied to every document body the
+/// store writes into its audit log (`None`: bodies as they are). The admin
+/// API and `gatehouse config apply` open their store this way, so the
+/// audit table never holds a secret.
+pub async fn open_with(url: &str, redactor: Option<AuditRedactor>) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
+        Ok(Arc::new(
+            PostgresStore::connect(url)
+                .await?
+                .with_audit_redactor(redactor),
+        ))
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
         if path.is_empty() {
@@ -120,6 +132,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
                 "store URL `{url}` names no file"
             )));
         }
-        Ok(Arc::new(SqliteStore::open(path).await?))
+        Ok(Arc::new(
+            SqliteStore::open(path).await?.with_audit_redactor(redactor),
+        ))
     }
 }

@@ -258,6 +258,14 @@ pub struct Snapshot {
     pub documents: Vec<Document>,
 }
 
+/// Rewrites a document body (of the given kind) before it is written into
+/// the audit log as `before` / `after`, for example to remove secrets. The
+/// store applies it to every audit entry of a document it writes; it knows
+/// nothing about what it removes (the caller's policy: the admin API passes
+/// `gatehouse_admin::secrets::audit_redactor`). It must not fail and
+/// should be idempotent. See docs/store.md.
+pub type AuditRedactor = std::sync::Arc<dyn Fn(Kind, &mut Value) + Send + Sync>;
+
 /// One audit log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {

@@ -24,8 +24,9 @@ use uuid::Uuid;
 
 use crate::changes::{Changes, publish};
 use crate::common::{
-    ApplyPlan, audit_json, check_content, check_expect, check_placement, check_token_request,
-    check_workspace_name, crash_failpoint, describe, now_ms, page_size, to_i64, to_u64,
+    ApplyPlan, AuditRedactor, audit_json, check_content, check_expect, check_placement,
+    check_token_request, check_workspace_name, crash_failpoint, describe, now_ms, page_size,
+    to_i64, to_u64,
 };
 use crate::migrate;
 use crate::model::{
@@ -54,6 +55,7 @@ pub struct PostgresStore {
     client: Mutex<Option<Client>>,
     hub: Arc<watch::Sender<u64>>,
     listener: tokio::task::JoinHandle<()>,
+    redact: Option<AuditRedactor>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -108,6 +110,14 @@ async fn connect_client(config: &Config) -> Result<Client> {
 }
 
 impl PostgresStore {
+    /// Passes every document body written into the audit log through
+    /// `redactor` (see [`AuditRedactor`]).
+    #[must_use]
+    pub fn with_audit_redactor(mut self, redactor: Option<AuditRedactor>) -> Self {
+        self.redact = redactor;
+        self
+    }
+
     /// Connects to `postgres://...`, applies pending migrations and starts
     /// listening for changes.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
@@ -128,6 +138,7 @@ impl PostgresStore {
             client: Mutex::new(Some(client)),
             hub,
             listener,
+            redact: None,
         })
     }
 
@@ -193,7 +204,7 @@ async fn migrate_postgres(client: &mut Client) -> Result<()> {
                 updated_at: now,
             };
             insert_doc(&tx, &doc).await?;
-            audit_doc(&tx, rev, "system", "create", None, Some(&doc)).await?;
+            audit_doc(&tx, None, rev, "system", "create", None, Some(&doc)).await?;
         }
         tracing::info!(version = m.version, "postgres store: applied migration");
     }
@@ -371,6 +382,7 @@ async fn audit_row(
 
 async fn audit_doc(
     tx: &Transaction<'_>,
+    redact: Option<&AuditRedactor>,
     revision: u64,
     actor: &str,
     action: &str,
@@ -388,8 +400,8 @@ async fn audit_doc(
         d.kind.as_str(),
         &d.workspace,
         &d.name,
-        before.map(audit_json).as_ref(),
-        after.map(audit_json).as_ref(),
+        before.map(|d| audit_json(d, redact)).as_ref(),
+        after.map(|d| audit_json(d, redact)).as_ref(),
     )
     .await
 }
@@ -528,11 +540,29 @@ impl Store for PostgresStore {
         };
         let outcome = if old.is_some() {
             update_doc(&tx, &new).await?;
-            audit_doc(&tx, rev, actor, "update", old.as_ref(), Some(&new)).await?;
+            audit_doc(
+                &tx,
+                self.redact.as_ref(),
+                rev,
+                actor,
+                "update",
+                old.as_ref(),
+                Some(&new),
+            )
+            .await?;
             Outcome::Updated
         } else {
             insert_doc(&tx, &new).await?;
-            audit_doc(&tx, rev, actor, "create", None, Some(&new)).await?;
+            audit_doc(
+                &tx,
+                self.redact.as_ref(),
+                rev,
+                actor,
+                "create",
+                None,
+                Some(&new),
+            )
+            .await?;
             Outcome::Created
         };
         tx.commit().await.map_err(pg_err)?;
@@ -585,7 +615,16 @@ impl Store for PostgresStore {
         }
         let rev = bump(&tx).await?;
         delete_doc(&tx, old.id).await?;
-        audit_doc(&tx, rev, actor, "delete", Some(&old), None).await?;
+        audit_doc(
+            &tx,
+            self.redact.as_ref(),
+            rev,
+            actor,
+            "delete",
+            Some(&old),
+            None,
+        )
+        .await?;
         tx.commit().await.map_err(pg_err)?;
         publish(&self.hub, rev);
         Ok(old)
@@ -619,15 +658,42 @@ impl Store for PostgresStore {
             crash_failpoint(written);
             if w.old.is_some() {
                 update_doc(&tx, &w.new).await?;
-                audit_doc(&tx, r, actor, "update", w.old.as_ref(), Some(&w.new)).await?;
+                audit_doc(
+                    &tx,
+                    self.redact.as_ref(),
+                    r,
+                    actor,
+                    "update",
+                    w.old.as_ref(),
+                    Some(&w.new),
+                )
+                .await?;
             } else {
                 insert_doc(&tx, &w.new).await?;
-                audit_doc(&tx, r, actor, "create", None, Some(&w.new)).await?;
+                audit_doc(
+                    &tx,
+                    self.redact.as_ref(),
+                    r,
+                    actor,
+                    "create",
+                    None,
+                    Some(&w.new),
+                )
+                .await?;
             }
         }
         for old in &plan.gone {
             delete_doc(&tx, old.id).await?;
-            audit_doc(&tx, r, actor, "delete", Some(old), None).await?;
+            audit_doc(
+                &tx,
+                self.redact.as_ref(),
+                r,
+                actor,
+                "delete",
+                Some(old),
+                None,
+            )
+            .await?;
         }
         tx.commit().await.map_err(pg_err)?;
         publish(&self.hub, r);

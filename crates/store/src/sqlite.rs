@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use crate::changes::{Changes, publish};
 use crate::common::{
-    ApplyPlan, audit_json, check_content, check_expect, check_placement, check_token_request,
-    check_workspace_name, crash_failpoint, describe, now_ms, page_size, to_i64, to_u64,
+    ApplyPlan, AuditRedactor, audit_json, check_content, check_expect, check_placement,
+    check_token_request, check_workspace_name, crash_failpoint, describe, now_ms, page_size,
+    to_i64, to_u64,
 };
 use crate::migrate;
 use crate::model::{
@@ -42,6 +43,7 @@ static HUBS: LazyLock<Mutex<HashMap<PathBuf, Weak<watch::Sender<u64>>>>> =
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     hub: Arc<watch::Sender<u64>>,
+    redact: Option<AuditRedactor>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -86,7 +88,16 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             hub,
+            redact: None,
         })
+    }
+
+    /// Passes every document body written into the audit log through
+    /// `redactor` (see [`AuditRedactor`]).
+    #[must_use]
+    pub fn with_audit_redactor(mut self, redactor: Option<AuditRedactor>) -> Self {
+        self.redact = redactor;
+        self
     }
 
     async fn run<T: Send + 'static>(
@@ -106,12 +117,63 @@ impl SqliteStore {
     }
 }
 
-fn open_file(path: &Path) -> Result<(Connection, u64, PathBuf)> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
+/// Owner-only files: the store holds credentials and private keys. A
+/// directory the store creates is 0700 (an existing one is left as it is:
+/// it may be shared); the database file is created 0600 before SQLite opens
+/// it, and SQLite creates `-wal` and `-shm` with the database file's mode.
+/// An existing database, WAL or SHM file readable by group or others is
+/// tightened to 0600 with a warning. Modes are set explicitly, whatever
+/// the umask.
+fn private_files(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
     }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| {
+                    StoreError::Unavailable(format!(
+                        "cannot make {} owner-only: {e}",
+                        file.display()
+                    ))
+                },
+            )?;
+            tracing::warn!(
+                file = %file.display(),
+                was = format!("{mode:o}"),
+                "sqlite store: file was readable by other users; made it 0600"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn open_file(path: &Path) -> Result<(Connection, u64, PathBuf)> {
+    private_files(path)?;
     let mut conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -175,7 +237,7 @@ fn seed(tx: &Transaction<'_>) -> Result<()> {
         updated_at: now,
     };
     insert_doc(tx, &doc)?;
-    audit_doc(tx, rev, "system", "create", None, Some(&doc))
+    audit_doc(tx, None, rev, "system", "create", None, Some(&doc))
 }
 
 fn read_revision(conn: &Connection) -> Result<u64> {
@@ -323,6 +385,7 @@ fn audit_row(
 
 fn audit_doc(
     tx: &Transaction<'_>,
+    redact: Option<&AuditRedactor>,
     revision: u64,
     actor: &str,
     action: &str,
@@ -340,8 +403,8 @@ fn audit_doc(
         d.kind.as_str(),
         &d.workspace,
         &d.name,
-        before.map(audit_json).as_ref(),
-        after.map(audit_json).as_ref(),
+        before.map(|d| audit_json(d, redact)).as_ref(),
+        after.map(|d| audit_json(d, redact)).as_ref(),
     )
 }
 
@@ -444,6 +507,7 @@ impl Store for SqliteStore {
         check_placement(&doc.workspace, doc.kind, &doc.name)?;
         check_content(doc.kind, &doc.name, &doc.tags, &doc.body)?;
         let actor = actor.to_owned();
+        let redact = self.redact.clone();
         self.run(move |conn, hub| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let old = find(&tx, &doc.workspace, doc.kind, &doc.name)?;
@@ -480,11 +544,27 @@ impl Store for SqliteStore {
             };
             let outcome = if old.is_some() {
                 update_doc(&tx, &new)?;
-                audit_doc(&tx, rev, &actor, "update", old.as_ref(), Some(&new))?;
+                audit_doc(
+                    &tx,
+                    redact.as_ref(),
+                    rev,
+                    &actor,
+                    "update",
+                    old.as_ref(),
+                    Some(&new),
+                )?;
                 Outcome::Updated
             } else {
                 insert_doc(&tx, &new)?;
-                audit_doc(&tx, rev, &actor, "create", None, Some(&new))?;
+                audit_doc(
+                    &tx,
+                    redact.as_ref(),
+                    rev,
+                    &actor,
+                    "create",
+                    None,
+                    Some(&new),
+                )?;
                 Outcome::Created
             };
             tx.commit()?;
@@ -511,6 +591,7 @@ impl Store for SqliteStore {
             ));
         }
         let (actor, workspace, name) = (actor.to_owned(), workspace.to_owned(), name.to_owned());
+        let redact = self.redact.clone();
         self.run(move |conn, hub| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let Some(old) = find(&tx, &workspace, kind, &name)? else {
@@ -536,7 +617,15 @@ impl Store for SqliteStore {
             }
             let rev = bump(&tx)?;
             delete_doc(&tx, old.id)?;
-            audit_doc(&tx, rev, &actor, "delete", Some(&old), None)?;
+            audit_doc(
+                &tx,
+                redact.as_ref(),
+                rev,
+                &actor,
+                "delete",
+                Some(&old),
+                None,
+            )?;
             tx.commit()?;
             publish(hub, rev);
             Ok(old)
@@ -552,6 +641,7 @@ impl Store for SqliteStore {
     ) -> Result<ApplyReport> {
         check_workspace_name(workspace)?;
         let (actor, workspace) = (actor.to_owned(), workspace.to_owned());
+        let redact = self.redact.clone();
         self.run(move |conn, hub| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if !workspace_exists(&tx, &workspace)? {
@@ -572,15 +662,31 @@ impl Store for SqliteStore {
                 crash_failpoint(written);
                 if w.old.is_some() {
                     update_doc(&tx, &w.new)?;
-                    audit_doc(&tx, r, &actor, "update", w.old.as_ref(), Some(&w.new))?;
+                    audit_doc(
+                        &tx,
+                        redact.as_ref(),
+                        r,
+                        &actor,
+                        "update",
+                        w.old.as_ref(),
+                        Some(&w.new),
+                    )?;
                 } else {
                     insert_doc(&tx, &w.new)?;
-                    audit_doc(&tx, r, &actor, "create", None, Some(&w.new))?;
+                    audit_doc(
+                        &tx,
+                        redact.as_ref(),
+                        r,
+                        &actor,
+                        "create",
+                        None,
+                        Some(&w.new),
+                    )?;
                 }
             }
             for old in &plan.gone {
                 delete_doc(&tx, old.id)?;
-                audit_doc(&tx, r, &actor, "delete", Some(old), None)?;
+                audit_doc(&tx, redact.as_ref(), r, &actor, "delete", Some(old), None)?;
             }
             tx.commit()?;
             publish(hub, r);

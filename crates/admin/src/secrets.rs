@@ -1,0 +1,336 @@
+//! Write-only secrets: which document fields hold secrets, how they are
+//! shown (a keyed fingerprint, never the value), and how an update that
+//! sends the redacted view back keeps the stored secret (docs/security.md,
+//! "Secrets").
+//!
+//! The secret fields are the key-auth keys (`credential` documents'
+//! `key_auth.key`, `consumer` documents' inline
+//! `credentials.key_auth[].key`) and certificate private keys
+//! (`certificate` documents' `key`). App documents hold only `k1:` key
+//! hashes, which authenticate nothing, and stay visible.
+//!
+//! A redacted field reads `"key": null` with `"key_fingerprint":
+//! "hmac-sha256:<16 hex>"` next to it: the first 64 bits of HMAC-SHA256
+//! under the node secret (`server.key_hash_secret`, the same key the app
+//! key hashes use) of a domain-separated message. Without the node secret a
+//! fingerprint cannot be used to test guessed keys offline, unlike a plain
+//! SHA-256 of a low-entropy key.
+
+use gatehouse_core::keys::KeyHasher;
+use std::sync::Arc;
+
+use gatehouse_store::{AuditRedactor, Kind};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+
+/// The prefix of every fingerprint.
+pub const FINGERPRINT_PREFIX: &str = "hmac-sha256:";
+
+/// The suffix of the field that carries a redacted field's fingerprint.
+pub const FINGERPRINT_SUFFIX: &str = "_fingerprint";
+
+/// Where a kind's secrets are: a path of object fields (`*` walks every
+/// element of an array), the last element names the secret field.
+fn paths(kind: Kind) -> &'static [&'static [&'static str]] {
+    match kind {
+        Kind::Credential => &[&["key_auth", "key"]],
+        Kind::Consumer => &[&["credentials", "key_auth", "*", "key"]],
+        Kind::Certificate => &[&["key"]],
+        _ => &[],
+    }
+}
+
+/// Whether documents of `kind` hold secrets.
+pub fn has_secrets(kind: Kind) -> bool {
+    !paths(kind).is_empty()
+}
+
+/// The fingerprint of a secret under `hasher`'s key.
+pub fn fingerprint(hasher: &KeyHasher, secret: &str) -> String {
+    let tag = hasher
+        .hash(&format!("gatehouse secret fingerprint v1\0{secret}"))
+        .to_string();
+    let hex = tag
+        .strip_prefix(gatehouse_core::keys::KEY_HASH_PREFIX)
+        .unwrap_or(&tag);
+    format!("{FINGERPRINT_PREFIX}{}", &hex[..16.min(hex.len())])
+}
+
+/// Calls `f` with every object holding a secret field of `kind` in
+/// `body`, and the field's name.
+fn each_holder(kind: Kind, body: &mut Value, f: &mut dyn FnMut(&mut Map<String, Value>, &str)) {
+    fn walk(v: &mut Value, path: &[&str], f: &mut dyn FnMut(&mut Map<String, Value>, &str)) {
+        match path {
+            [] => {}
+            [field] => {
+                if let Value::Object(m) = v {
+                    f(m, field);
+                }
+            }
+            ["*", rest @ ..] => {
+                if let Value::Array(a) = v {
+                    for x in a {
+                        walk(x, rest, f);
+                    }
+                }
+            }
+            [seg, rest @ ..] => {
+                if let Some(x) = v.get_mut(*seg) {
+                    walk(x, rest, f);
+                }
+            }
+        }
+    }
+    for path in paths(kind) {
+        walk(body, path, f);
+    }
+}
+
+/// Replaces every secret of a `kind` body with `null` and, with a hasher,
+/// puts its fingerprint next to it (`<field>_fingerprint`). Already
+/// redacted fields (`null`) keep their fingerprint. Idempotent.
+pub fn redact(kind: Kind, body: &mut Value, hasher: Option<&KeyHasher>) {
+    each_holder(kind, body, &mut |m, field| {
+        let fp_field = format!("{field}{FINGERPRINT_SUFFIX}");
+        match m.get(field) {
+            Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                let fp = hasher.map(|h| fingerprint(h, s));
+                m.insert(field.to_owned(), Value::Null);
+                match fp {
+                    Some(fp) => {
+                        m.insert(fp_field, Value::String(fp));
+                    }
+                    None => {
+                        m.remove(&fp_field);
+                    }
+                }
+            }
+            // Not a string: not a valid secret, but never shown either.
+            Some(_) => {
+                m.insert(field.to_owned(), Value::Null);
+                m.remove(&fp_field);
+            }
+            None => {}
+        }
+    });
+}
+
+/// The redacted view of an audit entry's `before` / `after`
+/// (`{"id", "version", "tags", "body"}`) for an entry of `kind` (a kind
+/// name; other audit entries are left alone).
+pub fn redact_audit_value(kind: &str, value: &mut Value, hasher: Option<&KeyHasher>) {
+    if let Ok(kind) = kind.parse::<Kind>()
+        && let Some(body) = value.get_mut("body")
+    {
+        redact(kind, body, hasher);
+    }
+}
+
+/// The store's audit redactor for this policy: every document body the
+/// store writes into its audit log has its secrets replaced by fingerprints
+/// under `hasher` (without one: by `null` only). Pass it to
+/// `gatehouse_store::open_with`.
+pub fn audit_redactor(hasher: Option<KeyHasher>) -> AuditRedactor {
+    Arc::new(move |kind, body: &mut Value| redact(kind, body, hasher.as_ref()))
+}
+
+/// Whether a body holds a secret value (anything but `null` in a secret
+/// field): false for every redacted view.
+pub fn holds_secret(kind: Kind, body: &Value) -> bool {
+    let mut found = false;
+    let mut copy = body.clone();
+    each_holder(kind, &mut copy, &mut |m, field| {
+        if m.get(field).is_some_and(|v| !v.is_null()) {
+            found = true;
+        }
+    });
+    found
+}
+
+/// Before a write: fills in secrets the client left out from `old` (the
+/// stored body, `None` when creating), so a GET → edit → PUT round trip
+/// (or a merge patch) keeps them, and drops the fingerprint fields.
+///
+/// A secret field that is missing or `null` keeps the stored secret: the
+/// one whose fingerprint the entry carries, else (without a fingerprint)
+/// the stored one at the same place. A new value replaces it. A
+/// fingerprint that matches no stored secret, or a missing secret with
+/// nothing stored, is refused with a message that names the field.
+/// Returns whether a stored secret was used.
+pub fn restore(
+    kind: Kind,
+    body: &mut Value,
+    old: Option<&Value>,
+    hasher: &KeyHasher,
+) -> ApiResult<bool> {
+    if !has_secrets(kind) {
+        return Ok(false);
+    }
+    // The stored secrets, by their place and fingerprint.
+    let mut stored: Vec<String> = Vec::new();
+    if let Some(old) = old {
+        let mut old = old.clone();
+        each_holder(kind, &mut old, &mut |m, field| {
+            if let Some(Value::String(s)) = m.get(field) {
+                stored.push(s.clone());
+            } else {
+                stored.push(String::new());
+            }
+        });
+    }
+    let prints: Vec<String> = stored.iter().map(|s| fingerprint(hasher, s)).collect();
+    let mut used = false;
+    let mut error: Option<String> = None;
+    let mut index = 0usize;
+    each_holder(kind, body, &mut |m, field| {
+        let at = index;
+        index += 1;
+        let fp_field = format!("{field}{FINGERPRINT_SUFFIX}");
+        let fp = m.remove(&fp_field);
+        let secret_given = matches!(m.get(field), Some(v) if !v.is_null());
+        if secret_given || error.is_some() {
+            return;
+        }
+        let found = match &fp {
+            Some(Value::String(fp)) => prints
+                .iter()
+                .position(|p| p == fp)
+                .map(|i| stored[i].clone())
+                .filter(|s| !s.is_empty()),
+            Some(Value::Null) | None => stored.get(at).cloned().filter(|s| !s.is_empty()),
+            Some(_) => None,
+        };
+        match found {
+            Some(s) => {
+                m.insert(field.to_owned(), Value::String(s));
+                used = true;
+            }
+            None => {
+                error = Some(match fp {
+                    Some(Value::String(fp)) => format!(
+                        "{field}: the fingerprint `{fp}` matches no stored secret of this document; send the secret itself"
+                    ),
+                    _ => format!(
+                        "{field}: required; `null` keeps the stored secret only when updating a document that has one"
+                    ),
+                });
+            }
+        }
+    });
+    match error {
+        Some(e) => Err(ApiError::invalid(format!("body: {e}"))),
+        None => Ok(used),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn hasher() -> KeyHasher {
+        KeyHasher::new(b"unit-test-node-secret-0123")
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_short_and_stable() {
+        let a = fingerprint(&hasher(), "alice-key");
+        assert_eq!(a, fingerprint(&hasher(), "alice-key"));
+        assert!(a.starts_with(FINGERPRINT_PREFIX));
+        assert_eq!(a.len(), FINGERPRINT_PREFIX.len() + 16);
+        assert_ne!(a, fingerprint(&hasher(), "bob-key"));
+        // Another node secret, another fingerprint: not guessable without it.
+        assert_ne!(
+            a,
+            fingerprint(&KeyHasher::new(b"another-secret-0123456"), "alice-key")
+        );
+        // Not the app key hash of the same string.
+        assert!(
+            !hasher()
+                .hash("alice-key")
+                .to_string()
+                .contains(&a[FINGERPRINT_PREFIX.len()..])
+        );
+    }
+
+    #[test]
+    fn redact_every_secret_field() {
+        fn check(kind: Kind, mut body: Value, expect: Value) {
+            redact(kind, &mut body, Some(&hasher()));
+            assert_eq!(body, expect, "{kind}");
+            assert!(!holds_secret(kind, &body), "{kind}");
+            let again = body.clone();
+            redact(kind, &mut body, Some(&hasher()));
+            assert_eq!(body, again, "{kind}: idempotent");
+        }
+        let fp = |s: &str| fingerprint(&hasher(), s);
+        check(
+            Kind::Credential,
+            json!({"consumer": "a", "key_auth": {"key": "k-1"}}),
+            json!({"consumer": "a", "key_auth": {"key": null, "key_fingerprint": fp("k-1")}}),
+        );
+        check(
+            Kind::Consumer,
+            json!({"username": "a", "credentials": {"key_auth": [{"key": "k-1"}, {"key": "k-2"}]}}),
+            json!({"username": "a", "credentials": {"key_auth": [
+                {"key": null, "key_fingerprint": fp("k-1")},
+                {"key": null, "key_fingerprint": fp("k-2")}
+            ]}}),
+        );
+        check(
+            Kind::Certificate,
+            json!({"cert": "C", "key": "PEM", "hosts": []}),
+            json!({"cert": "C", "key": null, "key_fingerprint": fp("PEM"), "hosts": []}),
+        );
+        check(
+            Kind::Consumer,
+            json!({"username": "a"}),
+            json!({"username": "a"}),
+        );
+        check(
+            Kind::Service,
+            json!({"name": "s", "key": "not a secret here"}),
+            json!({"name": "s", "key": "not a secret here"}),
+        );
+        let mut body = json!({"consumer": "a", "key_auth": {"key": "k-1"}});
+        redact(Kind::Credential, &mut body, None);
+        assert_eq!(body, json!({"consumer": "a", "key_auth": {"key": null}}));
+    }
+
+    #[test]
+    fn restore_keeps_replaces_and_refuses() {
+        let h = hasher();
+        let old =
+            json!({"username": "a", "credentials": {"key_auth": [{"key": "k-1"}, {"key": "k-2"}]}});
+        let mut view = old.clone();
+        redact(Kind::Consumer, &mut view, Some(&h));
+        // Round trip: the redacted view restores to the stored body.
+        let mut back = view.clone();
+        assert!(restore(Kind::Consumer, &mut back, Some(&old), &h).unwrap());
+        assert_eq!(back, old);
+        // Reordered, one dropped, one new: matched by fingerprint.
+        let mut edit = json!({"username": "a", "credentials": {"key_auth": [
+            {"key": "k-new"},
+            view["credentials"]["key_auth"][1].clone(),
+        ]}});
+        restore(Kind::Consumer, &mut edit, Some(&old), &h).unwrap();
+        assert_eq!(
+            edit,
+            json!({"username": "a", "credentials": {"key_auth": [{"key": "k-new"}, {"key": "k-2"}]}})
+        );
+        // Omitted key, no fingerprint: the stored one at the same place.
+        let mut omitted = json!({"consumer": "a", "key_auth": {}});
+        let stored = json!({"consumer": "a", "key_auth": {"key": "k-1"}});
+        restore(Kind::Credential, &mut omitted, Some(&stored), &h).unwrap();
+        assert_eq!(omitted, stored);
+        // Unknown fingerprint, or nothing stored: refused, naming no secret.
+        let mut bad = json!({"consumer": "a", "key_auth": {"key": null, "key_fingerprint": "hmac-sha256:0000000000000000"}});
+        let e = restore(Kind::Credential, &mut bad, Some(&stored), &h).unwrap_err();
+        assert!(!format!("{e:?}").contains("k-1"));
+        let mut new = json!({"cert": "C", "key": null});
+        assert!(restore(Kind::Certificate, &mut new, None, &h).is_err());
+    }
+}

@@ -32,6 +32,9 @@ pub struct Node {
     pub proxy: String,
     /// The admin API's address.
     pub admin: String,
+    /// The node's data directory when the test gave none: a temporary one,
+    /// so no node ever writes `./gatehouse-data` into the source tree.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl Node {
@@ -62,9 +65,15 @@ impl Node {
             .position(|a| *a == "--admin-listen")
             .map(|i| args[i + 1].to_string())
             .unwrap_or_default();
-        let mut child = Command::new(BIN)
+        let data_dir = (!args.contains(&"--data-dir")).then(|| tempfile::tempdir().unwrap());
+        let mut command = Command::new(BIN);
+        command
             .args(["--log-format", "json", "run", "--store", store])
-            .args(args)
+            .args(args);
+        if let Some(dir) = &data_dir {
+            command.arg("--data-dir").arg(dir.path());
+        }
+        let mut child = command
             .env_remove("GATEHOUSE_STORE")
             .env_remove("GATEHOUSE_CONFIG")
             .stderr(Stdio::piped())
@@ -84,6 +93,7 @@ impl Node {
             lines,
             proxy: String::new(),
             admin,
+            _data_dir: data_dir,
         }
     }
 

@@ -133,6 +133,16 @@ impl gatehouse_admin::Validator for StoreValidator {
         crate::certs::check_all(documents)?;
         gatehouse_control::check_documents(documents, &self.settings).map(drop)
     }
+
+    fn check_in(&self, documents: &[Document], workspace: &str) -> Result<(), Vec<String>> {
+        crate::certs::check_all(documents)?;
+        gatehouse_control::check_documents_for(
+            documents,
+            &self.settings,
+            gatehouse_control::Viewer::Workspace(workspace),
+        )
+        .map(drop)
+    }
 }
 
 async fn shutdown_signal() {

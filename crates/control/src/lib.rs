@@ -192,11 +192,68 @@ fn issue(e: &ConfigError, config: &Config) -> Issue {
         };
         Some(config.workspaces.name(id).to_string())
     });
+    // For the workspace's own writer: no `routes[57]` style paths, whose
+    // indexes count the entities of every workspace before it; each one
+    // becomes the entity it points at (of the same workspace).
+    let scoped = workspace.as_ref().map(|_| {
+        let rest = e
+            .field
+            .split_once(']')
+            .map_or("", |(_, rest)| rest.trim_start_matches('.'));
+        let message = localize(&e.message, config);
+        match (entity_of(&e.field, config), rest.is_empty()) {
+            (Some(entity), true) => format!("{entity}: {message}"),
+            (Some(entity), false) => format!("{entity} ({rest}): {message}"),
+            (None, _) => describe(e, Some(config)),
+        }
+    });
     Issue {
         workspace,
         message: describe(e, Some(config)),
-        scoped: None,
+        scoped,
     }
+}
+
+/// `text` with every `section[N]` path (`consumers[4].apps[0]`) replaced
+/// by the entity it names (``consumer `team-a/alice` (apps[0])``).
+fn localize(text: &str, config: &Config) -> String {
+    const SECTIONS: [&str; 7] = [
+        "services",
+        "routes",
+        "plugins",
+        "consumers",
+        "apis",
+        "plans",
+        "subscriptions",
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for section in SECTIONS {
+            if let Some(after) = rest.strip_prefix(section).and_then(|a| a.strip_prefix('['))
+                && let Some((digits, tail)) = after.split_once(']')
+                && !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && let Some(entity) = entity_of(&format!("{section}[{digits}]"), config)
+            {
+                // The path below the entity, up to the next space or `)`.
+                let end = tail.find([' ', ')', ',', ';']).unwrap_or(tail.len());
+                let below = tail[..end].trim_start_matches('.');
+                out.push_str(&entity);
+                if !below.is_empty() {
+                    out.push_str(&format!(" ({below})"));
+                }
+                rest = &tail[end..];
+                continue 'scan;
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
 }
 
 /// A validation message with the entity it is about spelled out:
@@ -234,6 +291,7 @@ fn entity_of(field: &str, c: &Config) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -273,6 +331,27 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert!(seen[0].starts_with("the store has problems outside workspace `a`"));
         assert!(!seen[0].contains("`b`"));
+    }
+
+    #[test]
+    fn paths_become_the_entities_they_name() {
+        let mut config = Config::default();
+        for name in ["x", "team-a/alice"] {
+            config
+                .consumers
+                .push(serde_json::from_value(serde_json::json!({ "username": name })).unwrap());
+        }
+        assert_eq!(
+            localize(
+                "duplicate API key (also used by consumers[1].credentials.key_auth[0])",
+                &config
+            ),
+            "duplicate API key (also used by consumer `team-a/alice` (credentials.key_auth[0]))"
+        );
+        assert_eq!(
+            localize("routes[9] and routes[x]", &config),
+            "routes[9] and routes[x]"
+        );
     }
 
     #[test]

@@ -515,6 +515,10 @@ fn check(case: &str, attempt: Vec<Document>, expect: Expect) {
                     "tls",
                     "k1:",
                     "catch-all",
+                    // Index paths count the entities of every workspace.
+                    "routes[",
+                    "consumers[",
+                    "services[",
                 ] {
                     assert!(!e.contains(secret), "{case}: {e:?} reveals {secret:?}");
                 }
@@ -630,6 +634,24 @@ fn hostile_attempts_of_one_workspace_against_another() {
             json!({"service": "nope", "hosts": ["a.example.com"], "paths": ["/"]}),
         )],
         Expect::Refused("no service named `team-a/nope`"),
+    );
+    check(
+        "a duplicate key within its own workspace names its own consumer",
+        vec![
+            doc(
+                "team-a",
+                Kind::Consumer,
+                "m1",
+                json!({"username": "m1", "credentials": {"key_auth": [{"key": "same-key-0001"}]}}),
+            ),
+            doc(
+                "team-a",
+                Kind::Consumer,
+                "m2",
+                json!({"username": "m2", "credentials": {"key_auth": [{"key": "same-key-0001"}]}}),
+            ),
+        ],
+        Expect::Refused("duplicate API key (also used by consumer `team-a/m1`"),
     );
     check(
         "its own host, any priority",

@@ -447,3 +447,116 @@ async fn tenant_isolation_postgres() {
     let url = pg.url().to_owned();
     tenant_isolation(World::start(url, Holder::Pg(pg)).await).await;
 }
+
+fn doc(
+    workspace: &str,
+    kind: gatehouse_store::Kind,
+    name: &str,
+    body: Value,
+) -> gatehouse_store::Document {
+    gatehouse_store::Document {
+        id: uuid::Uuid::new_v4(),
+        workspace: workspace.into(),
+        kind,
+        name: name.into(),
+        tags: Vec::new(),
+        body,
+        version: 1,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+/// Two workspaces with a route each on their own host, a consumer and a
+/// key each, and a global `key-auth` of `default` over all of them.
+fn two_teams(upstream: &str) -> Vec<gatehouse_store::Document> {
+    use gatehouse_store::Kind;
+    let mut docs = vec![doc(
+        "default",
+        Kind::Plugin,
+        "key-auth",
+        json!({"name": "key-auth"}),
+    )];
+    for ws in ["team-a", "team-b"] {
+        let host = format!("{}.example", &ws[5..]);
+        docs.extend([
+            doc(
+                ws,
+                Kind::Service,
+                "svc",
+                json!({"name": "svc", "url": upstream}),
+            ),
+            doc(
+                ws,
+                Kind::Route,
+                "r",
+                json!({"name": "r", "service": "svc", "hosts": [host], "paths": ["/*"]}),
+            ),
+            doc(ws, Kind::Consumer, "user", json!({"username": "user"})),
+            doc(
+                ws,
+                Kind::Credential,
+                "key",
+                json!({"consumer": "user", "key_auth": {"key": format!("{ws}-key-000001")}}),
+            ),
+        ]);
+    }
+    docs
+}
+
+/// Global plugins of `default` run on every workspace's routes, each built
+/// with the keys of the route's own workspace.
+#[tokio::test]
+async fn a_global_key_auth_checks_each_workspaces_own_keys() {
+    let up = Upstream::builder().name("up").echo().start().await;
+    let loaded = gatehouse_control::prepare(&two_teams(&up.url()), &settings()).unwrap();
+    let gw = TestGateway {
+        gateway: gatehouse_proxy::Gateway::start(&loaded).await.unwrap(),
+    };
+    let check = async |host: &str, key: &str, want: u16| {
+        let r = send(empty(
+            req("GET", &gw.url("/x"))
+                .header("host", host)
+                .header("x-api-key", key),
+        ))
+        .await;
+        assert_eq!(r.status, want, "{host} with {key}: {}", r.text());
+    };
+    check("a.example", "team-a-key-000001", 200).await;
+    check("a.example", "team-b-key-000001", 401).await;
+    check("b.example", "team-b-key-000001", 200).await;
+    check("b.example", "team-a-key-000001", 401).await;
+    assert_eq!(up.hits(), 2);
+}
+
+/// `key-auth`'s `anonymous` names a consumer of the route's own workspace:
+/// another workspace's consumer is not found (and not confirmed).
+#[tokio::test]
+async fn anonymous_names_a_consumer_of_the_routes_workspace() {
+    use gatehouse_store::Kind;
+    let check = |ws: &str, anonymous: &str, ok: bool| {
+        let mut docs = two_teams("http://127.0.0.1:9");
+        docs.push(doc(
+            ws,
+            Kind::Route,
+            "anon",
+            json!({"name": "anon", "service": "svc", "hosts": [format!("{}.example", &ws[5..])],
+                   "paths": ["/anon"], "plugins": [{"name": "key-auth", "config": {"anonymous": anonymous}}]}),
+        ));
+        let answer = gatehouse_control::check_documents_for(
+            &docs,
+            &settings(),
+            gatehouse_control::Viewer::Workspace(ws),
+        );
+        match answer {
+            Ok(_) => assert!(ok, "{ws} / {anonymous}: accepted"),
+            Err(e) => {
+                assert!(!ok, "{ws} / {anonymous}: {e:?}");
+                assert!(e.iter().any(|m| m.contains("no consumer named")), "{e:?}");
+            }
+        }
+    };
+    check("team-a", "user", true);
+    check("team-a", "team-b/user", false);
+    check("team-b", "team-a/user", false);
+}

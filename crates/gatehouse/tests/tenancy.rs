@@ -560,3 +560,52 @@ async fn anonymous_names_a_consumer_of_the_routes_workspace() {
     check("team-a", "team-b/user", false);
     check("team-b", "team-a/user", false);
 }
+
+/// A certificate document without `hosts` claims the DNS names in the
+/// certificate: workspace A cannot take B's SNI name with it, and a
+/// certificate for A's own name is fine.
+#[tokio::test]
+async fn a_certificate_claims_its_own_dns_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+    let w = World::start(url, Holder::Dir(dir)).await;
+    let (status, body) = w
+        .put(
+            &w.b,
+            "team-b",
+            "services",
+            "api",
+            json!({"url": "http://127.0.0.1:9"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = w
+        .put(
+            &w.b,
+            "team-b",
+            "routes",
+            "r",
+            json!({"service": "api", "hosts": ["b.example"], "paths": ["/"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let ca = gatehouse_testkit::tls::TestCa::new("tenancy");
+    let cert = |names: &[&str]| {
+        let pair = ca.server_cert(names);
+        json!({"cert": pair.cert_pem, "key": pair.key_pem})
+    };
+    let (status, body) = w
+        .put(&w.a, "team-a", "certificates", "mitm", cert(&["b.example"]))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("host `b.example` is taken by another workspace"),
+        "{text}"
+    );
+    assert!(!text.contains("team-b"), "{text}");
+    let (status, body) = w
+        .put(&w.a, "team-a", "certificates", "own", cert(&["a.example"]))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}

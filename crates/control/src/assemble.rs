@@ -71,8 +71,14 @@ fn decode<T: DeserializeOwned>(doc: &Document, errors: &mut Vec<Issue>) -> Optio
             } else {
                 format!("{path}: ")
             };
+            // A workspace document is about the workspace it describes.
+            let about = if doc.workspace == WORKSPACE_SCOPE {
+                &doc.name
+            } else {
+                &doc.workspace
+            };
             errors.push(Issue::about(
-                &doc.workspace,
+                about,
                 format!(
                     "{} document `{}` in workspace `{}` does not decode: {at}{}",
                     doc.kind,

@@ -733,8 +733,8 @@ struct Envs {
     /// accepted ones by their qualified name).
     own: Vec<BuildEnv>,
     /// For the global plugins on the workspace's routes: the same keys;
-    /// consumer names also resolve to `default`'s consumers (global plugins
-    /// are written in `default`), after the workspace's own.
+    /// consumer names are those of `default`, where global plugins are
+    /// written (`default`'s map, shared by every workspace).
     global: Vec<BuildEnv>,
 }
 
@@ -761,8 +761,7 @@ impl Envs {
                 list.push((local, c));
             }
         }
-        let mut own = Vec::with_capacity(by_ws.len());
-        let mut global = Vec::with_capacity(by_ws.len());
+        let mut own: Vec<BuildEnv> = Vec::with_capacity(by_ws.len());
         for w in 0..by_ws.len() {
             let mut keys = HashMap::new();
             let mut consumers = HashMap::new();
@@ -804,26 +803,22 @@ impl Envs {
                     consumers.insert(name.to_string(), rt);
                 }
             }
-            let mut with_default = HashMap::new();
-            if w != 0 {
-                for &(local, c) in by_ws.first().into_iter().flatten() {
-                    with_default.insert(local.to_string(), consumer(c));
-                }
-            }
-            with_default.extend(consumers.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let keys = Arc::new(keys);
-            let app_keys = Arc::new(app_keys);
-            global.push(BuildEnv {
-                key_credentials: keys.clone(),
-                consumers: Arc::new(with_default),
-                app_keys: app_keys.clone(),
-            });
             own.push(BuildEnv {
-                key_credentials: keys,
+                key_credentials: Arc::new(keys),
                 consumers: Arc::new(consumers),
-                app_keys,
+                app_keys: Arc::new(app_keys),
             });
         }
+        // Global plugins are written in `default`: the consumers they name
+        // are `default`'s (one shared map), the keys they check the route's.
+        let global = own
+            .iter()
+            .map(|env| BuildEnv {
+                key_credentials: env.key_credentials.clone(),
+                consumers: own[0].consumers.clone(),
+                app_keys: env.app_keys.clone(),
+            })
+            .collect();
         Self { own, global }
     }
 }

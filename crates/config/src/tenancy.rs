@@ -53,12 +53,51 @@ impl Workspaces {
             "subscriptions" => &self.subscriptions,
             _ => return 0,
         };
-        list.get(index).copied().unwrap_or(0)
+        // An id past `names` cannot come from `gatehouse-control`; it is
+        // read as `default` rather than indexing out of bounds.
+        list.get(index)
+            .copied()
+            .filter(|&w| w < self.count())
+            .unwrap_or(0)
     }
 
     /// The workspaces whose consumers routes of workspace `id` accept: its
     /// own first, then the ones it opted into.
     pub fn accepted_by(&self, id: usize) -> impl Iterator<Item = usize> + '_ {
-        std::iter::once(id).chain(self.accepts.get(id).into_iter().flatten().copied())
+        std::iter::once(id).chain(
+            self.accepts
+                .get(id)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&w| w < self.count()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_config_is_all_default_and_bad_ids_read_as_default() {
+        let file = Workspaces::default();
+        assert_eq!(
+            (file.count(), file.name(0), file.of("routes", 7)),
+            (1, "default", 0)
+        );
+        assert_eq!(file.accepted_by(0).collect::<Vec<_>>(), [0]);
+
+        let store = Workspaces {
+            names: vec!["default".into(), "a".into(), "b".into()],
+            accepts: vec![vec![], vec![], vec![0, 9, 1]],
+            routes: vec![1, 2, 5],
+            ..Workspaces::default()
+        };
+        assert_eq!(store.of("routes", 1), 2);
+        assert_eq!(store.of("routes", 2), 0, "out of range");
+        assert_eq!(store.of("plugins", 0), 0, "global plugins are default's");
+        assert_eq!(store.accepted_by(2).collect::<Vec<_>>(), [2, 0, 1]);
+        assert_eq!(store.accepted_by(1).collect::<Vec<_>>(), [1]);
     }
 }

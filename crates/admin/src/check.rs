@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use gatehouse_core::ProblemType;
 use std::sync::Arc;
 
-use gatehouse_store::{Document, Kind, NewDocument, Snapshot};
+use gatehouse_store::{Document, Kind, NewDocument, Snapshot, WORKSPACE_SCOPE};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -95,9 +95,21 @@ pub async fn cross_check(state: &AppState, change: Change<'_>) -> ApiResult<Opti
     };
     let snapshot = current_snapshot(state).await?;
     let documents = candidate(snapshot.documents.clone(), snapshot.revision, &change);
+    // Messages are scoped to the workspace written to (whoever writes):
+    // a workspace admin never learns another workspace's entities from a
+    // refusal. Writes of workspace documents (super-admins only) get every
+    // message in full.
+    let scope = match &change {
+        Change::Put(doc) => doc.workspace.clone(),
+        Change::Delete { workspace, .. } => (*workspace).to_owned(),
+    };
     // A full check can take a while on a big store: off the async threads.
     let (documents, verdict) = tokio::task::spawn_blocking(move || {
-        let verdict = validator.check(&documents);
+        let verdict = if scope == WORKSPACE_SCOPE {
+            validator.check(&documents)
+        } else {
+            validator.check_in(&documents, &scope)
+        };
         (documents, verdict)
     })
     .await

@@ -60,6 +60,12 @@ pub struct Workspace {
     /// What the workspace is for.
     #[serde(default)]
     pub description: Option<String>,
+    /// Other workspaces whose consumers (their credentials, apps and
+    /// consumer plugins) this workspace's routes also accept, tried in this
+    /// order after its own. Empty: only its own (docs/security.md, "Tenant
+    /// isolation"). Only a super-admin writes workspace documents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_consumers_from: Vec<String>,
 }
 
 /// The body field that must equal the document name, if the kind has one.

@@ -43,6 +43,15 @@ pub use openapi::openapi;
 pub trait Validator: Send + Sync + 'static {
     /// Checks the candidate state of the store.
     fn check(&self, documents: &[Document]) -> Result<(), Vec<String>>;
+
+    /// Checks the candidate state of a write into `workspace`, with
+    /// messages its caller may see: nothing that names or reveals another
+    /// workspace's entities (docs/security.md, "Tenant isolation").
+    /// Defaults to [`Validator::check`].
+    fn check_in(&self, documents: &[Document], workspace: &str) -> Result<(), Vec<String>> {
+        let _ = workspace;
+        self.check(documents)
+    }
 }
 
 /// Shared state of the handlers.

@@ -12,6 +12,7 @@ mod error;
 mod lifecycle;
 mod locate;
 mod model;
+mod tenancy;
 mod validate;
 
 pub use lifecycle::valid_key_hash;
@@ -20,6 +21,7 @@ pub use validate::{is_ip_literal, parse_nameserver, parse_net, valid_dns_name};
 pub use error::{ConfigError, ConfigErrors};
 pub use locate::Source;
 pub use model::*;
+pub use tenancy::Workspaces;
 
 use std::path::{Path, PathBuf};
 

@@ -99,8 +99,13 @@ fn apis(config: &Config, c: &mut Collector<'_>) {
 
 fn apps(config: &Config, c: &mut Collector<'_>) {
     let mut names: HashMap<&str, String> = HashMap::new();
-    let mut hashes: HashMap<String, String> = HashMap::new();
+    // Key hashes are unique per workspace, not across workspaces: a check
+    // across workspaces would tell a workspace admin that a key they
+    // guessed exists in another workspace (and where). Each workspace's
+    // routes look keys up in that workspace's own map (docs/security.md).
+    let mut hashes: HashMap<(usize, String), String> = HashMap::new();
     for (i, consumer) in config.consumers.iter().enumerate() {
+        let ws = config.workspaces.of("consumers", i);
         for (j, app) in consumer.apps.iter().enumerate() {
             let at = format!("consumers[{i}].apps[{j}]");
             if app.name.trim().is_empty() {
@@ -121,9 +126,10 @@ fn apps(config: &Config, c: &mut Collector<'_>) {
                         field,
                         "expected `k1:` and 64 hex digits (the output of `gatehouse keys hash` or `gatehouse keys new`); plaintext keys do not belong in the config",
                     );
-                } else if let Some(prev) =
-                    hashes.insert(key.hash.to_ascii_lowercase(), format!("{at}.keys[{k}]"))
-                {
+                } else if let Some(prev) = hashes.insert(
+                    (ws, key.hash.to_ascii_lowercase()),
+                    format!("{at}.keys[{k}]"),
+                ) {
                     c.error(field, format!("duplicate key hash (also at {prev})"));
                 }
             }

@@ -42,6 +42,12 @@ pub struct Config {
     /// was approved.
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
+    /// The workspace of each entity when the config was assembled from the
+    /// store; empty (everything `default`) for a file. Not in the file
+    /// format.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub workspaces: crate::Workspaces,
 }
 
 /// Node-level settings.

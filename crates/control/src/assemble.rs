@@ -2,15 +2,21 @@
 //! than `default` are qualified as `workspace/name` (with every reference
 //! to them), app and credential documents join their consumers, global
 //! plugins of a non-default workspace attach to that workspace's services.
+//! The workspace of every entity and each workspace's
+//! `accept_consumers_from` are recorded in `Config::workspaces`, so the
+//! data plane scopes consumers, keys and consumer plugins per workspace
+//! without parsing names.
 
 use std::collections::BTreeMap;
 
 use gatehouse_config::{
     Api, AppDocument, Config, Consumer, CredentialDocument, Plan, PluginRef, Route, Service,
-    Subscription,
+    Subscription, Workspaces,
 };
 use gatehouse_store::{DEFAULT_WORKSPACE, Document, Kind, WORKSPACE_SCOPE};
 use serde::de::DeserializeOwned;
+
+use crate::Issue;
 
 /// The name an entity of `workspace` has in the compiled configuration:
 /// unchanged in `default`, `workspace/name` elsewhere.
@@ -30,13 +36,32 @@ pub(crate) struct Origin {
 }
 
 /// An assembled configuration plus the origin of each route (same order as
-/// `config.routes`), which the conflict check needs.
+/// `config.routes`) and the host names certificate documents claim, which
+/// the host ownership check needs.
 pub(crate) struct Assembled {
     pub config: Config,
     pub route_origins: Vec<Origin>,
+    pub certificates: Vec<(Origin, Vec<String>)>,
 }
 
-fn decode<T: DeserializeOwned>(doc: &Document, errors: &mut Vec<String>) -> Option<T> {
+/// The part of a workspace document's body assembly reads (the admin API
+/// checks the whole body, `gatehouse_admin::Workspace`).
+#[derive(serde::Deserialize)]
+struct WorkspaceBody {
+    #[serde(default)]
+    accept_consumers_from: Vec<String>,
+}
+
+/// The part of a certificate document's body the host check reads.
+#[derive(serde::Deserialize)]
+struct CertificateBody {
+    #[serde(default)]
+    cert: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+}
+
+fn decode<T: DeserializeOwned>(doc: &Document, errors: &mut Vec<Issue>) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(&doc.body) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -46,12 +71,21 @@ fn decode<T: DeserializeOwned>(doc: &Document, errors: &mut Vec<String>) -> Opti
             } else {
                 format!("{path}: ")
             };
-            errors.push(format!(
-                "{} document `{}` in workspace `{}` does not decode: {at}{}",
-                doc.kind,
-                doc.name,
-                doc.workspace,
-                e.inner()
+            // A workspace document is about the workspace it describes.
+            let about = if doc.workspace == WORKSPACE_SCOPE {
+                &doc.name
+            } else {
+                &doc.workspace
+            };
+            errors.push(Issue::about(
+                about,
+                format!(
+                    "{} document `{}` in workspace `{}` does not decode: {at}{}",
+                    doc.kind,
+                    doc.name,
+                    doc.workspace,
+                    e.inner()
+                ),
             ));
             None
         }
@@ -72,19 +106,52 @@ struct Workspace {
     subscriptions: Vec<Subscription>,
 }
 
-pub(crate) fn assemble(documents: &[Document], node: &Config) -> Result<Assembled, Vec<String>> {
+pub(crate) fn assemble(documents: &[Document], node: &Config) -> Result<Assembled, Vec<Issue>> {
     let mut errors = Vec::new();
     // BTreeMap: workspaces in name order, so the result is deterministic
-    // whatever order the documents come in; `default` comes first.
+    // whatever order the documents come in; `default` comes first (and is
+    // always there: workspace 0).
     let mut workspaces: BTreeMap<(bool, &str), Workspace> = BTreeMap::new();
+    workspaces.entry((false, DEFAULT_WORKSPACE)).or_default();
+    let mut accepts: BTreeMap<&str, (String, Vec<String>)> = BTreeMap::new();
+    let mut certificates = Vec::new();
     for doc in documents {
         if doc.workspace == WORKSPACE_SCOPE {
+            if doc.kind == Kind::Workspace {
+                workspaces
+                    .entry((doc.name != DEFAULT_WORKSPACE, doc.name.as_str()))
+                    .or_default();
+                if let Some(body) = decode::<WorkspaceBody>(doc, &mut errors)
+                    && !body.accept_consumers_from.is_empty()
+                {
+                    accepts.insert(
+                        doc.name.as_str(),
+                        (doc.name.clone(), body.accept_consumers_from),
+                    );
+                }
+            }
             continue;
         }
         let key = (doc.workspace != DEFAULT_WORKSPACE, doc.workspace.as_str());
         let ws = workspaces.entry(key).or_default();
         match doc.kind {
-            Kind::Workspace | Kind::Certificate => {}
+            Kind::Workspace => {}
+            Kind::Certificate => {
+                if let Some(c) = decode::<CertificateBody>(doc, &mut errors) {
+                    let names = if c.hosts.is_empty() {
+                        gatehouse_proxy::tls::listener::pem_dns_names(c.cert.as_bytes())
+                    } else {
+                        c.hosts
+                    };
+                    certificates.push((
+                        Origin {
+                            workspace: doc.workspace.clone(),
+                            name: doc.name.clone(),
+                        },
+                        names,
+                    ));
+                }
+            }
             Kind::Service => ws.services.extend(decode(doc, &mut errors)),
             Kind::Route => ws.routes.extend(decode(doc, &mut errors)),
             Kind::Plugin => ws.plugins.extend(decode(doc, &mut errors)),
@@ -111,13 +178,52 @@ pub(crate) fn assemble(documents: &[Document], node: &Config) -> Result<Assemble
         ..Config::default()
     };
     let mut route_origins = Vec::new();
+    let mut tenancy = Workspaces::default();
     for ((_, name), ws) in workspaces {
-        add_workspace(name, ws, &mut config, &mut route_origins, &mut errors);
+        let id = tenancy.names.len();
+        tenancy.names.push(name.to_string());
+        add_workspace(
+            (id, name),
+            ws,
+            &mut config,
+            &mut tenancy,
+            &mut route_origins,
+            &mut errors,
+        );
     }
+    // Sharing is opted into by the accepting workspace's document (only
+    // a super-admin writes those), naming workspaces that exist.
+    tenancy.accepts = vec![Vec::new(); tenancy.names.len()];
+    for (name, (_, list)) in accepts {
+        let Some(id) = tenancy.names.iter().position(|n| n == name) else {
+            continue;
+        };
+        for other in list {
+            match tenancy.names.iter().position(|n| *n == other) {
+                Some(o) if o == id => errors.push(Issue::about(
+                    name,
+                    format!("workspace `{name}`: accept_consumers_from names the workspace itself"),
+                )),
+                Some(o) if tenancy.accepts[id].contains(&o) => errors.push(Issue::about(
+                    name,
+                    format!("workspace `{name}`: accept_consumers_from names `{other}` twice"),
+                )),
+                Some(o) => tenancy.accepts[id].push(o),
+                None => errors.push(Issue::about(
+                    name,
+                    format!(
+                        "workspace `{name}`: accept_consumers_from names `{other}`, which is not a workspace"
+                    ),
+                )),
+            }
+        }
+    }
+    config.workspaces = tenancy;
     if errors.is_empty() {
         Ok(Assembled {
             config,
             route_origins,
+            certificates,
         })
     } else {
         Err(errors)
@@ -125,11 +231,12 @@ pub(crate) fn assemble(documents: &[Document], node: &Config) -> Result<Assemble
 }
 
 fn add_workspace(
-    name: &str,
+    (id, name): (usize, &str),
     ws: Workspace,
     config: &mut Config,
+    tenancy: &mut Workspaces,
     route_origins: &mut Vec<Origin>,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<Issue>,
 ) {
     let q = |n: &str| qualify(name, n);
     let default = name == DEFAULT_WORKSPACE;
@@ -139,9 +246,12 @@ fn add_workspace(
     for (doc_name, app) in ws.apps {
         match consumers.iter_mut().find(|c| c.username == app.consumer) {
             Some(c) => c.apps.push(app.app()),
-            None => errors.push(format!(
-                "app document `{doc_name}` in workspace `{name}` refers to consumer `{}`, which does not exist in that workspace",
-                app.consumer
+            None => errors.push(Issue::about(
+                name,
+                format!(
+                    "app document `{doc_name}` in workspace `{name}` refers to consumer `{}`, which does not exist in that workspace",
+                    app.consumer
+                ),
             )),
         }
     }
@@ -152,9 +262,12 @@ fn add_workspace(
                     c.credentials.key_auth.push(k);
                 }
             }
-            None => errors.push(format!(
-                "credential document `{doc_name}` in workspace `{name}` refers to consumer `{}`, which does not exist in that workspace",
-                cred.consumer
+            None => errors.push(Issue::about(
+                name,
+                format!(
+                    "credential document `{doc_name}` in workspace `{name}` refers to consumer `{}`, which does not exist in that workspace",
+                    cred.consumer
+                ),
             )),
         }
     }
@@ -171,6 +284,7 @@ fn add_workspace(
             }
         }
         config.services.push(s);
+        tenancy.services.push(id);
     }
     if default {
         config.plugins.extend(ws.plugins);
@@ -190,6 +304,7 @@ fn add_workspace(
             }
         }
         config.routes.push(r);
+        tenancy.routes.push(id);
     }
     for mut c in consumers {
         c.username = q(&c.username);
@@ -197,6 +312,7 @@ fn add_workspace(
             a.name = q(&a.name);
         }
         config.consumers.push(c);
+        tenancy.consumers.push(id);
     }
     for mut a in ws.apis {
         a.name = q(&a.name);
@@ -204,15 +320,18 @@ fn add_workspace(
             *r = q(r);
         }
         config.apis.push(a);
+        tenancy.apis.push(id);
     }
     for mut p in ws.plans {
         p.name = q(&p.name);
         config.plans.push(p);
+        tenancy.plans.push(id);
     }
     for mut s in ws.subscriptions {
         s.app = q(&s.app);
         s.api = q(&s.api);
         s.plan = q(&s.plan);
         config.subscriptions.push(s);
+        tenancy.subscriptions.push(id);
     }
 }

@@ -1,10 +1,11 @@
 //! Assembling store documents of several workspaces into one config:
 //! naming, reference qualification, apps and credentials, workspace
-//! plugins, route conflicts across workspaces, and bad bodies.
+//! plugins, host ownership across workspaces (a table of hostile
+//! attempts), messages scoped to the writing workspace, and bad bodies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gatehouse_config::Config;
-use gatehouse_control::{assemble, check_documents};
+use gatehouse_control::{Viewer, assemble, check_documents, check_documents_for};
 use gatehouse_store::{Document, Kind};
 use serde_json::{Value, json};
 
@@ -139,7 +140,7 @@ fn a_reference_stays_inside_its_workspace() {
         route(
             "team-b",
             "orders",
-            json!({"service": "orders", "paths": ["/b"]}),
+            json!({"service": "orders", "hosts": ["b.example.com"], "paths": ["/b"]}),
         ),
     ];
     let errors = check_documents(&docs, &node()).unwrap_err();
@@ -322,70 +323,59 @@ fn orders(ws: &str, name: &str, hosts: &[&str], methods: &[&str]) -> Vec<Documen
 }
 
 #[test]
-fn same_matchers_in_two_workspaces_conflict() {
+fn a_host_belongs_to_one_workspace() {
     let mut docs = orders(
         "team-a",
         "orders-v1",
         &["api.example.com"],
         &["GET", "POST"],
     );
+    // Other methods, other paths: still the same host, still refused.
     docs.extend(orders(
         "team-b",
         "orders",
-        &["other.example.com", "API.example.com"],
-        &["get"],
+        &["other.example.com", "API.example.com."],
+        &["DELETE"],
     ));
     let errors = assemble(&docs, &node()).unwrap_err();
     assert_eq!(
         errors,
         [
-            "route `orders` in workspace `team-b` conflicts with route `orders-v1` in workspace `team-a`: both match host API.example.com, path /orders, methods GET"
+            "route `orders-v1` in workspace `team-a` claims host `api.example.com`, which overlaps host `api.example.com` of route `orders` in workspace `team-b`: a host belongs to one workspace"
         ]
     );
-    // check_documents reports the same.
+    // check_documents reports the same, in full.
     assert_eq!(check_documents(&docs, &node()).unwrap_err(), errors);
+    // A write into team-b sees its own side, without team-a's names.
+    assert_eq!(
+        check_documents_for(&docs, &node(), Viewer::Workspace("team-b")).unwrap_err(),
+        [
+            "route `orders` in workspace `team-b`: host `api.example.com` is taken by another workspace (a host belongs to one workspace; choose another host)"
+        ]
+    );
 }
 
 #[test]
-fn routes_without_hosts_or_methods_conflict_too() {
+fn routes_outside_default_name_their_hosts() {
     let mut docs = orders("default", "a", &[], &[]);
     docs.extend(orders("team-b", "b", &[], &["DELETE"]));
     let errors = assemble(&docs, &node()).unwrap_err();
     assert_eq!(
         errors,
         [
-            "route `b` in workspace `team-b` conflicts with route `a` in workspace `default`: both match any host, path /orders, methods DELETE"
+            "route `b` in workspace `team-b`: a route outside workspace `default` must name its hosts (without `hosts`, or with `*`, it would match every host, those of other workspaces too)"
         ]
     );
 }
 
 #[test]
-fn routes_the_router_can_tell_apart_do_not_conflict() {
-    // Different host.
+fn distinct_hosts_and_host_less_default_routes_are_fine() {
     let mut docs = orders("team-a", "orders", &["a.example.com"], &["GET"]);
     docs.extend(orders("team-b", "orders", &["b.example.com"], &["GET"]));
-    assert!(check_documents(&docs, &node()).is_ok());
-    // Different methods.
-    let mut docs = orders("team-a", "orders", &["api.example.com"], &["GET"]);
-    docs.extend(orders("team-b", "orders", &["api.example.com"], &["POST"]));
-    assert!(check_documents(&docs, &node()).is_ok());
-    // Different priority.
-    let mut docs = orders("team-a", "orders", &[], &[]);
-    let mut other = orders("team-b", "orders", &[], &[]);
-    other[1].body["priority"] = json!(5);
-    docs.extend(other);
-    assert!(check_documents(&docs, &node()).is_ok());
-    // Different header matcher.
-    let mut docs = orders("team-a", "orders", &[], &[]);
-    let mut other = orders("team-b", "orders", &[], &[]);
-    other[1].body["headers"] = json!({"x-team": "b"});
-    docs.extend(other);
-    assert!(check_documents(&docs, &node()).is_ok());
-    // No shared path.
-    let mut docs = orders("team-a", "orders", &[], &[]);
-    let mut other = orders("team-b", "orders", &[], &[]);
-    other[1].body["paths"] = json!(["/orders/*"]);
-    docs.extend(other);
+    // default's catch-all at the same priority: team routes win their hosts.
+    docs.extend(orders("default", "catch-all", &[], &[]));
+    // A high priority only ranks a workspace's own routes.
+    docs[1].body["priority"] = json!(1000);
     assert!(check_documents(&docs, &node()).is_ok());
 }
 
@@ -397,15 +387,19 @@ fn same_names_in_different_workspaces_are_fine() {
     let config = check_documents(&docs, &node()).unwrap();
     let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["orders", "team-a/orders", "team-b/orders"]);
+    // The workspace of each entity travels with the config.
+    let ws = &config.workspaces;
+    let of_routes: Vec<&str> = ws.routes.iter().map(|&w| ws.name(w)).collect();
+    assert_eq!(of_routes, ["default", "team-a", "team-b"]);
 }
 
 #[test]
-fn within_one_workspace_conflicts_are_left_to_validation() {
-    let mut docs = orders("team-a", "one", &[], &[]);
+fn within_one_workspace_overlaps_are_left_to_validation() {
+    let mut docs = orders("team-a", "one", &["a.example.com"], &[]);
     docs.push(route(
         "team-a",
         "two",
-        json!({"service": "svc", "paths": ["/orders"]}),
+        json!({"service": "svc", "hosts": ["*.example.com"], "paths": ["/orders"], "priority": 9}),
     ));
     assert!(assemble(&docs, &node()).is_ok());
 }
@@ -415,7 +409,7 @@ fn validation_errors_name_the_entity() {
     let docs = vec![route(
         "team-a",
         "bad",
-        json!({"service": "svc", "paths": ["/a"], "plugins": [{"name": "no-such-plugin"}]}),
+        json!({"service": "svc", "hosts": ["a.example.com"], "paths": ["/a"], "plugins": [{"name": "no-such-plugin"}]}),
     )];
     let errors = check_documents(&docs, &node()).unwrap_err();
     assert!(
@@ -426,17 +420,17 @@ fn validation_errors_name_the_entity() {
     );
 }
 
-/// Conflicts are found by path groups, not by comparing every pair: many
-/// routes with their own paths, one planted clash among them.
+/// Ownership is checked through host indexes, not by comparing every pair:
+/// many routes with their own hosts, one planted clash among them.
 #[test]
-fn one_conflict_among_thousands_of_routes() {
+fn one_clash_among_thousands_of_routes() {
     let mut docs = vec![service("team-a", "svc"), service("team-b", "svc")];
     for i in 0..3000 {
         for ws in ["team-a", "team-b"] {
             docs.push(route(
                 ws,
                 &format!("r{i}"),
-                json!({"service": "svc", "paths": [format!("/{ws}/{i}")]}),
+                json!({"service": "svc", "hosts": [format!("h{i}.{ws}.example")], "paths": ["/"]}),
             ));
         }
     }
@@ -444,12 +438,307 @@ fn one_conflict_among_thousands_of_routes() {
     docs.push(route(
         "team-b",
         "clash",
-        json!({"service": "svc", "paths": ["/team-a/1234"]}),
+        json!({"service": "svc", "hosts": ["h1234.team-a.example"], "paths": ["/other"]}),
     ));
     assert_eq!(
         assemble(&docs, &node()).unwrap_err(),
         [
-            "route `clash` in workspace `team-b` conflicts with route `r1234` in workspace `team-a`: both match any host, path /team-a/1234, any method"
+            "route `r1234` in workspace `team-a` claims host `h1234.team-a.example`, which overlaps host `h1234.team-a.example` of route `clash` in workspace `team-b`: a host belongs to one workspace"
         ]
     );
+}
+
+// ---- hostile attempts of workspace team-a against team-b ---------------------
+
+/// team-b as it stands: routes on `b.example.com` and `*.b-apps.example`,
+/// a certificate for `secure.b.example`, a consumer with a plaintext key
+/// and an app key, and a catch-all of `default`.
+fn victim() -> Vec<Document> {
+    let mut docs = orders("team-b", "orders", &["b.example.com"], &[]);
+    docs.push(route(
+        "team-b",
+        "wildcard",
+        json!({"service": "svc", "hosts": ["*.b-apps.example"], "paths": ["/"]}),
+    ));
+    docs.push(doc(
+        "team-b",
+        Kind::Certificate,
+        "tls",
+        json!({"cert": "", "key": "", "hosts": ["secure.b.example"]}),
+    ));
+    docs.push(doc(
+        "team-b",
+        Kind::Consumer,
+        "bob",
+        json!({"username": "bob", "credentials": {"key_auth": [{"key": "bobs-guessable-key"}]},
+               "apps": [{"name": "bob-app", "keys": [{"hash": format!("k1:{}", "ab".repeat(32))}]}]}),
+    ));
+    docs.push(service("team-a", "svc"));
+    docs.push(service("default", "fallback"));
+    docs.push(route(
+        "default",
+        "catch-all",
+        json!({"service": "fallback", "paths": ["/"]}),
+    ));
+    docs
+}
+
+/// What the check answers a write into team-a.
+#[derive(Debug)]
+enum Expect {
+    /// Accepted.
+    Ok,
+    /// Refused with a message containing this.
+    Refused(&'static str),
+}
+
+/// Adds `attempt` (documents of team-a) to [`victim`] and checks the answer
+/// team-a gets: accepted or refused as expected, and never a word that
+/// names or confirms anything of team-b.
+fn check(case: &str, attempt: Vec<Document>, expect: Expect) {
+    let mut docs = victim();
+    docs.extend(attempt);
+    let answer = check_documents_for(&docs, &node(), Viewer::Workspace("team-a"));
+    match (&expect, &answer) {
+        (Expect::Ok, Ok(_)) => {}
+        (Expect::Refused(text), Err(errors)) => {
+            assert!(
+                errors.iter().any(|e| e.contains(text)),
+                "{case}: expected a message with {text:?}, got {errors:?}"
+            );
+            for e in errors {
+                for secret in [
+                    "team-b",
+                    "bob",
+                    "orders",
+                    "wildcard",
+                    "tls",
+                    "k1:",
+                    "catch-all",
+                    // Index paths count the entities of every workspace.
+                    "routes[",
+                    "consumers[",
+                    "services[",
+                ] {
+                    assert!(!e.contains(secret), "{case}: {e:?} reveals {secret:?}");
+                }
+            }
+        }
+        _ => panic!("{case}: expected {expect:?}, got {answer:?}"),
+    }
+}
+
+fn a_route(name: &str, body: Value) -> Document {
+    let mut body = body;
+    body["service"] = json!("svc");
+    if body.get("paths").is_none() {
+        body["paths"] = json!(["/"]);
+    }
+    route("team-a", name, body)
+}
+
+#[test]
+fn hostile_attempts_of_one_workspace_against_another() {
+    let taken = "is taken by another workspace";
+    check(
+        "the same host",
+        vec![a_route("grab", json!({"hosts": ["b.example.com"]}))],
+        Expect::Refused(taken),
+    );
+    check(
+        "the same host in another spelling",
+        vec![a_route("grab", json!({"hosts": ["B.Example.COM."]}))],
+        Expect::Refused(taken),
+    );
+    check(
+        "the same host, higher priority, another path",
+        vec![a_route(
+            "grab",
+            json!({"hosts": ["b.example.com"], "priority": 1000, "paths": ["/keys/*"]}),
+        )],
+        Expect::Refused(taken),
+    );
+    check(
+        "a wildcard over the host",
+        vec![a_route("grab", json!({"hosts": ["*.example.com"]}))],
+        Expect::Refused(taken),
+    );
+    check(
+        "a host under the other's wildcard",
+        vec![a_route("grab", json!({"hosts": ["x.b-apps.example"]}))],
+        Expect::Refused(taken),
+    );
+    check(
+        "a wildcard under the other's wildcard",
+        vec![a_route("grab", json!({"hosts": ["*.deep.b-apps.example"]}))],
+        Expect::Refused(taken),
+    );
+    check(
+        "a host-less route with a high priority",
+        vec![a_route("grab", json!({"priority": 1000}))],
+        Expect::Refused("must name its hosts"),
+    );
+    check(
+        "the any-host pattern",
+        vec![a_route("grab", json!({"hosts": ["*"], "priority": 1000}))],
+        Expect::Refused("must name its hosts"),
+    );
+    check(
+        "a certificate for the other's route host",
+        vec![doc(
+            "team-a",
+            Kind::Certificate,
+            "mitm",
+            json!({"cert": "", "key": "", "hosts": ["b.example.com"]}),
+        )],
+        Expect::Refused(taken),
+    );
+    check(
+        "a route on the other's certificate name",
+        vec![a_route("grab", json!({"hosts": ["secure.b.example"]}))],
+        Expect::Refused(taken),
+    );
+    check(
+        "a route out-ranked by default's catch-all",
+        vec![a_route(
+            "low",
+            json!({"hosts": ["a.example.com"], "priority": -1}),
+        )],
+        Expect::Refused("use at least 0"),
+    );
+    check(
+        "a guessed plaintext key of the other workspace (no oracle)",
+        vec![doc(
+            "team-a",
+            Kind::Consumer,
+            "mallory",
+            json!({"username": "mallory", "credentials": {"key_auth": [{"key": "bobs-guessable-key"}]}}),
+        )],
+        Expect::Ok,
+    );
+    check(
+        "a guessed app key hash of the other workspace (no oracle)",
+        vec![doc(
+            "team-a",
+            Kind::Consumer,
+            "mallory",
+            json!({"username": "mallory", "apps": [{"name": "m", "keys": [{"hash": format!("k1:{}", "ab".repeat(32))}]}]}),
+        )],
+        Expect::Ok,
+    );
+    check(
+        "a reference to the other's service lists no names",
+        vec![route(
+            "team-a",
+            "r",
+            json!({"service": "nope", "hosts": ["a.example.com"], "paths": ["/"]}),
+        )],
+        Expect::Refused("no service named `team-a/nope`"),
+    );
+    check(
+        "a duplicate key within its own workspace names its own consumer",
+        vec![
+            doc(
+                "team-a",
+                Kind::Consumer,
+                "m1",
+                json!({"username": "m1", "credentials": {"key_auth": [{"key": "same-key-0001"}]}}),
+            ),
+            doc(
+                "team-a",
+                Kind::Consumer,
+                "m2",
+                json!({"username": "m2", "credentials": {"key_auth": [{"key": "same-key-0001"}]}}),
+            ),
+        ],
+        Expect::Refused("duplicate API key (also used by consumer `team-a/m1`"),
+    );
+    check(
+        "its own host, any priority",
+        vec![a_route(
+            "mine",
+            json!({"hosts": ["a.example.com", "*.a-apps.example"], "priority": 1000}),
+        )],
+        Expect::Ok,
+    );
+}
+
+#[test]
+fn duplicate_keys_within_one_workspace_are_still_refused() {
+    let mut docs = victim();
+    docs.push(doc(
+        "team-b",
+        Kind::Consumer,
+        "carol",
+        json!({"username": "carol", "credentials": {"key_auth": [{"key": "bobs-guessable-key"}]}}),
+    ));
+    let errors = check_documents_for(&docs, &node(), Viewer::Workspace("team-b")).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.contains("duplicate API key")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn problems_of_another_workspace_are_not_shown() {
+    // team-b's store is broken (a route naming a missing service); a write
+    // into team-a learns only that there are problems elsewhere.
+    let mut docs = victim();
+    docs.push(route(
+        "team-b",
+        "broken",
+        json!({"service": "missing", "hosts": ["b.example.com"], "paths": ["/"]}),
+    ));
+    let errors = check_documents_for(&docs, &node(), Viewer::Workspace("team-a")).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("the store has problems outside workspace `team-a`"),
+        "{errors:?}"
+    );
+    assert!(!errors[0].contains("team-b") && !errors[0].contains("broken"));
+    // In full for a node.
+    let full = check_documents(&docs, &node()).unwrap_err();
+    assert!(
+        full.iter().any(|e| e.contains("route `team-b/broken`")),
+        "{full:?}"
+    );
+}
+
+#[test]
+fn accept_consumers_from_names_existing_other_workspaces() {
+    let ws = |name: &str, body: Value| {
+        doc(
+            gatehouse_store::WORKSPACE_SCOPE,
+            Kind::Workspace,
+            name,
+            body,
+        )
+    };
+    let mut docs = victim();
+    docs.push(ws(
+        "team-b",
+        json!({"accept_consumers_from": ["default", "team-a"]}),
+    ));
+    docs.push(ws("team-a", json!({})));
+    let config = check_documents(&docs, &node()).unwrap();
+    let w = &config.workspaces;
+    let b = w.names.iter().position(|n| n == "team-b").unwrap();
+    let accepted: Vec<&str> = w.accepted_by(b).map(|i| w.name(i)).collect();
+    assert_eq!(accepted, ["team-b", "default", "team-a"]);
+    let a = w.names.iter().position(|n| n == "team-a").unwrap();
+    assert_eq!(w.accepted_by(a).count(), 1, "sharing is one-way");
+
+    for (list, message) in [
+        (
+            json!(["nowhere"]),
+            "names `nowhere`, which is not a workspace",
+        ),
+        (json!(["team-b"]), "names the workspace itself"),
+        (json!(["default", "default"]), "names `default` twice"),
+    ] {
+        let mut docs = victim();
+        docs.push(ws("team-b", json!({"accept_consumers_from": list})));
+        let errors = check_documents(&docs, &node()).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains(message)), "{errors:?}");
+    }
 }

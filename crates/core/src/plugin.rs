@@ -161,6 +161,8 @@ impl PluginError {
 #[derive(Debug, Clone, Default)]
 pub struct BuildEnv {
     /// API key -> consumer, from the consumers' `key-auth` credentials.
+    /// Like the other maps, scoped to the workspace whose plugin is built:
+    /// only the consumers its routes accept (docs/security.md).
     pub key_credentials: Arc<HashMap<String, Consumer>>,
     /// Every configured consumer by username (to check references such as
     /// `key-auth`'s `anonymous`).

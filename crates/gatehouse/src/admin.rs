@@ -145,6 +145,33 @@ impl gatehouse_admin::Validator for StoreValidator {
         crate::certs::check_all(documents)?;
         gatehouse_control::check_documents(documents, &self.settings).map(drop)
     }
+
+    fn check_in(&self, documents: &[Document], workspace: &str) -> Result<(), Vec<String>> {
+        // Certificate bodies of other workspaces are not the writer's to
+        // see (docs/security.md, "Tenant isolation").
+        let (own, other): (Vec<&Document>, Vec<&Document>) = documents
+            .iter()
+            .filter(|d| d.kind == gatehouse_store::Kind::Certificate)
+            .partition(|d| d.workspace == workspace);
+        let mut errors: Vec<String> = own
+            .into_iter()
+            .filter_map(|d| crate::certs::check(d).err())
+            .collect();
+        if errors.is_empty() && other.iter().any(|d| crate::certs::check(d).is_err()) {
+            errors.push(format!(
+                "the store has problems outside workspace `{workspace}`, which only a token for every workspace may see; no change is accepted until they are fixed"
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        gatehouse_control::check_documents_for(
+            documents,
+            &self.settings,
+            gatehouse_control::Viewer::Workspace(workspace),
+        )
+        .map(drop)
+    }
 }
 
 async fn shutdown_signal() {

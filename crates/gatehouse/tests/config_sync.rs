@@ -318,7 +318,7 @@ fn apply_keeps_and_cross_checks(fx: &Fixture) {
         "{stdout}{stderr}"
     );
 
-    // team-b's file routes /users like default's users-route: refused.
+    // team-b's file routes /users on every host, default's too: refused.
     let before = fx.revision();
     let other = dir.path().join("team-b.yaml");
     std::fs::write(
@@ -340,7 +340,7 @@ fn apply_keeps_and_cross_checks(fx: &Fixture) {
     assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
     assert!(
         stderr.contains(
-            "route `mine` in workspace `team-b` conflicts with route `users-route` in workspace `default`"
+            "route `mine` in workspace `team-b`: a route outside workspace `default` must name its hosts"
         ),
         "{stderr}"
     );

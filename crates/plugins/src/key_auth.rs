@@ -11,6 +11,10 @@
 //!   looked up by hash. These also identify the app (`Ctx::app`), which
 //!   subscriptions are checked against; expired and revoked keys are
 //!   refused with a detail that says so.
+//!
+//! Both maps are those of the route's workspace (`BuildEnv` is built per
+//! workspace in `gatehouse_proxy::snapshot`): a key of another workspace is
+//! not in them and gets the answer of an unknown key.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

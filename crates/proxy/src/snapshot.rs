@@ -282,55 +282,15 @@ pub fn compile(
         list: Vec::new(),
     };
 
-    // Consumers and their keys, for authentication plugins.
-    let mut keys = HashMap::new();
-    let mut consumers = HashMap::new();
-    for c in &config.consumers {
-        let consumer = Consumer {
-            username: c.username.as_str().into(),
-            custom_id: c.custom_id.as_deref().map(Into::into),
-        };
-        for k in &c.credentials.key_auth {
-            keys.insert(k.key.clone(), consumer.clone());
-        }
-        consumers.insert(c.username.clone(), consumer);
-    }
-    // Apps and their hashed keys: a presented key is hashed once with the
-    // node secret and looked up by hash.
+    // Consumers and their keys, for authentication plugins: one set per
+    // workspace, holding only the consumers its routes accept (its own,
+    // then those of the workspaces it opted into), so a key of another
+    // workspace is not found at all. Lookups stay one hash and one map get.
     let hasher = match &config.server.key_hash_secret {
         Some(secret) => KeyHasher::new(secret.as_bytes()),
         None => KeyHasher::default(),
     };
-    let mut app_keys = AppKeys::new(hasher);
-    for c in &config.consumers {
-        for app in &c.apps {
-            for k in &app.keys {
-                let Some(hash) = KeyHash::parse(&k.hash) else {
-                    continue; // reported by validation
-                };
-                app_keys.insert(
-                    hash,
-                    AppKey {
-                        app: App {
-                            name: app.name.as_str().into(),
-                            consumer: c.username.as_str().into(),
-                        },
-                        consumer: Consumer {
-                            username: c.username.as_str().into(),
-                            custom_id: c.custom_id.as_deref().map(Into::into),
-                        },
-                        expires_at: k.expires_at.map(|t| t.0),
-                        revoked: k.revoked,
-                    },
-                );
-            }
-        }
-    }
-    let env = BuildEnv {
-        key_credentials: Arc::new(keys),
-        consumers: Arc::new(consumers),
-        app_keys: Arc::new(app_keys),
-    };
+    let envs = Envs::build(config, &hasher);
 
     // API versions: lifecycle headers, retired answers, subscriptions. The
     // OpenAPI document is only checked to exist for now.
@@ -351,7 +311,34 @@ pub fn compile(
         }
     }
 
-    let global = build_plugins(&config.plugins, "plugins", registry, &env, &mut errs);
+    // Global plugins (workspace `default`'s) apply to the routes of every
+    // workspace, so they are built once per workspace, with its keys.
+    let global: Vec<Vec<Entry>> = (0..envs.global.len())
+        .map(|w| {
+            let mut ws_errs = Errors {
+                source: errs.source,
+                list: Vec::new(),
+            };
+            let built = build_plugins(
+                &config.plugins,
+                "plugins",
+                registry,
+                &envs.global[w],
+                &mut ws_errs,
+            );
+            for e in ws_errs.list {
+                if !errs
+                    .list
+                    .iter()
+                    .any(|x| x.field == e.field && x.message == e.message)
+                {
+                    errs.list.push(e);
+                }
+            }
+            built
+        })
+        .collect();
+    let tenancy = &config.workspaces;
 
     // Listener TLS: certificate files are read here, so a config whose
     // files are missing or do not match fails validation.
@@ -378,7 +365,7 @@ pub fn compile(
             &s.plugins,
             &format!("services[{i}].plugins"),
             registry,
-            &env,
+            &envs.own[tenancy.of("services", i)],
             &mut errs,
         ));
         let Ok(uri) = s.url.parse::<http::Uri>() else {
@@ -527,11 +514,13 @@ pub fn compile(
     let mut config_index = Vec::with_capacity(config.routes.len());
     for (i, r) in config.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
+        let ws = tenancy.of("routes", i);
+        let global = &global[ws];
         let plugins = build_plugins(
             &r.plugins,
             &format!("{at}.plugins"),
             registry,
-            &env,
+            &envs.own[ws],
             &mut errs,
         );
         let service = r
@@ -545,7 +534,7 @@ pub fn compile(
             r,
             &at,
             &service_index,
-            (&global, &service_plugins, &plugins),
+            (global, &service_plugins, &plugins),
             &mut errs,
         );
 
@@ -679,7 +668,7 @@ pub fn compile(
             &c.plugins,
             &format!("consumers[{i}].plugins"),
             registry,
-            &env,
+            &envs.own[tenancy.of("consumers", i)],
             &mut errs,
         );
         if !entries.is_empty() {
@@ -732,6 +721,105 @@ pub fn compile(
             }
             Err(ConfigErrors(errs.list))
         }
+    }
+}
+
+/// The build environments of one configuration, by workspace id
+/// (`Config::workspaces`; a file config has one workspace, `default`).
+struct Envs {
+    /// For the plugins of the workspace's routes, services and consumers:
+    /// the keys and apps of the consumers its routes accept, and those
+    /// consumers by the name its documents use (own consumers unqualified,
+    /// accepted ones by their qualified name).
+    own: Vec<BuildEnv>,
+    /// For the global plugins on the workspace's routes: the same keys;
+    /// consumer names are those of `default`, where global plugins are
+    /// written (`default`'s map, shared by every workspace).
+    global: Vec<BuildEnv>,
+}
+
+impl Envs {
+    fn build(config: &gatehouse_config::Config, hasher: &KeyHasher) -> Self {
+        let tenancy = &config.workspaces;
+        let consumer = |c: &gatehouse_config::Consumer| Consumer {
+            username: c.username.as_str().into(),
+            custom_id: c.custom_id.as_deref().map(Into::into),
+        };
+        // The consumers of each workspace, with the name its own
+        // documents use for them.
+        let mut by_ws: Vec<Vec<(&str, &gatehouse_config::Consumer)>> =
+            vec![Vec::new(); tenancy.count()];
+        for (i, c) in config.consumers.iter().enumerate() {
+            let w = tenancy.of("consumers", i);
+            let prefix = format!("{}/", tenancy.name(w));
+            let local = if w == 0 {
+                c.username.as_str()
+            } else {
+                c.username.strip_prefix(&prefix).unwrap_or(&c.username)
+            };
+            if let Some(list) = by_ws.get_mut(w) {
+                list.push((local, c));
+            }
+        }
+        let mut own: Vec<BuildEnv> = Vec::with_capacity(by_ws.len());
+        for w in 0..by_ws.len() {
+            let mut keys = HashMap::new();
+            let mut consumers = HashMap::new();
+            let mut app_keys = AppKeys::new(hasher.clone());
+            // Accepted workspaces in reverse order, own last: the earlier
+            // a workspace is tried, the later it is inserted, so its key or
+            // name wins over the same one elsewhere.
+            let order: Vec<usize> = tenancy.accepted_by(w).collect();
+            for &from in order.iter().rev() {
+                for &(local, c) in by_ws.get(from).into_iter().flatten() {
+                    let rt = consumer(c);
+                    for k in &c.credentials.key_auth {
+                        keys.insert(k.key.clone(), rt.clone());
+                    }
+                    for app in &c.apps {
+                        for k in &app.keys {
+                            let Some(hash) = KeyHash::parse(&k.hash) else {
+                                continue; // reported by validation
+                            };
+                            app_keys.insert(
+                                hash,
+                                AppKey {
+                                    app: App {
+                                        name: app.name.as_str().into(),
+                                        consumer: c.username.as_str().into(),
+                                    },
+                                    consumer: rt.clone(),
+                                    expires_at: k.expires_at.map(|t| t.0),
+                                    revoked: k.revoked,
+                                },
+                            );
+                        }
+                    }
+                    let name = if from == w {
+                        local
+                    } else {
+                        c.username.as_str()
+                    };
+                    consumers.insert(name.to_string(), rt);
+                }
+            }
+            own.push(BuildEnv {
+                key_credentials: Arc::new(keys),
+                consumers: Arc::new(consumers),
+                app_keys: Arc::new(app_keys),
+            });
+        }
+        // Global plugins are written in `default`: the consumers they name
+        // are `default`'s (one shared map), the keys they check the route's.
+        let global = own
+            .iter()
+            .map(|env| BuildEnv {
+                key_credentials: env.key_credentials.clone(),
+                consumers: own[0].consumers.clone(),
+                app_keys: env.app_keys.clone(),
+            })
+            .collect();
+        Self { own, global }
     }
 }
 

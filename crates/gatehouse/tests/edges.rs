@@ -341,6 +341,55 @@ POST /cl-te HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\nTransfer-Encoding: chu
     }
 }
 
+/// After a real `101`, the connection carries another protocol: bytes
+/// that look like a CL+TE head are tunnel data and pass untouched both
+/// ways (the guard stopped only because the 101 was sent).
+#[tokio::test]
+async fn after_a_101_the_tunnel_carries_bytes_untouched() {
+    let up = Upstream::builder()
+        .handler(|mut req| async move {
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(up) = upgrade.await else { return };
+                let mut io = hyper_util::rt::TokioIo::new(up);
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            http::Response::builder()
+                .status(101)
+                .header("connection", "upgrade")
+                .header("upgrade", "foo")
+                .body(gatehouse_testkit::body::empty())
+                .unwrap()
+        })
+        .start()
+        .await;
+    let gw = TestGateway::start(&plain(&up)).await;
+    let mut conn = raw::Conn::connect(gw.addr()).await.unwrap();
+    conn.write(b"GET /tunnel HTTP/1.1\r\nHost: gw\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n")
+        .await
+        .unwrap();
+    let r = conn.read_response().await.unwrap();
+    assert_eq!(r.status, 101);
+    let data =
+        b"POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    conn.write(data).await.unwrap();
+    // Half-close: the echo upstream ends its side after echoing, so the
+    // tunnel closes and everything it sent back is in.
+    conn.shutdown_write().await.unwrap();
+    let rest = conn.read_to_end().await.unwrap();
+    assert_ne!(rest.end, End::TimedOut, "tunnel never closed");
+    assert_eq!(
+        String::from_utf8_lossy(&rest.bytes),
+        String::from_utf8_lossy(data)
+    );
+}
+
 #[tokio::test]
 async fn h2c_upgrades_are_forwarded_as_plain_http11() {
     let up = Upstream::echo().await;

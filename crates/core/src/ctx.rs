@@ -35,8 +35,11 @@ pub struct Ctx {
     pub request_id: Arc<str>,
     /// The TCP peer of the downstream connection.
     pub client_addr: SocketAddr,
-    /// The client address after trusted-proxy resolution of X-Forwarded-For.
-    pub client_ip: std::net::IpAddr,
+    /// The client address after trusted-proxy resolution of X-Forwarded-For:
+    /// `None` when the client is unknown (a trusted proxy sent a hop that is
+    /// not an address). Plugins must fail closed on `None`: it is never the
+    /// proxy's own address and matches no allow-list.
+    pub client_ip: Option<std::net::IpAddr>,
     /// The TLS session of the downstream connection, on TLS listeners
     /// (`None` on plain-HTTP ones). Shared by every request of the
     /// connection; see docs/tls.md.
@@ -64,7 +67,7 @@ impl Ctx {
         Self {
             request_id,
             client_addr,
-            client_ip: client_addr.ip(),
+            client_ip: Some(client_addr.ip()),
             tls: None,
             started: Instant::now(),
             route: None,

@@ -21,6 +21,9 @@ pub enum ProblemType {
     NoRoute,
     /// A route matched the path but not the method (405).
     MethodNotAllowed,
+    /// A method the gateway never forwards, such as `CONNECT` or `TRACE`
+    /// (501).
+    MethodNotImplemented,
     /// The request body is larger than allowed (413).
     PayloadTooLarge,
     /// A request body was sent without the required Content-Length (411).
@@ -81,6 +84,7 @@ impl ProblemType {
         match self {
             Self::NoRoute => "no-route",
             Self::MethodNotAllowed => "method-not-allowed",
+            Self::MethodNotImplemented => "method-not-implemented",
             Self::PayloadTooLarge => "payload-too-large",
             Self::LengthRequired => "length-required",
             Self::HeadersTooLarge => "headers-too-large",
@@ -117,6 +121,7 @@ impl ProblemType {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotImplemented => StatusCode::NOT_IMPLEMENTED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -146,6 +151,7 @@ impl ProblemType {
         match self {
             Self::NoRoute => "No route matches the request",
             Self::MethodNotAllowed => "Method not allowed on this route",
+            Self::MethodNotImplemented => "Method not supported by the gateway",
             Self::PayloadTooLarge => "Request body too large",
             Self::LengthRequired => "Content-Length required",
             Self::HeadersTooLarge => "Request header fields too large",

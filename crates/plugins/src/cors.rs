@@ -48,8 +48,8 @@ pub struct Config {
     pub headers: Vec<String>,
     /// Response headers the browser may expose to scripts.
     pub exposed_headers: Vec<String>,
-    /// Allow credentials (cookies, `Authorization`). With `*` origins the
-    /// request origin is reflected instead of `*`.
+    /// Allow credentials (cookies, `Authorization`). Refused together with
+    /// `*` (or a pattern that matches any origin): list the origins.
     pub credentials: bool,
     /// How long (seconds) browsers may cache a preflight answer.
     pub max_age: Option<u64>,
@@ -81,6 +81,10 @@ impl Default for Config {
 /// Builds [`Cors`] instances from their `config`.
 pub const FACTORY: TypedFactory<Config> =
     TypedFactory::new(NAME, PRIORITY, |cfg, _env| Ok(Arc::new(Cors::new(cfg)?)));
+
+/// An origin no real deployment lists: a pattern that matches it matches
+/// any origin, as far as `credentials` is concerned.
+const ANY_ORIGIN_PROBE: &str = "https://any-origin.gatehouse.invalid";
 
 /// Compiled origin policy.
 #[derive(Debug)]
@@ -207,6 +211,31 @@ impl Cors {
     /// Validates `cfg` and builds the plugin.
     pub fn new(cfg: Config) -> Result<Self, PluginError> {
         let origins = Origins::compile(&cfg.origins)?;
+        if cfg.credentials {
+            // Reflecting every origin with credentials lets any web page
+            // read the user's authenticated responses; browsers refuse `*`
+            // with credentials for that reason. Refuse the config instead
+            // of quietly reflecting.
+            let wide = if origins.any {
+                cfg.origins.iter().position(|o| o == "*")
+            } else {
+                cfg.origins.iter().position(|o| {
+                    o.starts_with('~')
+                        && origins.allows(ANY_ORIGIN_PROBE)
+                        && Origins::compile(std::slice::from_ref(o))
+                            .is_ok_and(|one| one.allows(ANY_ORIGIN_PROBE))
+                })
+            };
+            if let Some(i) = wide {
+                return Err(PluginError::at(
+                    "credentials",
+                    format!(
+                        "`credentials: true` cannot be combined with origins[{i}] {:?}, which allows any origin: every web page could then read responses made with the user's cookies; list the trusted origins (exact or `~regex`) instead",
+                        cfg.origins[i]
+                    ),
+                ));
+            }
+        }
         if cfg.methods.is_empty() {
             return Err(PluginError::at("methods", "expected at least one method"));
         }
@@ -545,15 +574,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn credentials_with_wildcard_reflect_the_origin() {
+    async fn credentials_with_a_listed_origin_reflect_it() {
         let h = actual(
-            json!({"origins": ["*"], "credentials": true}),
+            json!({"origins": ["https://a.example"], "credentials": true}),
             "https://a.example",
         )
         .await;
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://a.example");
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
         assert_eq!(h[header::VARY], "Origin");
+    }
+
+    #[test]
+    fn credentials_with_any_origin_are_refused() {
+        fn check(cfg: serde_json::Value, refused: bool) {
+            match build(&FACTORY, cfg.clone()) {
+                Ok(_) => assert!(!refused, "{cfg} was accepted"),
+                Err(e) => {
+                    assert!(refused, "{cfg}: {}", e.message);
+                    assert_eq!(e.path, "credentials", "{cfg}");
+                    assert!(e.message.contains("any origin"), "{}", e.message);
+                }
+            }
+        }
+        check(json!({"origins": ["*"], "credentials": true}), true);
+        // `*` is the default.
+        check(json!({"credentials": true}), true);
+        check(
+            json!({"origins": ["https://a.example", "*"], "credentials": true}),
+            true,
+        );
+        check(json!({"origins": ["~.*"], "credentials": true}), true);
+        check(
+            json!({"origins": ["~https://.+"], "credentials": true}),
+            true,
+        );
+        check(json!({"origins": ["*"]}), false);
+        check(
+            json!({"origins": ["https://a.example"], "credentials": true}),
+            false,
+        );
+        check(
+            json!({"origins": ["~https://[a-z]+\\.example\\.com"], "credentials": true}),
+            false,
+        );
     }
 
     #[tokio::test]

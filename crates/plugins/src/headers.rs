@@ -87,9 +87,12 @@ impl Var {
     fn push(&self, ctx: &Ctx, out: &mut String) {
         match self {
             Var::RequestId => out.push_str(&ctx.request_id),
-            Var::ClientIp => {
-                let _ = write!(out, "{}", ctx.client_ip);
-            }
+            Var::ClientIp => match ctx.client_ip {
+                Some(ip) => {
+                    let _ = write!(out, "{ip}");
+                }
+                None => out.push_str("unknown"),
+            },
             Var::Route => out.push_str(ctx.route.as_deref().unwrap_or_default()),
             Var::Service => out.push_str(ctx.service.as_deref().unwrap_or_default()),
             Var::Consumer => out.push_str(

@@ -202,10 +202,23 @@ impl Plugin for IpRestriction {
     }
 
     async fn access(&self, ctx: &mut Ctx, _req: &mut Request) -> Flow {
-        if self.permits(ctx.client_ip) {
+        // An unknown client (a trusted proxy sent a hop that is not an
+        // address) is refused by allow and deny lists alike: whoever can
+        // make itself unknown must not slip past a deny list either.
+        let Some(ip) = ctx.client_ip else {
+            tracing::debug!("ip-restriction rejected a client of unknown address");
+            return self.reject(ctx);
+        };
+        if self.permits(ip) {
             return Flow::Continue;
         }
-        tracing::debug!(client_ip = %ctx.client_ip, "ip-restriction rejected the client");
+        tracing::debug!(client_ip = %ip, "ip-restriction rejected the client");
+        self.reject(ctx)
+    }
+}
+
+impl IpRestriction {
+    fn reject(&self, ctx: &Ctx) -> Flow {
         let mut problem = Problem::new(ProblemType::IpForbidden).status(self.status);
         if let Some(message) = &self.message {
             problem = problem.detail(message.clone());
@@ -223,7 +236,7 @@ mod tests {
     async fn check(config: serde_json::Value, ip: &str) -> Flow {
         let plugin = build(&FACTORY, config).unwrap();
         let mut ctx = ctx();
-        ctx.client_ip = ip.parse().unwrap();
+        ctx.client_ip = ip.parse().ok();
         plugin.access(&mut ctx, &mut request("GET", "/")).await
     }
 
@@ -239,6 +252,20 @@ mod tests {
         assert_eq!(doc["request_id"], "rid-1");
         assert!(doc.get("detail").is_none());
         assert!(!continues(&check(cfg, "2001:db9::1").await));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_client_is_refused_by_allow_and_deny_lists() {
+        // `check` leaves `client_ip` at `None` when the text is no address.
+        for cfg in [
+            json!({"allow": ["0.0.0.0/0", "::/0"]}),
+            json!({"deny": ["192.0.2.0/24"]}),
+            json!({"allow": ["10.0.0.0/8"], "deny": ["10.9.0.0/16"]}),
+        ] {
+            let (status, doc, _) = problem(check(cfg.clone(), "unknown").await).await;
+            assert_eq!(status, 403, "{cfg}");
+            assert_eq!(doc["type"], "urn:gatehouse:problem:ip-forbidden", "{cfg}");
+        }
     }
 
     #[tokio::test]

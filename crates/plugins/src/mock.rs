@@ -101,38 +101,89 @@ enum Part {
     Capture(String),
 }
 
+/// How a capture is written into a body, by the body's content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// JSON (`application/json`, `*/*+json`, and every `json:` body): the
+    /// inside of a JSON string, so a capture can never end the string.
+    Json,
+    /// HTML and XML (`text/html`, `*/xml`, `*/*+xml`): `& < > " '` as
+    /// character references.
+    Markup,
+    /// Anything else (`text/plain`, ...): as the router captured it.
+    Raw,
+}
+
+impl Escape {
+    /// The escaping a `content-type` value calls for.
+    fn for_content_type(value: &str) -> Self {
+        let essence = value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let subtype = essence.split_once('/').map(|(_, s)| s).unwrap_or_default();
+        if subtype == "json" || subtype.ends_with("+json") {
+            Escape::Json
+        } else if essence == "text/html" || subtype == "xml" || subtype.ends_with("+xml") {
+            Escape::Markup
+        } else {
+            Escape::Raw
+        }
+    }
+
+    fn push(self, out: &mut String, value: &str) {
+        match self {
+            Escape::Json => out.push_str(&json_escape(value)),
+            Escape::Markup => {
+                for c in value.chars() {
+                    match c {
+                        '&' => out.push_str("&amp;"),
+                        '<' => out.push_str("&lt;"),
+                        '>' => out.push_str("&gt;"),
+                        '"' => out.push_str("&quot;"),
+                        '\'' => out.push_str("&#39;"),
+                        c => out.push(c),
+                    }
+                }
+            }
+            Escape::Raw => out.push_str(value),
+        }
+    }
+}
+
 /// A body, ready to send or to fill with captures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Template {
     Static(Bytes),
-    /// Parts to join; capture values are JSON-escaped when `json`.
+    /// Parts to join; capture values are escaped for the content type.
     Dynamic {
         parts: Vec<Part>,
-        json: bool,
+        escape: Escape,
     },
 }
 
 impl Template {
-    fn compile(text: String, json: bool) -> Self {
+    fn compile(text: String, escape: Escape) -> Self {
         let parts = split_placeholders(&text);
         if parts.iter().all(|p| matches!(p, Part::Literal(_))) {
             Template::Static(Bytes::from(text))
         } else {
-            Template::Dynamic { parts, json }
+            Template::Dynamic { parts, escape }
         }
     }
 
     fn render(&self, ctx: &Ctx) -> Bytes {
         match self {
             Template::Static(bytes) => bytes.clone(),
-            Template::Dynamic { parts, json } => {
+            Template::Dynamic { parts, escape } => {
                 let mut out = String::new();
                 for part in parts {
                     match part {
                         Part::Literal(text) => out.push_str(text),
                         Part::Capture(name) => match ctx.capture(name) {
-                            Some(value) if *json => out.push_str(&json_escape(value)),
-                            Some(value) => out.push_str(value),
+                            Some(value) => escape.push(&mut out, value),
                             None => {
                                 out.push('{');
                                 out.push_str(name);
@@ -229,7 +280,13 @@ impl Canned {
                         HeaderValue::from_static("text/plain; charset=utf-8"),
                     );
                 }
-                Template::compile(text.clone(), false)
+                // Captures are escaped for the declared content type: a
+                // `body:` that says `application/json` gets JSON escaping.
+                let escape = map
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map_or(Escape::Raw, Escape::for_content_type);
+                Template::compile(text.clone(), escape)
             }
             (None, Some(value)) => {
                 if !map.contains_key(header::CONTENT_TYPE) {
@@ -238,7 +295,7 @@ impl Canned {
                         HeaderValue::from_static("application/json"),
                     );
                 }
-                Template::compile(value.to_string(), true)
+                Template::compile(value.to_string(), Escape::Json)
             }
             (None, None) => Template::Static(Bytes::new()),
         };
@@ -460,10 +517,56 @@ mod tests {
         );
     }
 
+    /// A capture that tries to close the JSON string and add a field, as
+    /// the path `/api/users/x%22,%22admin%22:true,%22y%22:%22` would give
+    /// a router that decodes `%22`, plus backslashes and control bytes.
+    #[tokio::test]
+    async fn hostile_captures_cannot_break_out_of_the_declared_content_type() {
+        const HOSTILE: &str = "x\",\"admin\":true,\"y\":\"\\<b>'&\u{1}";
+        async fn check(cfg: serde_json::Value, expect: &str) {
+            let mut c = ctx();
+            c.captures.push((Arc::from("id"), HOSTILE.to_owned()));
+            let (_, _, body) = answer(cfg.clone(), c, "GET", "/").await;
+            assert_eq!(String::from_utf8_lossy(&body), expect, "{cfg}");
+        }
+        let json_body = r#"{"id": "{id}", "name": "Ada Lovelace"}"#;
+        let escaped = r#"x\",\"admin\":true,\"y\":\"\\<b>'&\u0001"#;
+        // The demo's form: a `body:` declared as JSON.
+        check(
+            json!({"headers": {"content-type": "application/json"}, "body": json_body}),
+            &format!(r#"{{"id": "{escaped}", "name": "Ada Lovelace"}}"#),
+        )
+        .await;
+        check(
+            json!({"headers": {"Content-Type": "application/problem+json; charset=utf-8"}, "body": json_body}),
+            &format!(r#"{{"id": "{escaped}", "name": "Ada Lovelace"}}"#),
+        )
+        .await;
+        check(
+            json!({"json": {"id": "{id}"}}),
+            &format!(r#"{{"id":"{escaped}"}}"#),
+        )
+        .await;
+        check(
+            json!({"headers": {"content-type": "text/html"}, "body": "<p>{id}</p>"}),
+            "<p>x&quot;,&quot;admin&quot;:true,&quot;y&quot;:&quot;\\&lt;b&gt;&#39;&amp;\u{1}</p>",
+        )
+        .await;
+        // Plain text is documented as raw.
+        check(json!({"body": "{id}"}), HOSTILE).await;
+        // The JSON answers stay one object with exactly its own fields.
+        let mut c = ctx();
+        c.captures.push((Arc::from("id"), HOSTILE.to_owned()));
+        let cfg = json!({"headers": {"content-type": "application/json"}, "body": json_body});
+        let (_, _, body) = answer(cfg, c, "GET", "/").await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v, json!({"id": HOSTILE, "name": "Ada Lovelace"}));
+    }
+
     #[test]
     fn templates_without_placeholders_are_static() {
         assert_eq!(
-            Template::compile(r#"{"a":{"b":1}}"#.into(), true),
+            Template::compile(r#"{"a":{"b":1}}"#.into(), Escape::Json),
             Template::Static(Bytes::from_static(br#"{"a":{"b":1}}"#))
         );
         assert_eq!(

@@ -95,6 +95,44 @@ impl Chain {
         self.phase(phase).next().is_some()
     }
 
+    /// The access plugins of this chain — just merged with a consumer's
+    /// plugins `consumer` — that came from `consumer` and sort at or before
+    /// `at`, the plugin that identified the consumer. The access phase is
+    /// already past them, so the proxy runs them at once, in this order.
+    ///
+    /// A consumer plugin that replaced a route (or service, or global)
+    /// plugin of the same name which already ran is among them: the
+    /// earlier instance ran before anyone was identified, and the
+    /// consumer's runs as well, so a consumer-level check can only add to
+    /// the route's, never undo it.
+    pub fn catch_up<'a>(
+        &'a self,
+        consumer: &'a [Entry],
+        at: &'a Entry,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.phase(Phase::Access).filter(move |e| {
+            !Self::runs_after(e, at) && consumer.iter().any(|c| Arc::ptr_eq(&c.plugin, &e.plugin))
+        })
+    }
+
+    /// Why a plugin cannot be attached to a consumer, if it cannot: a
+    /// consumer is identified in the access phase, after every `rewrite`
+    /// plugin ran, so a plugin with a `rewrite` phase would be partly or
+    /// wholly ignored. `None` when every phase of the plugin can run once
+    /// its consumer is known.
+    pub fn consumer_level_problem(e: &Entry) -> Option<&'static str> {
+        let phases = e.plugin.phases();
+        if phases.contains(Phase::Rewrite) {
+            Some(
+                "its `rewrite` phase runs before any consumer is identified, so it would never run for this consumer; attach it to the route, service or globally instead",
+            )
+        } else if phases == gatehouse_core::Phases::NONE {
+            Some("it takes part in no phase, so it would never run")
+        } else {
+            None
+        }
+    }
+
     /// Whether `a` runs strictly after `b`.
     pub fn runs_after(a: &Entry, b: &Entry) -> bool {
         a.key() > b.key()
@@ -142,5 +180,60 @@ mod tests {
         assert_eq!(access, vec!["b", "a"]);
         assert!(chain.has(Phase::Log));
         assert!(!chain.has(Phase::ResponseBody));
+    }
+
+    #[test]
+    fn consumer_plugins_before_the_identifying_plugin_are_caught_up() {
+        let route = [
+            e("ip-restriction", 3000, &[Phase::Access]),
+            e("key-auth", 1250, &[Phase::Access]),
+            e("size", 951, &[Phase::Access]),
+        ];
+        let consumer = [
+            // Same name as a route plugin that already ran: runs too.
+            e("ip-restriction", 3000, &[Phase::Access]),
+            // Sorts before key-auth: caught up.
+            e("early", 2000, &[Phase::Access]),
+            // Sorts after key-auth: runs in the ordinary way, not now.
+            e("late", 10, &[Phase::Access]),
+            // Not an access plugin.
+            e("headers", 5000, &[Phase::UpstreamRequest]),
+        ];
+        let base = Chain::merge([&route[..]]);
+        let at = base
+            .entries()
+            .iter()
+            .find(|x| &*x.name == "key-auth")
+            .unwrap();
+        let merged = Chain::merge([base.entries(), &consumer[..]]);
+        let caught: Vec<&str> = merged.catch_up(&consumer, at).map(|x| &*x.name).collect();
+        assert_eq!(caught, ["ip-restriction", "early"]);
+        // The caught-up ip-restriction is the consumer's instance.
+        let first = merged.catch_up(&consumer, at).next().unwrap();
+        assert!(Arc::ptr_eq(&first.plugin, &consumer[0].plugin));
+        let after: Vec<&str> = merged
+            .phase(Phase::Access)
+            .filter(|x| Chain::runs_after(x, at))
+            .map(|x| &*x.name)
+            .collect();
+        assert_eq!(after, ["size", "late"]);
+    }
+
+    #[test]
+    fn plugins_with_a_rewrite_phase_cannot_be_consumer_level() {
+        fn check(phases: &[Phase], refused: bool) {
+            let entry = e("p", 0, phases);
+            assert_eq!(
+                Chain::consumer_level_problem(&entry).is_some(),
+                refused,
+                "{phases:?}"
+            );
+        }
+        check(&[Phase::Access], false);
+        check(&[Phase::UpstreamRequest, Phase::ResponseHeaders], false);
+        check(&[Phase::Log], false);
+        check(&[Phase::Rewrite], true);
+        check(&[Phase::Rewrite, Phase::ResponseHeaders], true);
+        check(&[], true);
     }
 }

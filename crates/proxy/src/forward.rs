@@ -8,7 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The hop-by-hop fields of RFC 9110 section 7.6.1 plus the legacy ones
 /// proxies still see in the wild.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -17,6 +17,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    // RFC 9113 section 3.2.1 (h2c upgrade), connection-specific.
+    HeaderName::from_static("http2-settings"),
 ];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -24,6 +26,34 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Fields in which proxies, CDNs and load balancers name the original
+/// client. Like X-Forwarded-For they are only believed from trusted
+/// proxies: from anyone else they are removed, so an upstream that reads
+/// one cannot be told a forged address. `x-real-ip` is always set by the
+/// gateway itself (see [`set_forwarding_headers`]).
+const CLIENT_ADDRESS_FIELDS: [HeaderName; 19] = [
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("cf-connecting-ipv6"),
+    HeaderName::from_static("fastly-client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("x-original-forwarded-for"),
+    HeaderName::from_static("x-originating-ip"),
+    HeaderName::from_static("x-remote-ip"),
+    HeaderName::from_static("x-remote-addr"),
+    HeaderName::from_static("x-forwarded"),
+    HeaderName::from_static("forwarded-for"),
+    HeaderName::from_static("x-envoy-external-address"),
+    HeaderName::from_static("x-appengine-user-ip"),
+    HeaderName::from_static("x-azure-clientip"),
+    HeaderName::from_static("wl-proxy-client-ip"),
+    HeaderName::from_static("proxy-client-ip"),
+];
 
 /// Removes hop-by-hop headers, including every field named in
 /// `Connection`. With `keep_upgrade`, `Connection: upgrade` and `Upgrade`
@@ -71,9 +101,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, keep_te_tra
     }
 }
 
-/// Whether the request asks for a protocol upgrade (WebSocket, h2c, ...).
+/// Whether the request asks for a protocol upgrade the gateway tunnels
+/// (WebSocket and the like). `Upgrade: h2c` is never tunnelled: an h2c
+/// tunnel through the gateway would carry requests the gateway never
+/// routes or checks (the h2c smuggling of BishopFox's h2csmuggler). Such a
+/// request is forwarded as plain HTTP/1.1 with `Upgrade` and
+/// `HTTP2-Settings` removed, which RFC 9110 section 7.8 allows (a server
+/// may ignore an upgrade) and RFC 9113 section 3.1 expects (h2c upgrade is
+/// deprecated).
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
+        && !headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|t| {
+                let t = t.trim_ascii();
+                // `h2c` and any version of it (`h2c/1`).
+                t.len() >= 3 && t[..3].eq_ignore_ascii_case(b"h2c")
+            })
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -102,32 +148,62 @@ impl TrustedProxies {
 
     /// The client address: the right-most address of X-Forwarded-For that
     /// is not a trusted proxy, when the peer itself is trusted; otherwise
-    /// the peer.
-    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    /// the peer. `None` when the client is unknown: a hop that is not an
+    /// address (`unknown`, an obfuscated or quoted identifier, garbage, a
+    /// value that is not ASCII) stops the walk there, and the client is
+    /// never taken to be the trusted proxy the walk stopped at. Without
+    /// X-Forwarded-For a trusted peer is its own client.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
         if self.nets.is_empty() || !self.contains(peer) {
-            return peer;
+            return Some(peer);
+        }
+        let mut hops: Vec<&str> = Vec::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            hops.extend(v.to_str().ok()?.split(','));
         }
         let mut client = peer;
-        let hops: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .collect();
         for hop in hops.iter().rev() {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(ip) => {
-                    client = ip;
-                    if !self.contains(ip) {
-                        break;
-                    }
-                }
-                // Garbage in the chain: stop trusting anything beyond it.
-                Err(_) => break,
+            client = parse_hop(hop)?;
+            if !self.contains(client) {
+                break;
             }
         }
-        client
+        Some(canonical(client))
     }
+}
+
+/// One X-Forwarded-For hop as an address: `IP`, `IPv4:port`, `[IPv6]` or
+/// `[IPv6]:port`, with optional surrounding whitespace. Anything else
+/// (`unknown`, quoted values, obfuscated identifiers, zone ids, an empty
+/// hop) is `None`. IPv4-mapped IPv6 addresses are returned as IPv4.
+pub fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim_matches([' ', '\t']);
+    let port_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    };
+    let ip = if let Some(rest) = hop.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(port) if port_ok(port) => {}
+            None if after.is_empty() => {}
+            _ => return None,
+        }
+        IpAddr::V6(inside.parse().ok()?)
+    } else if let Ok(ip) = hop.parse::<IpAddr>() {
+        ip
+    } else {
+        // `IPv4:port`; a bare IPv6 address has more than one colon and
+        // parsed above.
+        let (addr, port) = hop.split_once(':')?;
+        if !port_ok(port) {
+            return None;
+        }
+        IpAddr::V4(addr.parse().ok()?)
+    };
+    Some(canonical(ip))
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -184,12 +260,27 @@ pub struct Hop<'a> {
     pub proto: &'static str,
     /// The Host the client asked for.
     pub host: Option<HeaderValue>,
+    /// The resolved client address (`None`: unknown), sent as X-Real-IP.
+    pub client: Option<IpAddr>,
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host/-Port and Forwarded. Headers from an
 /// untrusted peer are replaced, never extended, so clients cannot forge
 /// their address to the upstream.
 pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    if !hop.trusted && headers.keys().any(|k| CLIENT_ADDRESS_FIELDS.contains(k)) {
+        for name in &CLIENT_ADDRESS_FIELDS {
+            headers.remove(name);
+        }
+    }
+    match hop.client.and_then(|ip| owned_value(ip.to_string())) {
+        Some(v) => {
+            headers.insert(X_REAL_IP.clone(), v);
+        }
+        None => {
+            headers.remove(&X_REAL_IP);
+        }
+    }
     let prior_xff = if hop.trusted {
         join_values(headers, &X_FORWARDED_FOR)
     } else {
@@ -337,24 +428,136 @@ mod tests {
     }
 
     #[test]
-    fn client_ip_walks_trusted_hops_only() {
+    fn hops_parse_in_every_address_form_and_nothing_else() {
+        fn check(hop: &str, expect: Option<&str>) {
+            let want = expect.map(|e| e.parse::<IpAddr>().unwrap());
+            assert_eq!(parse_hop(hop), want, "hop {hop:?}");
+        }
+        let cases: &[(&str, Option<&str>)] = &[
+            ("203.0.113.9", Some("203.0.113.9")),
+            ("  203.0.113.9\t", Some("203.0.113.9")),
+            ("203.0.113.9:51234", Some("203.0.113.9")),
+            ("203.0.113.9:0", Some("203.0.113.9")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("[2001:db8::1]", Some("2001:db8::1")),
+            ("[2001:db8::1]:443", Some("2001:db8::1")),
+            (" [2001:db8::1]:443 ", Some("2001:db8::1")),
+            ("::ffff:10.1.2.3", Some("10.1.2.3")),
+            ("[::ffff:10.1.2.3]:80", Some("10.1.2.3")),
+            // Everything else is unknown.
+            ("", None),
+            ("unknown", None),
+            ("_hidden", None),
+            ("\"203.0.113.9\"", None),
+            ("\"[2001:db8::1]\"", None),
+            ("203.0.113.9:", None),
+            ("203.0.113.9:65536", None),
+            ("203.0.113.9:80:80", None),
+            ("203.0.113.9:+80", None),
+            ("203.0.113.9:_x", None),
+            ("[2001:db8::1]443", None),
+            ("[2001:db8::1]:", None),
+            ("[203.0.113.9]", None),
+            ("[2001:db8::1", None),
+            ("fe80::1%eth0", None),
+            ("2001:db8::1:443x", None),
+            ("1.2.3", None),
+            ("for=1.2.3.4", None),
+        ];
+        for (hop, expect) in cases {
+            check(hop, *expect);
+        }
+    }
+
+    #[test]
+    fn client_ip_walks_trusted_hops_and_fails_closed() {
         let t = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
-        let h = map(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
-        assert_eq!(
-            t.client_ip("10.0.0.1".parse().unwrap(), &h),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
-        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        fn check(t: &TrustedProxies, peer: IpAddr, xff: &[&str], expect: Option<&str>) {
+            let pairs: Vec<(&str, &str)> = xff.iter().map(|v| ("x-forwarded-for", *v)).collect();
+            let want = expect.map(|e| e.parse::<IpAddr>().unwrap());
+            assert_eq!(
+                t.client_ip(peer, &map(&pairs)),
+                want,
+                "peer {peer}, {xff:?}"
+            );
+        }
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["6.6.6.6, 1.2.3.4, 10.0.0.2"], Some("1.2.3.4")),
+            (&["6.6.6.6", "1.2.3.4:5678, 10.0.0.2"], Some("1.2.3.4")),
+            (&["[2001:db8::1]:443"], Some("2001:db8::1")),
+            (&["203.0.113.9:51234"], Some("203.0.113.9")),
+            // Only trusted hops: the left-most one.
+            (&["10.0.0.3, 10.0.0.2"], Some("10.0.0.3")),
+            // No header: the trusted peer is its own client.
+            (&[], Some("10.0.0.1")),
+            // An unparsable hop before an untrusted one: unknown, never
+            // the trusted hop or the proxy itself.
+            (&["1.2.3.4, junk, 10.0.0.3"], None),
+            (&["unknown"], None),
+            (&["\"1.2.3.4\""], None),
+            (&[""], None),
+            (&["1.2.3.4, "], None),
+            // Garbage beyond the first untrusted hop is not looked at.
+            (&["junk, 1.2.3.4"], Some("1.2.3.4")),
+        ];
+        for (xff, expect) in cases {
+            check(&t, proxy, xff, *expect);
+        }
         // An untrusted peer's header is ignored.
-        assert_eq!(
-            t.client_ip("9.9.9.9".parse().unwrap(), &h),
-            "9.9.9.9".parse::<IpAddr>().unwrap()
+        check(
+            &t,
+            "9.9.9.9".parse().unwrap(),
+            &["unknown"],
+            Some("9.9.9.9"),
         );
-        // Garbage stops the walk at the last good hop.
-        let h = map(&[("x-forwarded-for", "1.2.3.4, junk, 10.0.0.3")]);
-        assert_eq!(
-            t.client_ip("10.0.0.1".parse().unwrap(), &h),
-            "10.0.0.3".parse::<IpAddr>().unwrap()
+        // A value that is not visible ASCII makes the client unknown.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"1.2.3.4\xff").unwrap(),
         );
+        assert_eq!(t.client_ip(proxy, &h), None);
+    }
+
+    #[test]
+    fn client_address_fields_are_dropped_from_untrusted_peers_and_x_real_ip_is_ours() {
+        let fields = [
+            ("x-real-ip", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-client-ip", "6.6.6.6"),
+            ("cf-connecting-ip", "6.6.6.6"),
+            ("fastly-client-ip", "6.6.6.6"),
+            ("x-cluster-client-ip", "6.6.6.6"),
+            ("client-ip", "6.6.6.6"),
+        ];
+        let peer = PeerText::new("1.2.3.4".parse().unwrap(), 80);
+        for trusted in [false, true] {
+            let mut h = map(&fields);
+            let hop = Hop {
+                peer: &peer,
+                trusted,
+                proto: "http",
+                host: None,
+                client: Some("1.2.3.4".parse().unwrap()),
+            };
+            set_forwarding_headers(&mut h, &hop);
+            assert_eq!(h["x-real-ip"], "1.2.3.4", "trusted: {trusted}");
+            for (name, _) in &fields[1..] {
+                assert_eq!(h.contains_key(*name), trusted, "{name}, trusted: {trusted}");
+            }
+        }
+        // An unknown client: no X-Real-IP at all.
+        let mut h = map(&fields);
+        let hop = Hop {
+            peer: &peer,
+            trusted: true,
+            proto: "http",
+            host: None,
+            client: None,
+        };
+        set_forwarding_headers(&mut h, &hop);
+        assert!(!h.contains_key("x-real-ip"));
     }
 
     #[test]
@@ -366,6 +569,7 @@ mod tests {
             trusted: false,
             proto: "http",
             host: Some(HeaderValue::from_static("api.test")),
+            client: None,
         };
         set_forwarding_headers(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4");
@@ -380,10 +584,36 @@ mod tests {
             trusted: true,
             proto: "http",
             host: None,
+            client: None,
         };
         set_forwarding_headers(&mut h, &hop);
         assert_eq!(h["x-forwarded-for"], "6.6.6.6, ::1");
         assert_eq!(h["forwarded"], "for=6.6.6.6, for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn h2c_is_never_an_upgrade() {
+        fn check(upgrade: &str, expect: bool) {
+            let h = map(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", upgrade),
+            ]);
+            assert_eq!(is_upgrade_request(&h), expect, "Upgrade: {upgrade}");
+        }
+        check("websocket", true);
+        check("foo/2", true);
+        check("h2c", false);
+        check("H2C", false);
+        check("websocket, h2c", false);
+        check(" h2c ", false);
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ]);
+        let upgrade = is_upgrade_request(&h);
+        strip_hop_by_hop(&mut h, upgrade, true);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]

@@ -18,15 +18,24 @@
 //! hyper answers `400 Bad Request` and closes.
 //!
 //! The guard is never stricter than hyper beyond that one rule: whenever it
-//! cannot follow the framing (an h2 preface, an `Upgrade` or `CONNECT`
-//! request, a head it cannot parse or one over [`MAX_HEAD`], a chunk line
-//! hyper would refuse) it stops tracking for the rest of the connection and
-//! passes bytes through untouched. Writes always pass through.
+//! cannot follow the framing (an h2 preface, a head it cannot parse or one
+//! over [`MAX_HEAD`], a chunk line hyper would refuse) it stops tracking for
+//! the rest of the connection and passes bytes through untouched. Writes
+//! always pass through.
+//!
+//! A request with `Upgrade` (or `CONNECT`) is followed like any other: the
+//! connection only stops being HTTP/1 when the gateway actually answers
+//! `101 Switching Protocols`, which the handler announces through the
+//! connection's [`Switched`] flag before hyper writes the 101. Until then
+//! (an upgrade the upstream declined, a refused `CONNECT`) every later
+//! request on the connection is still guarded.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -51,6 +60,23 @@ const KEEP_CAPACITY: usize = 16 * 1024;
 /// `HeaderName` instead of waiting for more bytes.
 const POISON: u8 = 0x01;
 
+/// Set once the connection switched protocols (the gateway sent a 101):
+/// from then on its bytes are no longer HTTP/1 and the guard stops
+/// following them. Shared by the connection's guard and its requests.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Switched(Arc<AtomicBool>);
+
+impl Switched {
+    /// Marks the connection as switched; call before the 101 is written.
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 pin_project_lite::pin_project! {
     /// An IO wrapper that makes hyper reject HTTP/1 request heads carrying
     /// both `Content-Length` and `Transfer-Encoding`; see the module docs.
@@ -59,16 +85,19 @@ pin_project_lite::pin_project! {
         io: T,
         tracker: Tracker,
         peer: SocketAddr,
+        switched: Switched,
     }
 }
 
 impl<T> FramingGuard<T> {
-    /// Wraps a freshly accepted connection from `peer`.
-    pub(crate) fn new(io: T, peer: SocketAddr) -> Self {
+    /// Wraps a freshly accepted connection from `peer`; `switched` is set
+    /// by the request that switches protocols, if one does.
+    pub(crate) fn new(io: T, peer: SocketAddr, switched: Switched) -> Self {
         Self {
             io,
             tracker: Tracker::new(MAX_HEAD),
             peer,
+            switched,
         }
     }
 }
@@ -82,6 +111,10 @@ impl<T: AsyncRead> AsyncRead for FramingGuard<T> {
         let this = self.project();
         let before = buf.filled().len();
         ready!(this.io.poll_read(cx, buf))?;
+        if this.tracker.is_tracking() && this.switched.get() {
+            // A 101 was sent: what follows is another protocol.
+            this.tracker.stop();
+        }
         if this.tracker.is_tracking() {
             let fresh = buf.filled_mut().get_mut(before..).unwrap_or_default();
             if this.tracker.feed(fresh) {
@@ -199,6 +232,12 @@ impl Tracker {
 
     fn is_tracking(&self) -> bool {
         self.state != State::Passthrough
+    }
+
+    /// Stops tracking for good (the connection switched protocols).
+    fn stop(&mut self) {
+        self.state = State::Passthrough;
+        self.head = Vec::new();
     }
 
     /// Follows `bytes`, the next bytes read from the client, and poisons
@@ -471,7 +510,6 @@ fn framing(req: &httparse::Request<'_, '_>) -> Verdict {
     let mut length: Option<u64> = None;
     let mut length_ok = true;
     let mut te_chunked: Option<bool> = None;
-    let mut switches = req.method == Some("CONNECT");
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             has_cl = true;
@@ -483,14 +521,12 @@ fn framing(req: &httparse::Request<'_, '_>) -> Verdict {
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // As in hyper, the last field decides.
             te_chunked = Some(ends_in_chunked(h.value));
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            switches = true;
         }
     }
+    // `Upgrade` and `CONNECT` change nothing here: the connection stays
+    // HTTP/1 unless a 101 is sent, which `Switched` reports.
     let state = match (has_cl, te_chunked) {
         (true, Some(_)) => return Verdict::Reject,
-        // The connection may switch protocols after this request.
-        _ if switches => State::Passthrough,
         (_, Some(true)) => State::Chunked(Chunk::Start),
         // hyper refuses a request whose last coding is not chunked.
         (_, Some(false)) => State::Passthrough,
@@ -697,18 +733,18 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_and_connect_stop_tracking() {
+    fn upgrade_and_connect_requests_are_still_followed() {
+        // Without a 101 the connection is still HTTP/1: a smuggling
+        // attempt after an Upgrade or CONNECT request is refused.
         for first in [
             &b"GET /ws HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: gw\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
             b"CONNECT gw:443 HTTP/1.1\r\nHost: gw:443\r\n\r\n",
         ] {
             let input = cat(&[first, CL_TE]);
-            every_split(&input, |how, out, t| {
-                assert_eq!(out, input, "{how}");
-                assert_eq!(t.state, State::Passthrough, "{how}");
-            });
+            assert_poisoned_at(&input, input.len() - 1);
         }
-        // An Upgrade request that also carries both fields is still refused.
+        // An Upgrade request that also carries both fields is refused too.
         let input = cat(&[b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n", &CL_TE[18..]]);
         assert_poisoned_at(&input, input.len() - 1);
     }
@@ -798,7 +834,7 @@ mod tests {
 
         let (mut client, server) = tokio::io::duplex(64);
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        let mut guard = FramingGuard::new(server, peer);
+        let mut guard = FramingGuard::new(server, peer, Switched::default());
         let input = cat(&[GET, POST_CHUNKED, TE_CL, b"0\r\n\r\n"]);
         let sent = input.clone();
         let writer = tokio::spawn(async move {
@@ -819,5 +855,28 @@ mod tests {
         assert_eq!(seen[at], POISON);
         seen[at] = input[at];
         assert_eq!(seen, input);
+    }
+
+    #[tokio::test]
+    async fn after_a_switch_bytes_pass_untouched() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let switched = Switched::default();
+        let mut guard = FramingGuard::new(server, peer, switched.clone());
+        let upgrade =
+            b"GET /ws HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+        client.write_all(upgrade).await.unwrap();
+        let mut seen = vec![0u8; upgrade.len()];
+        guard.read_exact(&mut seen).await.unwrap();
+        assert_eq!(&seen[..], &upgrade[..]);
+        // The 101 went out: the same bytes that would be poisoned before
+        // are now another protocol's data.
+        switched.set();
+        client.write_all(CL_TE).await.unwrap();
+        let mut seen = vec![0u8; CL_TE.len()];
+        guard.read_exact(&mut seen).await.unwrap();
+        assert_eq!(&seen[..], CL_TE);
     }
 }

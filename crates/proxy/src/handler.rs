@@ -29,6 +29,9 @@ pub struct ConnInfo {
     pub text: forward::PeerText,
     /// The TLS session, on TLS listeners.
     pub tls: Option<Arc<TlsInfo>>,
+    /// Set when a request switched the connection's protocol (a 101 was
+    /// sent), so the framing guard stops following HTTP/1 framing.
+    pub(crate) switched: crate::framing::Switched,
 }
 
 impl ConnInfo {
@@ -39,6 +42,7 @@ impl ConnInfo {
             peer,
             text: forward::PeerText::new(peer.ip(), port),
             tls: tls.map(Arc::new),
+            switched: crate::framing::Switched::default(),
         }
     }
 
@@ -77,6 +81,9 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
     };
     let mut ctx = Ctx::new(request_id, conn.peer);
     ctx.tls.clone_from(&conn.tls);
+    if let Some(p) = refused_method(&parts.method) {
+        return finish_problem(snap, &ctx, p);
+    }
 
     // Header limits: count and total size of names plus values.
     let count = parts.headers.len();
@@ -222,12 +229,14 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
                         trusted,
                         proto: conn.proto(),
                         host: hop_host,
+                        client: ctx.client_ip,
                     };
                     let upstream = Upstream {
                         route,
                         service,
                         matched_prefix: m.matched_prefix,
                         version_prefix: m.version_prefix,
+                        switched: &conn.switched,
                     };
                     // Boxed: the upstream exchange is the largest part of
                     // the request's state; keeping it off the handler future
@@ -248,6 +257,17 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
         api.decorate(resp.headers_mut());
     }
     finish(snap, &chain, ctx, resp)
+}
+
+/// Methods the gateway never forwards, whatever the route: `CONNECT`
+/// (it would open a raw tunnel through the gateway to wherever the
+/// upstream connects) and `TRACE` (the upstream reflects the request,
+/// credentials and cookies the gateway added or kept included).
+fn refused_method(method: &http::Method) -> Option<Problem> {
+    (*method == http::Method::CONNECT || *method == http::Method::TRACE).then(|| {
+        Problem::new(ProblemType::MethodNotImplemented)
+            .detail(format!("the gateway does not forward {method} requests"))
+    })
 }
 
 fn is_preflight(parts: &http::request::Parts) -> bool {
@@ -272,7 +292,10 @@ async fn request_phases(
         }
     }
     // Access: when a plugin identifies a consumer with plugins of its own,
-    // the chain is re-merged and the rest of the phase runs on it.
+    // the chain is re-merged with them. The consumer's access plugins that
+    // sort at or before the identifying plugin run at once, in order (they
+    // would otherwise never run: the access phase is past them); then the
+    // rest of the phase runs on the merged chain.
     let mut last: Option<crate::chain::Entry> = None;
     loop {
         let current = chain.clone();
@@ -292,7 +315,14 @@ async fn request_phases(
                 && let Some(c) = &ctx.consumer
                 && let Some(extra) = snap.consumer_plugins.get(&c.username)
             {
-                switched = Some(Arc::new(Chain::merge([current.entries(), &extra[..]])));
+                let merged = Arc::new(Chain::merge([current.entries(), &extra[..]]));
+                for late in merged.catch_up(extra, e) {
+                    if let Flow::Respond(r) = late.plugin.access(ctx, req).await {
+                        *chain = merged.clone();
+                        return Some(r);
+                    }
+                }
+                switched = Some(merged);
                 break;
             }
         }
@@ -309,6 +339,8 @@ struct Upstream<'a> {
     service: Option<usize>,
     matched_prefix: usize,
     version_prefix: usize,
+    /// Set when this request switches the connection's protocol.
+    switched: &'a crate::framing::Switched,
 }
 
 fn upstream_path(
@@ -523,6 +555,9 @@ async fn forward_upstream(
         if let Some(t) = target {
             set.balancer.on_finish(t, sent_at.elapsed(), true);
         }
+        // Before hyper writes the 101: from here on the client connection
+        // carries another protocol, and the framing guard lets it pass.
+        up.switched.set();
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -575,11 +610,14 @@ fn hash_key<'r>(
     if balancer.algorithm() != gatehouse_upstream::Algorithm::ConsistentHash {
         return None;
     }
+    // An unknown client has no key: the balancer picks as if unhashed.
     let ip = || {
-        Some(Cow::Owned(match ctx.client_ip {
-            std::net::IpAddr::V4(a) => a.octets().to_vec(),
-            std::net::IpAddr::V6(a) => a.octets().to_vec(),
-        }))
+        ctx.client_ip.map(|ip| {
+            Cow::Owned(match ip {
+                std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                std::net::IpAddr::V6(a) => a.octets().to_vec(),
+            })
+        })
     };
     match &svc.hash_on {
         HashOn::ClientIp => ip(),

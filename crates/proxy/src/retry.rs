@@ -731,10 +731,12 @@ impl BufferError {
     }
 }
 
-/// Collects a body of `len` bytes by `until`.
+/// Collects a body of `len` bytes by `until`. Memory follows the bytes
+/// that arrived, never the declared length (see [`Collector`]); when the
+/// client goes away or the time is up, what was collected is freed at once.
 async fn buffer(mut body: Body, len: u64, until: Instant) -> Result<Replay, BufferError> {
     let collect = async move {
-        let mut data = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+        let mut data = Collector::new(len);
         let mut trailers = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
@@ -745,24 +747,69 @@ async fn buffer(mut body: Body, len: u64, until: Instant) -> Result<Replay, Buff
                 }
             })?;
             match frame.into_data() {
-                Ok(d) => {
-                    if (data.len() + d.len()) as u64 > len {
-                        // More than announced: refuse rather than truncate.
-                        return Err(BufferError::Unreadable);
-                    }
-                    data.extend_from_slice(&d);
-                }
+                // More than announced: refuse rather than truncate.
+                Ok(d) => data.push(&d).map_err(|()| BufferError::Unreadable)?,
                 Err(frame) => trailers = frame.into_trailers().ok(),
             }
         }
         Ok(Replay::Buffered {
-            data: data.freeze(),
+            data: data.finish(),
             trailers,
         })
     };
     tokio::time::timeout_at(until.into(), collect)
         .await
         .unwrap_or(Err(BufferError::Timeout))
+}
+
+/// The bytes of a body being buffered for replay. The declared length is a
+/// promise, not a fact: a client can announce 64 MiB and send nothing, so
+/// the buffer starts empty and grows as data arrives — doubling, so copies
+/// stay amortised, but never beyond the declared length.
+#[derive(Debug)]
+struct Collector {
+    data: Vec<u8>,
+    /// The declared length: the most it may hold.
+    limit: usize,
+}
+
+impl Collector {
+    /// The first allocation, once data arrives; smaller bodies get exactly
+    /// their length.
+    const FIRST: usize = 16 * 1024;
+
+    fn new(len: u64) -> Self {
+        Self {
+            data: Vec::new(),
+            limit: usize::try_from(len).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Appends `d`; `Err` when it would exceed the declared length.
+    fn push(&mut self, d: &[u8]) -> Result<(), ()> {
+        let need = self.data.len().checked_add(d.len()).ok_or(())?;
+        if need > self.limit {
+            return Err(());
+        }
+        if need > self.data.capacity() {
+            let grown = need
+                .max(self.data.capacity().saturating_mul(2))
+                .max(Self::FIRST)
+                .min(self.limit);
+            self.data.reserve_exact(grown - self.data.len());
+        }
+        self.data.extend_from_slice(d);
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
+    fn finish(self) -> Bytes {
+        Bytes::from(self.data)
+    }
 }
 
 #[cfg(test)]
@@ -918,6 +965,29 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(p.kind(), ProblemType::NoHealthyUpstream);
+    }
+
+    #[test]
+    fn the_collector_grows_with_the_data_not_the_declared_length() {
+        // A declared 1 GiB allocates nothing until bytes arrive.
+        let mut c = Collector::new(1 << 30);
+        assert_eq!(c.capacity(), 0);
+        c.push(b"hello").unwrap();
+        assert!(c.capacity() < 64 * 1024, "{}", c.capacity());
+        // Growth doubles but never passes the declared length.
+        let mut c = Collector::new(100_000);
+        let chunk = [7u8; 10_000];
+        for _ in 0..10 {
+            c.push(&chunk).unwrap();
+            assert!(c.capacity() <= 100_000, "{}", c.capacity());
+        }
+        assert!(c.push(b"x").is_err(), "more than declared");
+        assert_eq!(c.finish().len(), 100_000);
+        // A small body gets exactly its length.
+        let mut c = Collector::new(11);
+        c.push(b"hello ").unwrap();
+        c.push(b"world").unwrap();
+        assert_eq!(c.capacity(), 11);
     }
 
     #[tokio::test]

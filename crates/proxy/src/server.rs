@@ -162,11 +162,12 @@ async fn serve_http<S>(
     let first_request = Arc::new(AtomicBool::new(false));
     let seen = first_request.clone();
     let peer = conn.peer;
+    let switched = conn.switched.clone();
     let service = hyper::service::service_fn(move |req| {
         seen.store(true, Ordering::Relaxed);
         handle(shared.clone(), conn.clone(), req)
     });
-    let io = TokioIo::new(FramingGuard::new(stream, peer));
+    let io = TokioIo::new(FramingGuard::new(stream, peer, switched));
     let watch = Watch {
         peer,
         stop,

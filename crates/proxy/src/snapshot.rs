@@ -671,6 +671,21 @@ pub fn compile(
             &envs.own[tenancy.of("consumers", i)],
             &mut errs,
         );
+        // A plugin that could not run at consumer level is refused, never
+        // accepted and silently skipped.
+        for (j, r) in c.plugins.iter().enumerate() {
+            if let Some(e) = entries.iter().find(|e| *e.name == *r.name)
+                && let Some(why) = Chain::consumer_level_problem(e)
+            {
+                errs.push(
+                    &format!("consumers[{i}].plugins[{j}].name"),
+                    format!(
+                        "consumer `{}`: plugin `{}` cannot be attached to a consumer: {why}",
+                        c.username, r.name
+                    ),
+                );
+            }
+        }
         if !entries.is_empty() {
             consumer_plugins.insert(Arc::from(c.username.as_str()), entries);
         }

@@ -46,8 +46,9 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
     /// The raw query string, if any.
     pub query: Option<&'a str>,
-    /// The client address (after trusted-proxy resolution).
-    pub client_ip: IpAddr,
+    /// The client address (after trusted-proxy resolution; `None`:
+    /// unknown).
+    pub client_ip: Option<IpAddr>,
 }
 
 /// The request property a sticky split hashes.
@@ -180,9 +181,10 @@ impl Split {
         if let Some(key) = &self.sticky {
             let ip;
             let bytes = match key {
+                // An unknown client has no key: weighted like unkeyed traffic.
                 StickyKey::ClientIp => {
-                    ip = ip_key(req.client_ip);
-                    Some(&ip[..])
+                    ip = req.client_ip.map(ip_key);
+                    ip.as_ref().map(|k| &k[..])
                 }
                 other => request_key(other, req),
             };
@@ -280,7 +282,7 @@ mod tests {
         RequestView {
             headers: h,
             query,
-            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            client_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         }
     }
 
@@ -513,7 +515,7 @@ mod tests {
                 let at = |ip| RequestView {
                     headers: &h,
                     query: None,
-                    client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, ip)),
+                    client_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, ip))),
                 };
                 let first = s.choose(&at(i));
                 assert_eq!(s.choose(&at(i)), first);

@@ -41,6 +41,22 @@ impl Default for PathOptions {
     }
 }
 
+impl PathOptions {
+    /// The options of a listener's `paths` block.
+    pub fn from_config(c: &gatehouse_config::ListenerPaths) -> Self {
+        use gatehouse_config::{EscapedSlashes as E, Semicolons};
+        Self {
+            escaped_slashes: match c.escaped_slashes {
+                E::Reject => EscapedSlashes::Reject,
+                E::Keep => EscapedSlashes::Keep,
+                E::Decode => EscapedSlashes::Decode,
+            },
+            merge_slashes: c.merge_slashes,
+            allow_semicolons: c.semicolons == Semicolons::Keep,
+        }
+    }
+}
+
 /// Why a path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -62,6 +78,10 @@ pub enum PathError {
     /// `.;x` or `..;x`: a dot segment hidden behind path parameters.
     #[error("dot segment with `;` parameters in the path")]
     DotParams,
+    /// A `.`/`..` piece between kept escaped slashes (`..%2F`): a server
+    /// that decodes `%2F` would climb with it.
+    #[error("dot segment hidden behind an encoded slash in the path")]
+    HiddenDot,
     /// `;` in the path while the listener refuses path parameters.
     #[error("`;` path parameters are not accepted")]
     Semicolon,
@@ -233,6 +253,9 @@ fn remove_dots(p: &str, opts: &PathOptions) -> Result<String, PathError> {
             }
             None => seg,
         };
+        if opts.escaped_slashes == EscapedSlashes::Keep && pieces(seg).any(is_dot_spelling) {
+            return Err(PathError::HiddenDot);
+        }
         match name {
             "." => trailing = last,
             ".." => {
@@ -267,10 +290,39 @@ pub fn upstream_path_ok(p: &str) -> bool {
     let path = p.split_once('?').map_or(p, |(path, _)| path);
     path.starts_with('/')
         && !path.bytes().any(|b| b < 0x20 || b == 0x7f)
-        && path.split('/').all(|seg| {
-            let name = seg.split(';').next().unwrap_or(seg);
-            !is_dot_spelling(name)
-        })
+        && path.split('/').all(|seg| !pieces(seg).any(is_dot_spelling))
+}
+
+/// The parts of a segment between escaped slashes or backslashes, each
+/// without its `;params`: what a server that decodes `%2F` (or treats `\`
+/// as `/`, or drops path parameters) would see as segments.
+fn pieces(seg: &str) -> impl Iterator<Item = &str> {
+    let b = seg.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut out = Vec::new();
+    while i < b.len() {
+        let sep = if b[i] == b'\\' {
+            1
+        } else if b[i] == b'%'
+            && b.len() >= i + 3
+            && (b[i + 1..i + 3].eq_ignore_ascii_case(b"2f")
+                || b[i + 1..i + 3].eq_ignore_ascii_case(b"5c"))
+        {
+            3
+        } else {
+            0
+        };
+        if sep > 0 {
+            out.push(&seg[start..i]);
+            i += sep;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&seg[start..]);
+    out.into_iter().map(|p| p.split(';').next().unwrap_or(p))
 }
 
 /// `.` or `..`, each dot possibly written `%2e` / `%2E`.
@@ -456,7 +508,10 @@ mod tests {
         };
         check("/admin%2fsecret", keep, Ok("/admin%2Fsecret"));
         check("/a\\b", keep, Ok("/a\\b"));
-        check("/public/..%2fadmin", keep, Ok("/public/..%2Fadmin"));
+        check("/public/..%2fadmin", keep, Err(PathError::HiddenDot));
+        check("/public/a%2F.%2Fb", keep, Err(PathError::HiddenDot));
+        check("/public/a\\..\\b", keep, Err(PathError::HiddenDot));
+        check("/a%2F..b", keep, Ok("/a%2F..b"));
         let decode = PathOptions {
             escaped_slashes: EscapedSlashes::Decode,
             ..D
@@ -503,6 +558,9 @@ mod tests {
         assert!(!upstream_path_ok("/base/..;/admin"));
         assert!(!upstream_path_ok("/base/."));
         assert!(!upstream_path_ok("a/b"));
+        assert!(!upstream_path_ok("/public/..%2F..%2Fadmin"));
+        assert!(!upstream_path_ok("/public/x%5C..%5Cadmin"));
+        assert!(upstream_path_ok("/public/a%2Fb"));
     }
 
     fn check_host(input: &str, expect: Result<&str, ()>) {

@@ -16,7 +16,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| path(black_box("/"), &opts))
     });
     c.bench_function("canon/path/escapes-and-dots", |b| {
-        b.iter(|| path(black_box("/api/v1/%75sers/./12345/../67%2d89//orders"), &opts))
+        b.iter(|| {
+            path(
+                black_box("/api/v1/%75sers/./12345/../67%2d89//orders"),
+                &opts,
+            )
+        })
     });
     c.bench_function("canon/host/canonical", |b| {
         b.iter(|| host(black_box("api.example.com:8080")))

@@ -27,6 +27,8 @@ enum Expect {
     /// The route protection answered: 403 `ip-forbidden` or 401
     /// `unauthorized`.
     Protected,
+    /// 404 `no-route`.
+    NoRoute,
     /// 200 from the upstream, which served this path.
     Serves(&'static str),
 }
@@ -112,6 +114,7 @@ fn check(case: &str, up: &Upstream, hits_before: usize, got: &Got, expect: Expec
                 (403, Some("ip-forbidden")) | (401, Some("unauthorized"))
             )
         }
+        Expect::NoRoute => got.status == 404 && got.slug.as_deref() == Some("no-route"),
         Expect::Serves(path) => got.status == 200 && got.served.as_deref() == Some(path),
     };
     assert!(
@@ -525,5 +528,40 @@ async fn h2_to(gw: &TestGateway, uri: &str, headers: &[(&str, &str)]) -> Got {
         status,
         slug: slug_of(&String::from_utf8_lossy(&body)),
         served,
+    }
+}
+
+/// A rewrite template that would climb out of the service base path is
+/// refused per request with `path-outside-route`, and nothing is sent.
+#[tokio::test]
+async fn rewrite_leaving_the_base_is_refused() {
+    let up = Upstream::builder().normalizing().start().await;
+    let yaml = format!(
+        r#"services:
+  - name: based
+    url: "{url}/public"
+routes:
+  - name: climb
+    service: based
+    paths: ["/climb/{{name}}"]
+    rewrite: "/{{name}}/../../admin"
+  - name: fine
+    service: based
+    paths: ["/fine/{{name}}"]
+    rewrite: "/v2/{{name}}"
+"#,
+        url = up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    use Expect::*;
+    for (path, expect) in [
+        ("/climb/x", Refused("path-outside-route")),
+        ("/fine/x", Serves("/public/v2/x")),
+        ("/fine/..", NoRoute),
+        ("/fine/%2e%2e/..", Refused("bad-path")),
+    ] {
+        let before = up.hits();
+        let got = h1(&gw, path, "Host: gw.test\r\n").await;
+        check(path, &up, before, &got, expect);
     }
 }

@@ -102,27 +102,48 @@ fn hex(b: u8) -> Option<u8> {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// Bytes that may need work: `%`, `\`, `;`, controls, and `/` (which is
+/// checked for a following `/` or dot segment).
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[0x7f] = true;
+    t[b'%' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b';' as usize] = true;
+    t[b'/' as usize] = true;
+    t
+};
+
 /// Whether `p` needs the slow path: an escape, a backslash, a `;`, a
-/// control character, a repeated slash or a `.`/`..` segment.
+/// control character, a repeated slash or a `.`/`..` segment. One table
+/// lookup per byte; only `/` looks ahead.
 fn needs_work(p: &[u8], opts: &PathOptions) -> bool {
-    let mut prev = b'/';
     for (i, &b) in p.iter().enumerate() {
-        match b {
-            b'%' | b'\\' | b';' => return true,
-            0..=0x1f | 0x7f => return true,
-            b'/' if prev == b'/' && i > 0 && opts.merge_slashes => return true,
-            b'.' if prev == b'/' => {
-                // `.` or `..` as a whole segment.
-                let rest = &p[i + 1..];
-                let dots = if rest.first() == Some(&b'.') { 2 } else { 1 };
-                match p.get(i + dots) {
-                    None | Some(b'/') => return true,
-                    _ => {}
+        if !SPECIAL[b as usize] {
+            continue;
+        }
+        if b != b'/' {
+            return true;
+        }
+        match p.get(i + 1) {
+            Some(b'/') if opts.merge_slashes => return true,
+            Some(b'.') => {
+                let end = if p.get(i + 2) == Some(&b'.') {
+                    i + 3
+                } else {
+                    i + 2
+                };
+                if matches!(p.get(end), None | Some(b'/')) {
+                    return true;
                 }
             }
             _ => {}
         }
-        prev = b;
     }
     false
 }
@@ -438,6 +459,8 @@ mod tests {
             "/admin/secret",
             "*",
             "/ü/x",
+            "/.well-known/x",
+            "/a/..b/.c.",
         ] {
             let got = path(p, &D).unwrap();
             assert!(matches!(got, Cow::Borrowed(_)), "{p:?} allocated");

@@ -381,50 +381,63 @@ pub enum HostError {
 /// an empty or non-numeric port, a port above 65535, an empty host.
 pub fn host(raw: &str) -> Result<Cow<'_, str>, HostError> {
     let bad = || HostError::Invalid(raw.chars().take(100).collect());
-    let (name, port) = if raw.starts_with('[') {
+    let b = raw.as_bytes();
+    // The name: an IPv6 literal, or one pass over a reg-name / IPv4.
+    let mut upper = false;
+    let (name_end, dot) = if b.first() == Some(&b'[') {
         let end = raw.find(']').ok_or_else(bad)?;
-        let lit = &raw[1..end];
-        if lit.parse::<std::net::Ipv6Addr>().is_err() {
+        if raw[1..end].parse::<std::net::Ipv6Addr>().is_err() {
             return Err(bad());
         }
-        (&raw[..=end], &raw[end + 1..])
+        upper = raw[..end].bytes().any(|c| c.is_ascii_uppercase());
+        (end + 1, false)
     } else {
-        match raw.find(':') {
-            Some(at) => (&raw[..at], &raw[at..]),
-            None => (raw, ""),
+        let mut end = b.len();
+        let mut prev = b'.';
+        for (i, &c) in b.iter().enumerate() {
+            match c {
+                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+                b'A'..=b'Z' => upper = true,
+                // An empty label (leading dot, `..`) is refused.
+                b'.' if prev == b'.' => return Err(bad()),
+                b'.' => {}
+                b':' => {
+                    end = i;
+                    break;
+                }
+                _ => return Err(bad()),
+            }
+            prev = c;
         }
+        let dot = end > 0 && b[end - 1] == b'.';
+        let bare = end - usize::from(dot);
+        if bare == 0 || bare > 253 {
+            return Err(bad());
+        }
+        (end, dot)
     };
+    let port = &raw[name_end..];
     if !port.is_empty() {
-        let digits = port.strip_prefix(':').ok_or_else(bad)?;
-        if digits.is_empty()
-            || digits.len() > 5
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || digits.parse::<u32>().map_or(true, |n| n > 65535)
-        {
+        let digits = port.strip_prefix(':').ok_or_else(bad)?.as_bytes();
+        let mut n: u32 = 0;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return Err(bad());
+            }
+            n = n * 10 + u32::from(d - b'0');
+            if n > 65535 {
+                return Err(bad());
+            }
+        }
+        if digits.is_empty() || digits.len() > 5 {
             return Err(bad());
         }
     }
-    if !name.starts_with('[') {
-        let bare = name.strip_suffix('.').unwrap_or(name);
-        if bare.is_empty()
-            || bare.len() > 253
-            || bare.starts_with('.')
-            || bare.contains("..")
-            || !bare
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        {
-            return Err(bad());
-        }
-    }
-    let dot = !name.starts_with('[') && name.ends_with('.');
-    let upper = raw.bytes().any(|b| b.is_ascii_uppercase());
     if !dot && !upper {
         return Ok(Cow::Borrowed(raw));
     }
-    let name = if dot { &name[..name.len() - 1] } else { name };
     let mut out = String::with_capacity(raw.len());
-    out.push_str(name);
+    out.push_str(&raw[..name_end - usize::from(dot)]);
     out.push_str(port);
     out.make_ascii_lowercase();
     Ok(Cow::Owned(out))

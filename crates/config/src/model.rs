@@ -182,6 +182,71 @@ pub struct Listener {
     /// running listener needs a restart. See docs/tls.md.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
+    /// How request paths are canonicalised before routing (docs/security.md,
+    /// "Canonical path"). The defaults are the safe choice; each option
+    /// exists for the rare upstream that needs another form.
+    #[serde(default, skip_serializing_if = "ListenerPaths::is_default")]
+    pub paths: ListenerPaths,
+}
+
+/// Per-listener path canonicalisation options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerPaths {
+    /// `%2F`, `%5C` and a raw `\` in a path: `reject` (400 `bad-path`,
+    /// default), `keep` (passed on as an opaque character of its segment)
+    /// or `decode` (turned into `/`, then normalised).
+    #[serde(default)]
+    pub escaped_slashes: EscapedSlashes,
+    /// Merge repeated slashes (`//a/b` is `/a/b`). Default `true`; `false`
+    /// routes and forwards empty segments as they are.
+    #[serde(default = "yes")]
+    pub merge_slashes: bool,
+    /// `;` path parameters (`/a;v=1/b`): `reject` (400 `bad-path`,
+    /// default) or `keep`. A `.`/`..` segment with parameters (`..;x`) is
+    /// refused either way.
+    #[serde(default)]
+    pub semicolons: Semicolons,
+}
+
+impl Default for ListenerPaths {
+    fn default() -> Self {
+        Self {
+            escaped_slashes: EscapedSlashes::Reject,
+            merge_slashes: true,
+            semicolons: Semicolons::Reject,
+        }
+    }
+}
+
+impl ListenerPaths {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What a listener does with encoded slashes and backslashes in paths.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EscapedSlashes {
+    /// Refuse the request (400).
+    #[default]
+    Reject,
+    /// Keep the escape as an opaque character.
+    Keep,
+    /// Decode to `/` and normalise.
+    Decode,
+}
+
+/// What a listener does with `;` path parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Semicolons {
+    /// Refuse the request (400).
+    #[default]
+    Reject,
+    /// Route and forward them as part of their segment.
+    Keep,
 }
 
 /// TLS settings of a listener.

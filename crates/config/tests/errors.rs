@@ -263,3 +263,37 @@ fn https_services_are_accepted_and_their_tls_block_checked() {
     );
     assert!(e[1].contains("services[0].tls.sni"), "{}", e[1]);
 }
+
+#[test]
+fn listener_path_options_default_safe_and_are_checked() {
+    let loaded = parse_str("listeners:\n  - address: 127.0.0.1:0\n", "gw.yaml").unwrap();
+    let p = loaded.config.listeners[0].paths;
+    assert_eq!(p, gatehouse_config::ListenerPaths::default());
+    assert_eq!(p.escaped_slashes, gatehouse_config::EscapedSlashes::Reject);
+    assert!(p.merge_slashes);
+    assert_eq!(p.semicolons, gatehouse_config::Semicolons::Reject);
+
+    let loaded = parse_str(
+        "listeners:\n  - address: 127.0.0.1:0\n    paths:\n      escaped_slashes: decode\n      merge_slashes: false\n      semicolons: keep\n",
+        "gw.yaml",
+    )
+    .unwrap();
+    let p = loaded.config.listeners[0].paths;
+    assert_eq!(p.escaped_slashes, gatehouse_config::EscapedSlashes::Decode);
+    assert!(!p.merge_slashes);
+    assert_eq!(p.semicolons, gatehouse_config::Semicolons::Keep);
+
+    for (extra, field) in [
+        (
+            "      escaped_slashes: allow\n",
+            "listeners[0].paths.escaped_slashes",
+        ),
+        ("      semicolons: strip\n", "listeners[0].paths.semicolons"),
+        ("      forward_raw: true\n", "listeners[0].paths"),
+    ] {
+        let e = errors(&format!(
+            "listeners:\n  - address: 127.0.0.1:0\n    paths:\n{extra}"
+        ));
+        assert!(e[0].contains(field), "{extra}: {}", e[0]);
+    }
+}

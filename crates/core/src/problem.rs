@@ -32,6 +32,16 @@ pub enum ProblemType {
     HeadersTooLarge,
     /// The request is malformed (400).
     BadRequest,
+    /// The request path cannot be canonicalised: a malformed or control
+    /// escape, an encoded slash the listener refuses, a dot segment above
+    /// the root or hidden behind `;` parameters (400). docs/security.md.
+    BadPath,
+    /// The effective host (request-target authority or `Host`) is not
+    /// `host[:port]`, or HTTP/2 `:authority` and `host` disagree (400).
+    BadHost,
+    /// A rewritten or stripped upstream path would leave the service's
+    /// base path or the route's resource (400).
+    PathOutsideRoute,
     /// The upstream could not be reached or broke the connection (502).
     UpstreamUnreachable,
     /// The upstream did not answer in time (504).
@@ -89,6 +99,9 @@ impl ProblemType {
             Self::LengthRequired => "length-required",
             Self::HeadersTooLarge => "headers-too-large",
             Self::BadRequest => "bad-request",
+            Self::BadPath => "bad-path",
+            Self::BadHost => "bad-host",
+            Self::PathOutsideRoute => "path-outside-route",
             Self::UpstreamUnreachable => "upstream-unreachable",
             Self::UpstreamTimeout => "upstream-timeout",
             Self::UpstreamTls => "upstream-tls",
@@ -125,7 +138,9 @@ impl ProblemType {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::BadRequest | Self::BadPath | Self::BadHost | Self::PathOutsideRoute => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UpstreamUnreachable | Self::UpstreamTls => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NoHealthyUpstream
@@ -156,6 +171,9 @@ impl ProblemType {
             Self::LengthRequired => "Content-Length required",
             Self::HeadersTooLarge => "Request header fields too large",
             Self::BadRequest => "Malformed request",
+            Self::BadPath => "Request path refused",
+            Self::BadHost => "Request host refused",
+            Self::PathOutsideRoute => "Upstream path leaves the route",
             Self::UpstreamUnreachable => "Upstream unreachable",
             Self::UpstreamTimeout => "Upstream timed out",
             Self::UpstreamTls => "TLS to the upstream failed",

@@ -258,7 +258,9 @@ pub struct Hop<'a> {
     pub trusted: bool,
     /// `http` or `https`.
     pub proto: &'static str,
-    /// The Host the client asked for.
+    /// The effective host, canonical (`handler::effective_host`): the
+    /// request target's authority, else `Host`. X-Forwarded-Host,
+    /// `Forwarded: host=` and `preserve_host` all use it.
     pub host: Option<HeaderValue>,
     /// The resolved client address (`None`: unknown), sent as X-Real-IP.
     pub client: Option<IpAddr>,

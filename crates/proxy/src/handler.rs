@@ -32,6 +32,8 @@ pub struct ConnInfo {
     /// Set when a request switched the connection's protocol (a 101 was
     /// sent), so the framing guard stops following HTTP/1 framing.
     pub(crate) switched: crate::framing::Switched,
+    /// The listener's position in the config (its `paths` options).
+    pub listener: usize,
 }
 
 impl ConnInfo {
@@ -43,7 +45,14 @@ impl ConnInfo {
             text: forward::PeerText::new(peer.ip(), port),
             tls: tls.map(Arc::new),
             switched: crate::framing::Switched::default(),
+            listener: 0,
         }
+    }
+
+    /// The same connection, accepted on listener `index`.
+    pub fn on_listener(mut self, index: usize) -> Self {
+        self.listener = index;
+        self
     }
 
     /// The scheme the client used, for forwarding headers.
@@ -74,7 +83,7 @@ fn new_request_id() -> Arc<str> {
 
 async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let settings = &snap.settings;
-    let (parts, incoming) = req.into_parts();
+    let (mut parts, incoming) = req.into_parts();
     let request_id = match parts.headers.get(&settings.request_id_header) {
         Some(v) if valid_request_id(v) => Arc::from(v.to_str().unwrap_or_default()),
         _ => new_request_id(),
@@ -104,34 +113,57 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
         );
     }
 
-    // HTTP/1.1 requires exactly one Host (RFC 9112 section 3.2).
-    let host = match parts.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => {
-            let mut hosts = parts.headers.get_all(header::HOST).iter();
-            match (hosts.next(), hosts.next()) {
-                (Some(h), None) => match h.to_str() {
-                    Ok(h) => Some(h),
-                    Err(_) => {
-                        return finish_problem(
-                            snap,
-                            &ctx,
-                            Problem::new(ProblemType::BadRequest).detail("invalid Host header"),
-                        );
-                    }
-                },
-                (None, _) if parts.version != Version::HTTP_11 => None,
-                _ => {
-                    return finish_problem(
-                        snap,
-                        &ctx,
-                        Problem::new(ProblemType::BadRequest)
-                            .detail("exactly one Host header is required"),
-                    );
-                }
-            }
+    // The effective host, decided once (RFC 9112 section 3.2.2): the
+    // request target's authority (absolute-form, HTTP/2 `:authority`)
+    // wins over Host. It is what routing, `preserve_host`,
+    // X-Forwarded-Host and `Forwarded: host=` all use, in one spelling
+    // (canon::host: lower case, no trailing dot, `host[:port]` only).
+    let hop_host = match effective_host(&parts) {
+        Ok(h) => h,
+        Err(p) => return finish_problem(snap, &ctx, p),
+    };
+    if let Some(h) = &hop_host
+        && parts.headers.get(header::HOST) != Some(h)
+    {
+        // Plugins see the one host too.
+        parts.headers.insert(header::HOST, h.clone());
+    }
+    let host = hop_host.as_ref().and_then(|h| h.to_str().ok());
+
+    // The canonical path, decided once: routing, plugins and forwarding
+    // all see it (canon::path; borrowed, no allocation, when the path is
+    // already canonical).
+    let canonical = match crate::canon::path(parts.uri.path(), &snap.path_options(conn.listener)) {
+        Ok(std::borrow::Cow::Borrowed(_)) => None,
+        Ok(std::borrow::Cow::Owned(p)) => Some(p),
+        Err(e) => {
+            return finish_problem(
+                snap,
+                &ctx,
+                Problem::new(ProblemType::BadPath).detail(e.to_string()),
+            );
         }
     };
+    if let Some(path) = canonical {
+        let pq = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.path_and_query =
+            http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq)).ok();
+        match http::Uri::from_parts(uri) {
+            Ok(u) => parts.uri = u,
+            Err(_) => {
+                return finish_problem(
+                    snap,
+                    &ctx,
+                    Problem::new(ProblemType::BadPath)
+                        .detail("the canonical path is not a valid URI"),
+                );
+            }
+        }
+    }
 
     let trusted = settings.trusted.contains(conn.peer.ip());
     ctx.client_ip = settings.trusted.client_ip(conn.peer.ip(), &parts.headers);
@@ -204,10 +236,6 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
     ctx.route = Some(route.name.clone());
     ctx.service = service.map(|s| snap.services[s].name.clone());
     ctx.captures = m.captures;
-    let hop_host = match parts.headers.get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => host.and_then(|h| HeaderValue::from_str(h).ok()),
-    };
     let mut req = Request::from_parts(parts, body::boxed(incoming));
 
     let mut chain = route_chain.clone();
@@ -268,6 +296,64 @@ fn refused_method(method: &http::Method) -> Option<Problem> {
         Problem::new(ProblemType::MethodNotImplemented)
             .detail(format!("the gateway does not forward {method} requests"))
     })
+}
+
+/// The effective host of a request, canonical, as a header value: the
+/// target's authority when there is one, else the Host header. HTTP/1.1
+/// needs exactly one Host unless the target is in absolute-form; more
+/// than one is refused everywhere; in HTTP/2 `:authority` and `host` must
+/// agree. `Ok(None)`: an HTTP/1.0 request without a host.
+fn effective_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, Problem> {
+    use crate::canon;
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let header = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => {
+            return Err(
+                Problem::new(ProblemType::BadRequest).detail("exactly one Host header is required")
+            );
+        }
+        (Some(h), None) => Some(
+            h.to_str()
+                .map_err(|_| Problem::new(ProblemType::BadHost).detail("invalid Host header"))?,
+        ),
+        (None, None) => None,
+    };
+    let bad = |e: canon::HostError| Problem::new(ProblemType::BadHost).detail(e.to_string());
+    let raw = match (parts.uri.authority(), header) {
+        (Some(a), Some(h)) if parts.version == Version::HTTP_2 => {
+            let (a, h) = (
+                canon::host(a.as_str()).map_err(bad)?,
+                canon::host(h).map_err(bad)?,
+            );
+            if a != h {
+                return Err(bad(canon::HostError::Disagree(
+                    a.into_owned(),
+                    h.into_owned(),
+                )));
+            }
+            return Ok(header_value(&a, parts.headers.get(header::HOST)));
+        }
+        // Absolute-form: the target's authority wins, Host is replaced.
+        (Some(a), _) => a.as_str(),
+        (None, Some(h)) => h,
+        (None, None) if parts.version == Version::HTTP_11 => {
+            return Err(
+                Problem::new(ProblemType::BadRequest).detail("exactly one Host header is required")
+            );
+        }
+        (None, None) => return Ok(None),
+    };
+    let canonical = canon::host(raw).map_err(bad)?;
+    Ok(header_value(&canonical, parts.headers.get(header::HOST)))
+}
+
+/// `host` as a header value, reusing the client's Host value when it is
+/// already spelled that way (no copy in the common case).
+fn header_value(host: &str, client: Option<&HeaderValue>) -> Option<HeaderValue> {
+    match client {
+        Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+        _ => HeaderValue::from_str(host).ok(),
+    }
 }
 
 fn is_preflight(parts: &http::request::Parts) -> bool {
@@ -407,6 +493,16 @@ async fn forward_upstream(
         Some(pq) if unchanged => Ok(pq.clone()),
         _ => {
             let path = upstream_path(route, svc, req.uri().path(), up, ctx);
+            // What the upstream receives must name what the route matched:
+            // no dot segment (however spelled) may climb out of the base
+            // path after strip_prefix or a rewrite template.
+            if !crate::canon::upstream_path_ok(&path) {
+                return ctx_problem(
+                    ctx,
+                    Problem::new(ProblemType::PathOutsideRoute)
+                        .detail("the rewritten upstream path would leave the route's base path"),
+                );
+            }
             let pq = match req.uri().query() {
                 // A rewrite template may bring its own query string.
                 Some(q) if path.contains('?') => format!("{path}&{q}"),
@@ -484,11 +580,9 @@ async fn forward_upstream(
         }
     };
 
-    let client_host = req
-        .headers()
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| hop.host.clone());
+    // The effective host decided before routing, not whatever Host a
+    // plugin left (the upstream_request phase below may still set one).
+    let client_host = hop.host.clone();
     {
         let headers = req.headers_mut();
         // Room for Host, X-Forwarded-*, Forwarded, Via and the request id,

@@ -5,6 +5,7 @@
 //! atomically. Architecture invariant: this is the only crate that knows
 //! hyper's server and client types.
 
+pub mod canon;
 pub mod chain;
 pub mod circuit;
 pub mod client;

@@ -105,7 +105,7 @@ async fn serve_connection(
     drop(snap);
 
     let Some(tls) = tls else {
-        let conn = Arc::new(ConnInfo::new(peer, port, None));
+        let conn = Arc::new(ConnInfo::new(peer, port, None).on_listener(spec.index));
         serve_http(stream, conn, spec.http2, limits, shared, stop).await;
         return;
     };
@@ -138,7 +138,7 @@ async fn serve_connection(
     // ALPN decides: h2 when the client picked it (the listener offers it
     // only with `http2: true`), else HTTP/1.1.
     let http2 = session.alpn_protocol() == Some(b"h2") || spec.http2;
-    let conn = Arc::new(ConnInfo::new(peer, port, Some(info)));
+    let conn = Arc::new(ConnInfo::new(peer, port, Some(info)).on_listener(spec.index));
     serve_http(stream, conn, http2, limits, shared, stop).await;
 }
 

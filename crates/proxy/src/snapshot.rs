@@ -56,6 +56,8 @@ pub struct Settings {
 pub struct ListenerRt {
     /// TLS termination, if the listener has a `tls` block.
     pub tls: Option<Arc<ListenerTls>>,
+    /// How request paths are canonicalised (`paths`).
+    pub paths: crate::canon::PathOptions,
 }
 
 /// A service ready to take requests.
@@ -259,6 +261,15 @@ impl Errors<'_> {
 }
 
 impl Snapshot {
+    /// The path canonicalisation options of listener `index` (the defaults
+    /// when the config names no listeners).
+    pub fn path_options(&self, index: usize) -> crate::canon::PathOptions {
+        self.listeners
+            .get(index)
+            .map(|l| l.paths)
+            .unwrap_or_default()
+    }
+
     /// The TLS config for a new connection on listener `index`, if that
     /// listener terminates TLS.
     pub fn listener_tls(&self, index: usize) -> Option<Arc<rustls::ServerConfig>> {
@@ -354,7 +365,10 @@ pub fn compile(
                 }
             },
         };
-        listeners.push(ListenerRt { tls });
+        listeners.push(ListenerRt {
+            tls,
+            paths: crate::canon::PathOptions::from_config(&l.paths),
+        });
     }
 
     let mut services = Vec::with_capacity(config.services.len());

@@ -30,6 +30,7 @@
 pub mod body;
 pub mod client;
 pub mod dns;
+pub mod normalize;
 pub mod pg;
 pub mod raw;
 pub mod rss;

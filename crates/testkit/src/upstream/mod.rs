@@ -130,6 +130,16 @@ impl UpstreamBuilder {
         self
     }
 
+    /// A normalising server (see [`crate::normalize`]): answers 200 with
+    /// `served <path>` and header `x-served`, where path is what nginx-
+    /// or Tomcat-like servers would serve for the raw path received.
+    pub fn normalizing(self) -> Self {
+        self.handler(|req| {
+            let path = req.uri().path().to_owned();
+            async move { crate::normalize::respond(&path) }
+        })
+    }
+
     /// Status of every response (default 200). Ignored by `websocket_echo`
     /// upgrades and by `handler`.
     pub fn status(mut self, status: u16) -> Self {

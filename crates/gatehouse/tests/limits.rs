@@ -283,6 +283,45 @@ async fn the_per_ip_cap_refuses_one_address_but_not_others_or_trusted_proxies() 
     let _again = eventually_served("127.0.0.1", gw.addr()).await;
 }
 
+/// A WebSocket tunnel is a connection too: it keeps its place under the cap
+/// after the upgrade, until it closes, and `idle_timeout` does not cut it.
+#[tokio::test]
+async fn a_websocket_tunnel_counts_against_the_cap_until_it_closes() {
+    use futures_util::{SinkExt, StreamExt};
+    use gatehouse_testkit::tokio_tungstenite::tungstenite::Message;
+    let up = Upstream::builder().websocket_echo().start().await;
+    let gw = start(
+        &up,
+        "  max_connections: 1
+  idle_timeout: 200ms
+",
+    )
+    .await;
+    let stream = TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut ws, resp) = gatehouse_testkit::tokio_tungstenite::client_async(
+        format!("ws://{}/ws", gw.addr()),
+        stream,
+    )
+    .await
+    .expect("websocket handshake through the gateway");
+    assert_eq!(resp.status(), 101);
+    let mut over = connect_from("127.0.0.2", gw.addr()).await;
+    assert_eq!(
+        try_request(&mut over).await,
+        Outcome::Refused,
+        "the tunnel holds the only slot"
+    );
+    // Quiet for three idle timeouts (a deliberate wait, not a readiness
+    // check), then still echoing.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ws.send(Message::Text("still here".into())).await.unwrap();
+    let echoed = ws.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "still here");
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let _again = eventually_served("127.0.0.2", gw.addr()).await;
+}
+
 // ---------------------------------------------------------------------------
 // HTTP/2 streams and upstream requests per connection (raw frames)
 // ---------------------------------------------------------------------------

@@ -141,8 +141,8 @@ async fn serve_connection(
     port: u16,
     spec: ListenerSpec,
     shared: Arc<Shared>,
-    // Held until the connection ends: its place under the connection caps.
-    _ticket: Ticket,
+    // The connection's place under the caps; moved into its stream.
+    ticket: Ticket,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -162,7 +162,15 @@ async fn serve_connection(
 
     let Some(tls) = tls else {
         let conn = Arc::new(ConnInfo::new(peer, port, None));
-        serve_http(stream, conn, spec.http2, limits, shared, stop).await;
+        serve_http(
+            Held::new(stream, ticket),
+            conn,
+            spec.http2,
+            limits,
+            shared,
+            stop,
+        )
+        .await;
         return;
     };
     if *stop.borrow() {
@@ -195,7 +203,71 @@ async fn serve_connection(
     // only with `http2: true`), else HTTP/1.1.
     let http2 = session.alpn_protocol() == Some(b"h2") || spec.http2;
     let conn = Arc::new(ConnInfo::new(peer, port, Some(info)));
-    serve_http(stream, conn, http2, limits, shared, stop).await;
+    serve_http(Held::new(stream, ticket), conn, http2, limits, shared, stop).await;
+}
+
+/// A client stream that carries its connection's [`Ticket`]: the place
+/// under the caps is given back when the stream is dropped. After an HTTP/1.1
+/// upgrade (WebSocket) hyper hands the stream to the tunnel, so a tunnel
+/// keeps counting until it closes.
+struct Held<S> {
+    inner: S,
+    _ticket: Ticket,
+}
+
+impl<S> Held<S> {
+    fn new(inner: S, ticket: Ticket) -> Self {
+        Self {
+            inner,
+            _ticket: ticket,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// What a connection's watcher knows of its requests: how many are in

@@ -290,7 +290,7 @@ fn connection_limits_are_checked() {
         ),
         (
             "  max_connections_per_ip: -1\n",
-            "server.max_connections_per_ip: invalid value",
+            "server.max_connections_per_ip: invalid type",
         ),
         ("  max_connections: 10\n  max_connections_per_ip: 10\n", ""),
         ("  max_connections_per_ip: 0\n  idle_timeout: 5m\n", ""),

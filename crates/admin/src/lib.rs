@@ -16,6 +16,7 @@ mod error;
 mod handlers;
 mod openapi;
 pub mod secrets;
+mod serve;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use entity::{Certificate, KINDS, Workspace};
 pub use error::ApiError;
 pub use handlers::parse_role;
 pub use openapi::openapi;
+pub use serve::ServeLimits;
 
 /// Cross-entity checks run before every document write: `documents` is
 /// the whole store as it would be after the write (a snapshot read just
@@ -331,13 +333,23 @@ pub async fn serve(
 }
 
 /// Serves the admin API with the given state on `listener` until
-/// `shutdown` resolves.
+/// `shutdown` resolves, under the default [`ServeLimits`].
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with_limits(listener, state, ServeLimits::default(), shutdown).await
+}
+
+/// Like [`serve_with`] under `limits`: a header-read timeout (also the
+/// keep-alive idle limit) and a connection cap. After `shutdown` resolves
+/// no connection is accepted and open ones finish their requests.
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve::run(listener, router_with(state), limits, shutdown).await
 }

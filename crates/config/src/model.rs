@@ -98,6 +98,35 @@ pub struct Server {
     /// keys against the stored hashes offline. Unset: a fixed built-in
     /// secret, with a warning at start when apps have keys.
     pub key_hash_secret: Option<String>,
+    /// How long a connection with no request in flight stays open. HTTP/2:
+    /// a connection with no open stream for this long gets a GOAWAY and is
+    /// closed; one with a stream in flight (a long download, SSE, a gRPC
+    /// stream) is never cut by it. HTTP/1.1: a keep-alive connection waiting
+    /// for its next request is closed after the shorter of this and
+    /// `header_read_timeout`. Read when a connection is accepted.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+    /// Most client connections open at once, over all listeners; the
+    /// connection over the cap is closed as soon as it is accepted. Absent:
+    /// derived from the process's open-file limit (`RLIMIT_NOFILE`): half of
+    /// what is left after 320 descriptors kept for the admin API, files and
+    /// the store, between 64 and 10000. Read when a connection is accepted.
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address (the TCP peer,
+    /// not X-Forwarded-For; IPv6 peers are counted per /64). Peers in
+    /// `trusted_proxies` are exempt: a load balancer carries many clients.
+    /// Absent: a quarter of `max_connections`; 0: no per-address cap.
+    pub max_connections_per_ip: Option<usize>,
+    /// Most HTTP/2 streams a client may have open on one connection
+    /// (advertised in SETTINGS_MAX_CONCURRENT_STREAMS; streams over it are
+    /// refused).
+    pub http2_max_concurrent_streams: u32,
+    /// Most requests of one client connection served at once (an HTTP/2
+    /// connection multiplexes many); each may hold an upstream connection.
+    /// Requests over it wait on their stream until one finishes, so one
+    /// client connection cannot open more upstream connections than this.
+    pub max_requests_per_connection: usize,
 }
 
 /// Node-level resolver settings for DNS-based target discovery.
@@ -158,6 +187,11 @@ impl Default for Server {
             watch_interval: Duration::from_secs(1),
             dns: Dns::default(),
             key_hash_secret: None,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+            max_connections_per_ip: None,
+            http2_max_concurrent_streams: 100,
+            max_requests_per_connection: 100,
         }
     }
 }

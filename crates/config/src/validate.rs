@@ -77,6 +77,30 @@ fn server(config: &Config, c: &mut Collector<'_>) {
     if s.watch_interval.is_zero() {
         c.error("server.watch_interval", "must be greater than zero");
     }
+    if s.idle_timeout.is_zero() {
+        c.error("server.idle_timeout", "must be greater than zero");
+    }
+    if s.max_connections == Some(0) {
+        c.error(
+            "server.max_connections",
+            "must be at least 1 (leave it out for the default)",
+        );
+    }
+    if let (Some(all), Some(per_ip)) = (s.max_connections, s.max_connections_per_ip)
+        && per_ip > all
+        && all > 0
+    {
+        c.error(
+            "server.max_connections_per_ip",
+            format!("{per_ip} is more than server.max_connections ({all})"),
+        );
+    }
+    if s.http2_max_concurrent_streams == 0 {
+        c.error("server.http2_max_concurrent_streams", "must be at least 1");
+    }
+    if s.max_requests_per_connection == 0 {
+        c.error("server.max_requests_per_connection", "must be at least 1");
+    }
     dns(&s.dns, c);
     if let Some(secret) = &s.key_hash_secret
         && secret.chars().count() < 16

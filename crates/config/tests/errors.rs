@@ -297,3 +297,58 @@ fn listener_path_options_default_safe_and_are_checked() {
         assert!(e[0].contains(field), "{extra}: {}", e[0]);
     }
 }
+
+#[test]
+fn connection_limits_are_checked() {
+    // (the `server:` lines, the expected message; "" = accepted)
+    let cases = [
+        (
+            "  idle_timeout: 0s\n",
+            "server.idle_timeout: must be greater than zero",
+        ),
+        (
+            "  max_connections: 0\n",
+            "server.max_connections: must be at least 1",
+        ),
+        (
+            "  max_connections: 10\n  max_connections_per_ip: 11\n",
+            "server.max_connections_per_ip: 11 is more than server.max_connections (10)",
+        ),
+        (
+            "  http2_max_concurrent_streams: 0\n",
+            "server.http2_max_concurrent_streams: must be at least 1",
+        ),
+        (
+            "  max_requests_per_connection: 0\n",
+            "server.max_requests_per_connection: must be at least 1",
+        ),
+        (
+            "  max_connections_per_ip: -1\n",
+            "server.max_connections_per_ip: invalid type",
+        ),
+        ("  max_connections: 10\n  max_connections_per_ip: 10\n", ""),
+        ("  max_connections_per_ip: 0\n  idle_timeout: 5m\n", ""),
+        ("  max_connections_per_ip: 100000\n", ""),
+    ];
+    for (server, expect) in cases {
+        let yaml = format!("server:\n{server}");
+        let got = parse_str(&yaml, "gw.yaml");
+        if expect.is_empty() {
+            assert!(got.is_ok(), "{server:?}: {:?}", got.err());
+            continue;
+        }
+        let e = errors(&yaml);
+        assert!(
+            e.iter().any(|m| m.contains(expect)),
+            "{server:?}: expected {expect:?}, got {e:?}"
+        );
+    }
+    let defaults = gatehouse_config::Config::default().server;
+    assert_eq!(defaults.idle_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(
+        (defaults.max_connections, defaults.max_connections_per_ip),
+        (None, None)
+    );
+    assert_eq!(defaults.http2_max_concurrent_streams, 100);
+    assert_eq!(defaults.max_requests_per_connection, 100);
+}

@@ -9,6 +9,7 @@ pub mod canon;
 pub mod chain;
 pub mod circuit;
 pub mod client;
+mod conns;
 pub mod discovery;
 pub mod forward;
 mod framing;
@@ -124,6 +125,8 @@ impl Gateway {
         let tracker = TaskTracker::new();
         let listeners = TaskTracker::new();
         let mut addrs = Vec::with_capacity(bound.len());
+        // One count of open connections over all listeners.
+        let conns = Arc::new(conns::Conns::default());
         for (index, (listener, http2)) in bound.into_iter().enumerate() {
             if let Ok(a) = listener.local_addr() {
                 addrs.push(a);
@@ -134,6 +137,7 @@ impl Gateway {
                 listener,
                 server::ListenerSpec { index, http2 },
                 shared.clone(),
+                conns.clone(),
                 tracker.clone(),
                 stop_rx.clone(),
             ));

@@ -49,6 +49,21 @@ pub struct Settings {
     pub watch: bool,
     /// How often they are checked.
     pub watch_interval: Duration,
+    /// Connection limits, read when a connection is accepted.
+    pub conn: ConnSettings,
+}
+
+/// The connection limits of `server` (see `server.rs`, `conns.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnSettings {
+    /// Close a connection with no request in flight after this long.
+    pub idle_timeout: Duration,
+    /// The global and per-address connection caps, resolved.
+    pub caps: crate::conns::Caps,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub h2_max_streams: u32,
+    /// Requests of one connection served at once.
+    pub max_requests: usize,
 }
 
 /// A listener's settings that follow reloads (its address and `http2`
@@ -739,6 +754,12 @@ pub fn compile(
                 shutdown_timeout: s.shutdown_timeout,
                 watch: s.watch,
                 watch_interval: s.watch_interval,
+                conn: ConnSettings {
+                    idle_timeout: s.idle_timeout,
+                    caps: crate::conns::Caps::resolve(s.max_connections, s.max_connections_per_ip),
+                    h2_max_streams: s.http2_max_concurrent_streams,
+                    max_requests: s.max_requests_per_connection,
+                },
             },
             listeners,
             client_keys,

@@ -342,6 +342,38 @@ pub async fn serve_with(
     serve_with_limits(listener, state, ServeLimits::default(), shutdown).await
 }
 
+/// The admin API served in a background task on a free loopback port,
+/// until this value is dropped (then it drains like [`serve_with`]): for
+/// tests and programs that embed the API next to their own work.
+#[derive(Debug)]
+pub struct Background {
+    base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Background {
+    /// Binds `127.0.0.1:0` and starts serving `state` there.
+    pub async fn start(state: AppState) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = serve_with(listener, state, shutdown).await {
+                tracing::warn!(error = %e, "background admin API stopped");
+            }
+        });
+        Ok(Self { base, _stop: stop })
+    }
+
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+}
+
 /// Like [`serve_with`] under `limits`: a header-read timeout (also the
 /// keep-alive idle limit) and a connection cap. After `shutdown` resolves
 /// no connection is accepted and open ones finish their requests.

@@ -53,7 +53,7 @@ struct Api {
     store: Arc<dyn Store>,
     root: String,
     http: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _server: gatehouse_admin::Background,
     _fixture: Fixture,
 }
 
@@ -65,23 +65,17 @@ impl Api {
             .await
             .unwrap()
             .plaintext;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let s = store.clone();
-        tokio::spawn(async move {
-            gatehouse_admin::serve(listener, s, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let server =
+            gatehouse_admin::Background::start(gatehouse_admin::AppState::new(store.clone()))
+                .await
+                .unwrap();
+        let base = server.base().to_string();
         Api {
             base,
             store,
             root,
             http: reqwest::Client::new(),
-            _shutdown: tx,
+            _server: server,
             _fixture: fixture,
         }
     }

@@ -37,7 +37,7 @@ struct Api {
     store: Arc<dyn Store>,
     root: String,
     http: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _server: gatehouse_admin::Background,
     _db: Holder,
 }
 
@@ -66,16 +66,8 @@ impl Api {
         if let Some(v) = validator {
             state = state.with_validator(v);
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            gatehouse_admin::serve_with(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let server = gatehouse_admin::Background::start(state).await.unwrap();
+        let base = server.base().to_string();
         Api {
             base,
             store,
@@ -84,7 +76,7 @@ impl Api {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-            _shutdown: tx,
+            _server: server,
             _db: holder,
         }
     }

@@ -21,7 +21,7 @@ use gatehouse_store::{Role, Store};
 struct Admin {
     base: String,
     token: String,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _server: gatehouse_admin::Background,
     _dir: tempfile::TempDir,
 }
 
@@ -34,20 +34,14 @@ async fn start() -> Admin {
         .await
         .unwrap()
         .plaintext;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        gatehouse_admin::serve(listener, store, async {
-            let _ = rx.await;
-        })
+    let server = gatehouse_admin::Background::start(gatehouse_admin::AppState::new(store))
         .await
         .unwrap();
-    });
+    let base = server.base().to_string();
     Admin {
         base,
         token,
-        _shutdown: tx,
+        _server: server,
         _dir: dir,
     }
 }

@@ -176,17 +176,10 @@ async fn examples_are_valid_and_accepted() {
         .await
         .unwrap()
         .plaintext;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let s = store.clone();
-    tokio::spawn(async move {
-        gatehouse_admin::serve(listener, s, async {
-            let _ = rx.await;
-        })
+    let server = gatehouse_admin::Background::start(gatehouse_admin::AppState::new(store.clone()))
         .await
         .unwrap();
-    });
+    let base = server.base().to_string();
     let http = reqwest::Client::new();
     let doc: Value = http
         .get(format!("{base}/openapi.json"))
@@ -283,7 +276,7 @@ async fn examples_are_valid_and_accepted() {
         posted += 1;
     }
     assert_eq!(posted, gatehouse_admin::KINDS.len());
-    drop(tx);
+    drop(server);
 }
 
 /// Every component schema is a valid draft 2020-12 schema (the dialect of

@@ -89,7 +89,7 @@ struct Api {
     legacy: Arc<dyn Store>,
     root: String,
     http: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _server: gatehouse_admin::Background,
     _fixture: Fixture,
 }
 
@@ -121,24 +121,16 @@ impl Api {
             .await
             .unwrap()
             .plaintext;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(store.clone()).with_key_hasher(hasher());
-        tokio::spawn(async move {
-            gatehouse_admin::serve_with(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let server = gatehouse_admin::Background::start(state).await.unwrap();
+        let base = server.base().to_string();
         Api {
             base,
             store,
             legacy,
             root,
             http: reqwest::Client::new(),
-            _shutdown: tx,
+            _server: server,
             _fixture: fixture,
         }
     }

@@ -45,7 +45,7 @@ struct World {
     a: String,
     b: String,
     client: gatehouse_testkit::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _server: gatehouse_admin::Background,
     _db: Holder,
 }
 
@@ -74,16 +74,8 @@ impl World {
         };
         let root = token("root", Role::SuperAdmin).await;
         let state = gatehouse::admin::state(store.clone(), &settings());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            gatehouse_admin::serve_with(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let server = gatehouse_admin::Background::start(state).await.unwrap();
+        let base = server.base().to_string();
         let mut world = World {
             base,
             store: store.clone(),
@@ -91,7 +83,7 @@ impl World {
             a: String::new(),
             b: String::new(),
             client: gatehouse_testkit::http1_client(),
-            _shutdown: tx,
+            _server: server,
             _db: holder,
         };
         for ws in ["team-a", "team-b"] {

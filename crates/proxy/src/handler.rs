@@ -291,11 +291,29 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
 /// (it would open a raw tunnel through the gateway to wherever the
 /// upstream connects) and `TRACE` (the upstream reflects the request,
 /// credentials and cookies the gateway added or kept included).
+///
+/// A method with a lower-case letter (`get`, `Delete`) is refused too, as
+/// nginx does: route `methods` are upper case and compared exactly, so
+/// `get` skips a route that lists `GET` and falls through to a less
+/// specific one, while upstreams such as Werkzeug (Flask) upper-case the
+/// method and serve it as `GET`.
 fn refused_method(method: &http::Method) -> Option<Problem> {
-    (*method == http::Method::CONNECT || *method == http::Method::TRACE).then(|| {
-        Problem::new(ProblemType::MethodNotImplemented)
-            .detail(format!("the gateway does not forward {method} requests"))
-    })
+    if *method == http::Method::CONNECT || *method == http::Method::TRACE {
+        return Some(
+            Problem::new(ProblemType::MethodNotImplemented)
+                .detail(format!("the gateway does not forward {method} requests")),
+        );
+    }
+    method
+        .as_str()
+        .bytes()
+        .any(|b| b.is_ascii_lowercase())
+        .then(|| {
+            Problem::new(ProblemType::BadRequest).detail(format!(
+                "method {:?} has lower-case letters; methods are upper case",
+                method.as_str().chars().take(32).collect::<String>()
+            ))
+        })
 }
 
 /// The effective host of a request, canonical, as a header value: the

@@ -656,3 +656,64 @@ routes:
         last.uri
     );
 }
+
+/// Method overrides: a field or `_method` parameter that asks the upstream
+/// for another method than the routed one is refused, so `PUT` plus
+/// `X-HTTP-Method-Override: GET` cannot skip a GET-only protected route for
+/// the catch-all and be served as GET by an upstream that honours it.
+#[tokio::test]
+async fn method_overrides_cannot_skip_a_protected_route() {
+    let up = Upstream::builder().normalizing().start().await;
+    let yaml = format!(
+        r#"services:
+  - name: app
+    url: "{url}"
+routes:
+  - name: admin
+    service: app
+    paths: ["/admin/*"]
+    methods: [GET]
+    plugins:
+      - name: ip-restriction
+        config:
+          deny: ["127.0.0.1"]
+  - name: all
+    service: app
+    paths: ["/*"]
+"#,
+        url = up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    // (method, target, extra headers, expected status; 0: reaches the upstream)
+    let cases: &[(&str, &str, &str, u16)] = &[
+        ("PUT", "/admin/x", "", 0),
+        ("PUT", "/admin/x", "X-HTTP-Method-Override: GET\r\n", 400),
+        ("PUT", "/admin/x", "x-http-method: GET\r\n", 400),
+        ("POST", "/admin/x", "X-Method-Override: get\r\n", 400),
+        ("POST", "/admin/x?_method=GET", "", 400),
+        ("POST", "/admin/x?_m%65thod=GET", "", 400),
+        ("PUT", "/public/x", "X-HTTP-Method-Override: PUT\r\n", 0),
+        ("PUT", "/public/x", "X-HTTP-Method-Override:  put \r\n", 0),
+        ("POST", "/public/x?_method=POST", "", 0),
+    ];
+    for (method, target, headers, expect) in cases {
+        let before = up.hits();
+        let bytes = format!(
+            "{method} {target} HTTP/1.1\r\nHost: gw.test\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let resp = raw::send(gw.addr(), bytes.as_bytes()).await.unwrap();
+        let first = resp.first().unwrap();
+        if *expect == 0 {
+            assert_eq!(first.status, 200, "{method} {target} {headers:?}");
+            assert_eq!(up.hits(), before + 1, "{method} {target} {headers:?}");
+        } else {
+            assert_eq!(first.status, *expect, "{method} {target} {headers:?}");
+            assert_eq!(
+                slug_of(&first.body_text()).as_deref(),
+                Some("bad-request"),
+                "{method} {target}"
+            );
+            assert_eq!(up.hits(), before, "{method} {target}: reached the upstream");
+        }
+    }
+}

@@ -295,6 +295,37 @@ async fn client_address_fields_from_clients_do_not_reach_the_upstream() {
     }
 }
 
+/// `X-Original-URL` and the like name another path to upstreams that honour
+/// them (IIS URL Rewrite, Symfony before 4.1, Zend): `GET /public/x` with
+/// `X-Original-URL: /admin/secret` would be routed by the catch-all and
+/// served as /admin/secret. They never reach the upstream, from clients or
+/// from trusted proxies.
+#[tokio::test]
+async fn path_override_fields_do_not_reach_the_upstream() {
+    const FIELDS: &[&str] = &["x-original-url", "x-rewrite-url", "x-override-url"];
+    let up = Upstream::echo().await;
+    let yaml = format!(
+        "services:\n  - name: echo\n    url: \"{}\"\nroutes:\n  - name: all\n    service: echo\n",
+        up.url()
+    );
+    for gw in [
+        TestGateway::start(&yaml).await,
+        TestGateway::start(&behind_proxy(&up)).await,
+    ] {
+        let mut b = req("GET", &gw.url("/open/a"));
+        for name in FIELDS {
+            b = b.header(*name, "/admin/secret");
+        }
+        let r = send(empty(b)).await;
+        assert_eq!(r.status, 200);
+        let seen = up.last_request().unwrap();
+        assert_eq!(seen.uri.path(), "/open/a");
+        for name in FIELDS {
+            assert_eq!(seen.header(name), None, "{name}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Upgrade, h2c, CONNECT, TRACE
 // ---------------------------------------------------------------------------

@@ -565,3 +565,155 @@ routes:
         check(path, &up, before, &got, expect);
     }
 }
+
+/// Method and query spellings (attack on issue 8's fixes): a route that
+/// lists its methods, or selects by query parameter, cannot be skipped for
+/// a less specific route by another spelling the upstream reads the same
+/// way. `get` (Werkzeug upper-cases methods) is refused; `HEAD` matches a
+/// `GET` route (nginx and most frameworks run HEAD as GET); `?%61dmin=%31`
+/// is `admin=1` for routing as it is for the upstream; a rewrite capture in
+/// the template's query part cannot add parameters.
+#[tokio::test]
+async fn method_and_query_spellings_cannot_skip_a_protected_route() {
+    let up = Upstream::builder().normalizing().start().await;
+    let yaml = format!(
+        r#"services:
+  - name: app
+    url: "{url}"
+routes:
+  - name: admin
+    service: app
+    paths: ["/admin/*"]
+    methods: [GET, POST]
+    plugins:
+      - name: ip-restriction
+        config:
+          deny: ["127.0.0.1"]
+  - name: by-query
+    service: app
+    paths: ["/q"]
+    query:
+      admin: "1"
+    plugins:
+      - name: ip-restriction
+        config:
+          deny: ["127.0.0.1"]
+  - name: search
+    service: app
+    paths: ["/search/{{term}}"]
+    rewrite: "/public/s?q={{term}}"
+  - name: all
+    service: app
+    paths: ["/*"]
+"#,
+        url = up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    // (method, target, expected status; 0: reaches the upstream)
+    let cases: &[(&str, &str, u16)] = &[
+        ("GET", "/admin/secret", 403),
+        ("get", "/admin/secret", 400),
+        ("Get", "/admin/secret", 400),
+        ("gEt", "/public/x", 400),
+        ("HEAD", "/admin/secret", 403),
+        ("GET", "/public/x", 0),
+        ("HEAD", "/public/x", 0),
+        ("GET", "/q?admin=1", 403),
+        ("GET", "/q?%61dmin=1", 403),
+        ("GET", "/q?admin=%31", 403),
+        ("GET", "/q?x=0&ad%6Din=%31", 403),
+        ("GET", "/q?admin=0", 0),
+        ("GET", "/q?admin=1+", 0),
+    ];
+    for (method, target, expect) in cases {
+        let before = up.hits();
+        let bytes =
+            format!("{method} {target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+        let resp = raw::send(gw.addr(), bytes.as_bytes()).await.unwrap();
+        let status = resp.statuses().first().copied().unwrap_or(0);
+        if *expect == 0 {
+            assert_eq!(status, 200, "{method} {target}");
+            assert_eq!(up.hits(), before + 1, "{method} {target}");
+        } else {
+            assert_eq!(status, *expect, "{method} {target}");
+            assert_eq!(up.hits(), before, "{method} {target}: reached the upstream");
+        }
+    }
+    // The same over h2c: the method is not re-cased on the way.
+    let client = gatehouse_testkit::h2c_client();
+    let before = up.hits();
+    let r = send_with(&client, empty(req("get", &gw.url("/admin/secret")))).await;
+    assert_eq!(r.status, 400, "h2c get");
+    assert_eq!(up.hits(), before, "h2c get reached the upstream");
+    // A capture in the template's query part stays one value.
+    let got = h1(&gw, "/search/a&admin=1", "Host: gw.test\r\n").await;
+    assert_eq!(got.status, 200);
+    let last = up.last_request().unwrap();
+    assert_eq!(
+        last.uri.query(),
+        Some("q=a%26admin%3D1"),
+        "upstream query {:?}",
+        last.uri
+    );
+}
+
+/// Method overrides: a field or `_method` parameter that asks the upstream
+/// for another method than the routed one is refused, so `PUT` plus
+/// `X-HTTP-Method-Override: GET` cannot skip a GET-only protected route for
+/// the catch-all and be served as GET by an upstream that honours it.
+#[tokio::test]
+async fn method_overrides_cannot_skip_a_protected_route() {
+    let up = Upstream::builder().normalizing().start().await;
+    let yaml = format!(
+        r#"services:
+  - name: app
+    url: "{url}"
+routes:
+  - name: admin
+    service: app
+    paths: ["/admin/*"]
+    methods: [GET]
+    plugins:
+      - name: ip-restriction
+        config:
+          deny: ["127.0.0.1"]
+  - name: all
+    service: app
+    paths: ["/*"]
+"#,
+        url = up.url()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    // (method, target, extra headers, expected status; 0: reaches the upstream)
+    let cases: &[(&str, &str, &str, u16)] = &[
+        ("PUT", "/admin/x", "", 0),
+        ("PUT", "/admin/x", "X-HTTP-Method-Override: GET\r\n", 400),
+        ("PUT", "/admin/x", "x-http-method: GET\r\n", 400),
+        ("POST", "/admin/x", "X-Method-Override: get\r\n", 400),
+        ("POST", "/admin/x?_method=GET", "", 400),
+        ("POST", "/admin/x?_m%65thod=GET", "", 400),
+        ("PUT", "/public/x", "X-HTTP-Method-Override: PUT\r\n", 0),
+        ("PUT", "/public/x", "X-HTTP-Method-Override:  put \r\n", 0),
+        ("POST", "/public/x?_method=POST", "", 0),
+    ];
+    for (method, target, headers, expect) in cases {
+        let before = up.hits();
+        let bytes = format!(
+            "{method} {target} HTTP/1.1\r\nHost: gw.test\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let resp = raw::send(gw.addr(), bytes.as_bytes()).await.unwrap();
+        let first = resp.first().unwrap();
+        if *expect == 0 {
+            assert_eq!(first.status, 200, "{method} {target} {headers:?}");
+            assert_eq!(up.hits(), before + 1, "{method} {target} {headers:?}");
+        } else {
+            assert_eq!(first.status, *expect, "{method} {target} {headers:?}");
+            assert_eq!(
+                slug_of(&first.body_text()).as_deref(),
+                Some("bad-request"),
+                "{method} {target}"
+            );
+            assert_eq!(up.hits(), before, "{method} {target}: reached the upstream");
+        }
+    }
+}

@@ -55,6 +55,17 @@ const CLIENT_ADDRESS_FIELDS: [HeaderName; 19] = [
     HeaderName::from_static("proxy-client-ip"),
 ];
 
+/// Fields through which some upstreams let a request name another path
+/// than its own (IIS URL Rewrite's `X-Original-URL`, `X-Rewrite-URL`, which
+/// Symfony before 4.1, Zend/Laminas and others honoured): the upstream
+/// would serve another resource than the route matched and its plugins
+/// authorised. Removed from every request, whoever sent them.
+const PATH_OVERRIDE_FIELDS: [HeaderName; 3] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-override-url"),
+];
+
 /// Removes hop-by-hop headers, including every field named in
 /// `Connection`. With `keep_upgrade`, `Connection: upgrade` and `Upgrade`
 /// survive so that WebSocket and other upgrades can pass. `TE: trailers`
@@ -272,6 +283,11 @@ pub struct Hop<'a> {
 pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     if !hop.trusted && headers.keys().any(|k| CLIENT_ADDRESS_FIELDS.contains(k)) {
         for name in &CLIENT_ADDRESS_FIELDS {
+            headers.remove(name);
+        }
+    }
+    if headers.keys().any(|k| PATH_OVERRIDE_FIELDS.contains(k)) {
+        for name in &PATH_OVERRIDE_FIELDS {
             headers.remove(name);
         }
     }

@@ -90,7 +90,7 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
     };
     let mut ctx = Ctx::new(request_id, conn.peer);
     ctx.tls.clone_from(&conn.tls);
-    if let Some(p) = refused_method(&parts.method) {
+    if let Some(p) = refused_method(&parts.method).or_else(|| method_override(&parts)) {
         return finish_problem(snap, &ctx, p);
     }
 
@@ -291,11 +291,67 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
 /// (it would open a raw tunnel through the gateway to wherever the
 /// upstream connects) and `TRACE` (the upstream reflects the request,
 /// credentials and cookies the gateway added or kept included).
+///
+/// A method with a lower-case letter (`get`, `Delete`) is refused too, as
+/// nginx does: route `methods` are upper case and compared exactly, so
+/// `get` skips a route that lists `GET` and falls through to a less
+/// specific one, while upstreams such as Werkzeug (Flask) upper-case the
+/// method and serve it as `GET`.
 fn refused_method(method: &http::Method) -> Option<Problem> {
-    (*method == http::Method::CONNECT || *method == http::Method::TRACE).then(|| {
-        Problem::new(ProblemType::MethodNotImplemented)
-            .detail(format!("the gateway does not forward {method} requests"))
-    })
+    if *method == http::Method::CONNECT || *method == http::Method::TRACE {
+        return Some(
+            Problem::new(ProblemType::MethodNotImplemented)
+                .detail(format!("the gateway does not forward {method} requests")),
+        );
+    }
+    method
+        .as_str()
+        .bytes()
+        .any(|b| b.is_ascii_lowercase())
+        .then(|| {
+            Problem::new(ProblemType::BadRequest).detail(format!(
+                "method {:?} has lower-case letters; methods are upper case",
+                method.as_str().chars().take(32).collect::<String>()
+            ))
+        })
+}
+
+/// Header fields through which frameworks let a client replace the request
+/// method (Flask's documented middleware, Express `method-override`,
+/// Symfony and Laravel with overrides on).
+const METHOD_OVERRIDE_FIELDS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// A request that asks the upstream for another method than the one the
+/// gateway routes and authorises: a method-override field, or a `_method`
+/// query parameter, that names a different method. Refused (`400`), like a
+/// `:authority` that disagrees with `host`: `PUT /admin/x` with
+/// `X-HTTP-Method-Override: GET` skipped a route listing `GET` for a less
+/// specific one, and an upstream honouring the override served the GET.
+fn method_override(parts: &http::request::Parts) -> Option<Problem> {
+    let method = parts.method.as_str().as_bytes();
+    let other = |v: &[u8]| !v.trim_ascii().eq_ignore_ascii_case(method);
+    let field = METHOD_OVERRIDE_FIELDS.iter().find(|name| {
+        parts
+            .headers
+            .get_all(**name)
+            .iter()
+            .any(|v| other(v.as_bytes()))
+    });
+    let query =
+        || gatehouse_router::decoded_query_values(parts.uri.query(), "_method").any(|v| other(&v));
+    let via = match field {
+        Some(name) => *name,
+        None if query() => "the `_method` query parameter",
+        None => return None,
+    };
+    Some(Problem::new(ProblemType::BadRequest).detail(format!(
+        "{via} asks for another method than {}; send that method instead",
+        parts.method
+    )))
 }
 
 /// The effective host of a request, canonical, as a header value: the

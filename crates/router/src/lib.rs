@@ -82,6 +82,8 @@ mod spec;
 mod template;
 
 pub use error::{BuildError, ValueMatchError};
-pub use router::{Match, RequestInfo, RouteMatch, Router, cookie_values, query_values};
+pub use router::{
+    Match, RequestInfo, RouteMatch, Router, cookie_values, decoded_query_values, query_values,
+};
 pub use spec::{RouteSpec, ValueMatch, VersionSource, VersionSpec};
 pub use template::{expand_template, validate_template};

@@ -660,7 +660,13 @@ impl<'r> Search<'r, '_> {
         if !predicates_hold(r, self.req) {
             return;
         }
-        let method_ok = r.methods.is_empty() || r.methods.contains(self.req.method);
+        // `HEAD` is implied by `GET` (RFC 9110 section 9.3.2: every server
+        // that serves GET serves HEAD). Otherwise a HEAD request skips a
+        // GET-only route, protections and all, for a less specific route,
+        // and the upstream runs it as a GET without the body.
+        let method_ok = r.methods.is_empty()
+            || r.methods.contains(self.req.method)
+            || (*self.req.method == Method::HEAD && r.methods.contains(&Method::GET));
         if let Some(allowed) = &mut self.allowed {
             if !method_ok {
                 allowed.extend(r.methods.iter().cloned());
@@ -694,11 +700,11 @@ fn predicates_hold(r: &CompiledRoute, req: &RequestInfo<'_>) -> bool {
                 }
             }
             VersionSource::Query(name) => {
-                let mut values = query_values(req.query, name).peekable();
+                let mut values = decoded_query_values(req.query, name).peekable();
                 if values.peek().is_none() {
                     v.default
                 } else {
-                    values.any(|q| q == v.value)
+                    values.any(|q| *q == *v.value.as_bytes())
                 }
             }
             VersionSource::PathSegment => true,
@@ -715,7 +721,59 @@ fn predicates_hold(r: &CompiledRoute, req: &RequestInfo<'_>) -> bool {
     }) && r
         .query
         .iter()
-        .all(|(name, vm)| query_values(req.query, name).any(|q| vm.matches(q.as_bytes())))
+        .all(|(name, vm)| decoded_query_values(req.query, name).any(|q| vm.matches(&q)))
+}
+
+/// Values of the query parameter `name` as the upstream's framework reads
+/// them (`application/x-www-form-urlencoded`): names and values
+/// percent-decoded, `+` as a space. Route `query` matchers and query
+/// versions compare these, so `?%61dmin=%31` is `admin=1` for routing as it
+/// is for Flask, PHP or Express; a raw comparison let that spelling skip a
+/// route selected by `admin=1` and reach the upstream through a less
+/// specific one. Borrowed when nothing needs decoding.
+pub fn decoded_query_values<'q>(
+    query: Option<&'q str>,
+    name: &'q str,
+) -> impl Iterator<Item = std::borrow::Cow<'q, [u8]>> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(move |pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (*form_decode(k) == *name.as_bytes()).then(|| form_decode(v))
+        })
+}
+
+/// `application/x-www-form-urlencoded` decoding of one name or value:
+/// `+` is a space, `%XX` a byte; a `%` without two hex digits stays as it
+/// is (as the WHATWG URL standard and most frameworks do).
+fn form_decode(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    if !b.iter().any(|&c| c == b'%' || c == b'+') {
+        return std::borrow::Cow::Borrowed(b);
+    }
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                if let (Some(h), Some(l)) = (
+                    b.get(i + 1).copied().and_then(hex),
+                    b.get(i + 2).copied().and_then(hex),
+                ) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Raw values of the query parameter `name` (`a` in `a=1&a&b=2` gives `1`,
@@ -758,6 +816,22 @@ mod tests {
         assert_eq!(query_values(q, "c").collect::<Vec<_>>(), vec![""]);
         assert_eq!(query_values(q, "d").count(), 0);
         assert_eq!(query_values(None, "a").count(), 0);
+    }
+
+    #[test]
+    fn decoded_query_values_read_like_a_form() {
+        let q = Some("%61dmin=%31&admin+x=a+b&b=%zz&b=%4&v=%C3%BC&admin");
+        let got = |name| {
+            decoded_query_values(q, name)
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got("admin"), vec!["1", ""]);
+        assert_eq!(got("admin x"), vec!["a b"]);
+        assert_eq!(got("b"), vec!["%zz", "%4"]);
+        assert_eq!(got("v"), vec!["ü"]);
+        assert!(got("%61dmin").is_empty());
+        assert_eq!(decoded_query_values(None, "a").count(), 0);
     }
 
     #[test]

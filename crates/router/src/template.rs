@@ -61,20 +61,37 @@ pub fn validate_template(template: &str, spec: &RouteSpec) -> Result<(), String>
 }
 
 /// Replaces each `{name}` (or `{*name}`) in `template` with the capture of that
-/// name; captures are inserted raw, as matched. An unknown name expands to the
-/// empty string and an unbalanced brace is copied as is: run
-/// [`validate_template`] at build time so neither happens.
+/// name; captures are inserted raw, as matched, in the path part. In the
+/// template's query part (after a literal `?`) a capture is one value:
+/// `&`, `=`, `+` and `;` in it are percent-encoded, so a path such as
+/// `/search/a&admin=1` cannot add parameters to the upstream query. An
+/// unknown name expands to the empty string and an unbalanced brace is
+/// copied as is: run [`validate_template`] at build time so neither happens.
 pub fn expand_template(template: &str, captures: &[(Arc<str>, String)]) -> String {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
+    let mut in_query = false;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else { break };
         out.push_str(&rest[..open]);
+        in_query |= rest[..open].contains('?');
         let inner = &after[..close];
         let name = inner.strip_prefix('*').unwrap_or(inner);
         if let Some((_, v)) = captures.iter().find(|(n, _)| &**n == name) {
-            out.push_str(v);
+            if in_query {
+                for c in v.chars() {
+                    match c {
+                        '&' => out.push_str("%26"),
+                        '=' => out.push_str("%3D"),
+                        '+' => out.push_str("%2B"),
+                        ';' => out.push_str("%3B"),
+                        c => out.push(c),
+                    }
+                }
+            } else {
+                out.push_str(v);
+            }
         }
         rest = &after[close + 1..];
     }
@@ -102,6 +119,15 @@ mod tests {
         assert_eq!(expand_template("/{missing}/x", &c), "//x");
         assert_eq!(expand_template("/{id", &c), "/{id");
         assert_eq!(expand_template("{id}{id}", &c), "77");
+    }
+
+    #[test]
+    fn captures_in_the_query_part_are_one_value() {
+        let c = caps(&[("t", "a&admin=1+x;y")]);
+        assert_eq!(
+            expand_template("/s/{t}?q={t}", &c),
+            "/s/a&admin=1+x;y?q=a%26admin%3D1%2Bx%3By"
+        );
     }
 
     #[test]

@@ -377,6 +377,8 @@ fn falls_back_when_specific_route_fails_method() {
     ]);
     assert_eq!(get("/users/7").route(&r), Some(0));
     assert_eq!(get("/users/7").method(Method::POST).route(&r), Some(1));
+    // HEAD is implied by GET: it does not fall past a GET route.
+    assert_eq!(get("/users/7").method(Method::HEAD).route(&r), Some(0));
 }
 
 #[test]
@@ -589,8 +591,12 @@ fn query_predicates() {
     assert_eq!(get("/q").query("debug=").route(&r), Some(2));
     assert_eq!(get("/q").query("debugx=1").route(&r), None);
     assert_eq!(get("/q").route(&r), None);
-    // Values are raw, not percent-decoded.
-    assert_eq!(get("/q").query("mode=f%61st").route(&r), None);
+    // Names and values are read as a form, like the upstream reads them:
+    // another spelling of `mode=fast` cannot skip the route.
+    assert_eq!(get("/q").query("mode=f%61st").route(&r), Some(0));
+    assert_eq!(get("/q").query("m%6Fde=fast").route(&r), Some(0));
+    assert_eq!(get("/q").query("id=%31%32").route(&r), Some(1));
+    assert_eq!(get("/q").query("mode=fast+").route(&r), None);
 }
 
 // ---------------------------------------------------------------- versions

@@ -735,3 +735,70 @@ async fn node_files_belong_to_default_postgres() {
     let url = pg.url().to_owned();
     node_files(World::start(url, Holder::Pg(pg)).await).await;
 }
+
+/// Reproduced against the binary: workspace A's admin alone, with two
+/// concurrent requests (DELETE of a service, PUT of a route to it), got
+/// both past the cross-entity check (each against the same snapshot), left
+/// a store every node rejects, and from then on every write of workspace B
+/// was refused (`the store has problems outside workspace b`) and no node
+/// loaded a new revision: B could not even rotate a key. Checks and writes
+/// through one admin API are now serialized; the store stays valid.
+async fn racing_writes(w: World) {
+    let mut pairs = 0;
+    for i in 0..25 {
+        let (status, body) = w
+            .put(
+                &w.a,
+                "team-a",
+                "services",
+                &format!("s{i}"),
+                json!({"url": "http://127.0.0.1:9"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (svc_path, route_name) = (format!("/workspaces/team-a/services/s{i}"), format!("r{i}"));
+        let delete = w.call("DELETE", &svc_path, &w.a, Value::Null);
+        let route = w.put(
+            &w.a,
+            "team-a",
+            "routes",
+            &route_name,
+            json!({"service": format!("s{i}"), "hosts": [format!("r{i}.a.example")], "paths": ["/*"]}),
+        );
+        let ((d, _), (r, _)) = tokio::join!(delete, route);
+        // Exactly one of the two goes through (whichever came first).
+        assert!(
+            (d == 204) != (r == 201),
+            "round {i}: delete {d}, route {r}: both or neither landed"
+        );
+        pairs += 1;
+        let snapshot = w.store.snapshot().await.unwrap();
+        gatehouse_control::check_documents(&snapshot.documents, &settings())
+            .unwrap_or_else(|e| panic!("round {i}: the store is broken: {e:?}"));
+    }
+    assert_eq!(pairs, 25);
+    let (status, body) = w
+        .put(
+            &w.b,
+            "team-b",
+            "services",
+            "still-writable",
+            json!({"url": "http://127.0.0.1:9"}),
+        )
+        .await;
+    assert_eq!(status, 201, "B is held hostage: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writes_cannot_break_the_store_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+    racing_writes(World::start(url, Holder::Dir(dir)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writes_cannot_break_the_store_postgres() {
+    let pg = TestDb::create("gh_racing_writes");
+    let url = pg.url().to_owned();
+    racing_writes(World::start(url, Holder::Pg(pg)).await).await;
+}

@@ -87,6 +87,18 @@ pub struct Checked {
     documents: Vec<Document>,
 }
 
+/// Serializes the writes of this API process while a validator is set:
+/// hold the guard from [`cross_check`] to the store write, so no write is
+/// checked against a snapshot another checked write is about to change.
+/// Writes through other processes (another node's admin API, `config
+/// apply`) are not covered; nodes still reject a bad result.
+pub async fn serialize(state: &AppState) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    match state.validator {
+        Some(_) => Some(state.write_lock.lock().await),
+        None => None,
+    }
+}
+
 /// Runs the validator (if any) on the state after `change`: `422
 /// invalid-entity` with its messages when it refuses.
 pub async fn cross_check(state: &AppState, change: Change<'_>) -> ApiResult<Option<Checked>> {

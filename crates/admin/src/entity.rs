@@ -189,7 +189,20 @@ pub fn validate(kind: Kind, name: &str, body: &mut Value) -> ApiResult<()> {
         Kind::Plan => check::<c::Plan>(body),
         Kind::Subscription => check::<c::Subscription>(body),
         Kind::Api => check::<c::Api>(body),
-        Kind::Certificate => check::<Certificate>(body),
+        Kind::Certificate => {
+            check::<Certificate>(body)?;
+            // `cert` is readable by every role: a combined PEM (chain and
+            // key in one file, as some tools write them) would publish the
+            // key. Refused, naming the field, never a value.
+            match body.get("cert") {
+                Some(Value::String(cert)) if crate::secrets::has_private_key(cert) => {
+                    Err(ApiError::invalid(
+                        "body.cert: holds a private key (a `PRIVATE KEY` PEM block); `cert` is readable by every role, put the key in `key` only",
+                    ))
+                }
+                _ => Ok(()),
+            }
+        }
         Kind::Workspace => check::<Workspace>(body),
     }
 }

@@ -288,6 +288,11 @@ pub(crate) async fn write(
     doc: NewDocument,
     expect: Expect,
 ) -> ApiResult<Written> {
+    // Check and write under one lock: two writes that each pass against
+    // the same snapshot (a delete of a service and a route to it) would
+    // otherwise leave a store every node rejects and that refuses every
+    // workspace's writes (docs/admin-api.md, "Cross-entity checks").
+    let _serial = check::serialize(state).await;
     let checked = check::cross_check(state, check::Change::Put(&doc)).await?;
     let written = state.store.put(caller.actor(), doc, expect).await?;
     check::remember_write(state, checked, &written.document);
@@ -518,6 +523,7 @@ async fn delete(
     if expect == Expect::Absent {
         return Err(ApiError::bad_request("DELETE does not take If-None-Match"));
     }
+    let _serial = check::serialize(state).await;
     check::cross_check(
         state,
         check::Change::Delete {

@@ -71,6 +71,10 @@ pub struct AppState {
     /// store's revision has not moved (a cheap read) instead of reading
     /// every document again on each write.
     snapshot_cache: Arc<std::sync::Mutex<Option<Arc<gatehouse_store::Snapshot>>>>,
+    /// Held from the cross-entity check of a write to its commit, so two
+    /// writes through this API never both pass a check against the same
+    /// snapshot (see `check::cross_check`).
+    write_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -82,6 +86,7 @@ impl AppState {
             key_hasher: KeyHasher::default(),
             validator: None,
             snapshot_cache: Arc::default(),
+            write_lock: Arc::default(),
         }
     }
 

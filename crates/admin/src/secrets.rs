@@ -91,6 +91,15 @@ fn each_holder(kind: Kind, body: &mut Value, f: &mut dyn FnMut(&mut Map<String, 
 /// puts its fingerprint next to it (`<field>_fingerprint`). Already
 /// redacted fields (`null`) keep their fingerprint. Idempotent.
 pub fn redact(kind: Kind, body: &mut Value, hasher: Option<&KeyHasher>) {
+    // A private key pasted into a certificate's `cert` (a combined PEM, as
+    // some tools write them) is refused on write (`entity::validate`);
+    // one written past the API, or before that check, is never shown.
+    if kind == Kind::Certificate
+        && let Some(Value::String(cert)) = body.get_mut("cert")
+        && let Some(stripped) = strip_private_keys(cert)
+    {
+        *cert = stripped;
+    }
     each_holder(kind, body, &mut |m, field| {
         let fp_field = format!("{field}{FINGERPRINT_SUFFIX}");
         match m.get(field) {
@@ -115,6 +124,39 @@ pub fn redact(kind: Kind, body: &mut Value, hasher: Option<&KeyHasher>) {
             None => {}
         }
     });
+}
+
+/// Whether `pem` holds a private key block (`-----BEGIN ... PRIVATE
+/// KEY-----`, whatever the algorithm or encryption).
+pub fn has_private_key(pem: &str) -> bool {
+    strip_private_keys(pem).is_some()
+}
+
+/// `pem` without its private key blocks (each replaced by nothing; an
+/// unterminated one runs to the end); `None` when it has none.
+fn strip_private_keys(pem: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = pem;
+    let mut found = false;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let label_end = rest[start + 11..].find("-----").map(|e| start + 11 + e);
+        let Some(label_end) = label_end else { break };
+        let label = &rest[start + 11..label_end];
+        if !label.ends_with("PRIVATE KEY") {
+            out.push_str(&rest[..label_end + 5]);
+            rest = &rest[label_end + 5..];
+            continue;
+        }
+        found = true;
+        out.push_str(&rest[..start]);
+        let end_marker = format!("-----END {label}-----");
+        rest = match rest[label_end..].find(&end_marker) {
+            Some(e) => rest[label_end + e + end_marker.len()..].trim_start_matches(['\r', '\n']),
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    found.then_some(out)
 }
 
 /// The redacted view of an audit entry's `before` / `after`
@@ -298,6 +340,39 @@ mod tests {
         let mut body = json!({"consumer": "a", "key_auth": {"key": "k-1"}});
         redact(Kind::Credential, &mut body, None);
         assert_eq!(body, json!({"consumer": "a", "key_auth": {"key": null}}));
+    }
+
+    #[test]
+    fn private_keys_pasted_into_cert_are_never_shown() {
+        let cert = "-----BEGIN CERTIFICATE-----\nPUBLIC\n-----END CERTIFICATE-----\n";
+        for label in [
+            "PRIVATE KEY",
+            "RSA PRIVATE KEY",
+            "EC PRIVATE KEY",
+            "ENCRYPTED PRIVATE KEY",
+            "OPENSSH PRIVATE KEY",
+        ] {
+            let key = format!("-----BEGIN {label}-----\nSECRETBODY\n-----END {label}-----\n");
+            for combined in [
+                format!("{cert}{key}"),
+                format!("{key}{cert}"),
+                format!("{cert}{key}{cert}"),
+                // Unterminated: everything after the BEGIN line goes.
+                format!("{cert}-----BEGIN {label}-----\nSECRETBODY"),
+            ] {
+                assert!(has_private_key(&combined), "{label}");
+                let mut body = json!({"cert": combined, "key": "K", "hosts": []});
+                redact(Kind::Certificate, &mut body, Some(&hasher()));
+                let shown = body["cert"].as_str().unwrap();
+                assert!(!shown.contains("SECRETBODY"), "{label}: {shown}");
+                assert!(!shown.contains("PRIVATE"), "{label}: {shown}");
+                assert!(shown.contains("PUBLIC"), "{label}: {shown}");
+            }
+        }
+        assert!(!has_private_key(cert));
+        let mut body = json!({"cert": cert, "key": "K"});
+        redact(Kind::Certificate, &mut body, Some(&hasher()));
+        assert_eq!(body["cert"], cert);
     }
 
     #[test]

@@ -553,3 +553,148 @@ async fn round_trips_keep_the_secret(api: Api) {
         check_clean(&a);
     }
 }
+
+// A private key pasted into a certificate's `cert` (a combined PEM, as
+// certbot's `fullchain` + `privkey` or HAProxy's bundles are often
+// concatenated) was stored and shown to every role, read-only and the
+// audit log included. Reproduced against the binary: `GET` with a
+// read-only token answered the `PRIVATE KEY` block. Now every way of
+// putting it there is refused (naming the field, never the value), and
+// one written past the API is never shown.
+both!(a_private_key_in_cert_is_refused_and_never_shown);
+async fn a_private_key_in_cert_is_refused_and_never_shown(api: Api) {
+    let a = api
+        .root(Method::POST, "/workspaces", Some(json!({ "name": "a" })))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.raw);
+    let combined = format!("{CERT}{}", pem());
+    let rsa = pem().replace("PRIVATE KEY", "RSA PRIVATE KEY");
+    let encrypted = pem().replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY");
+    let attempts: [(&str, Method, &str, Value); 5] = [
+        (
+            "POST, chain then key",
+            Method::POST,
+            "/workspaces/a/certificates",
+            json!({ "name": "c", "body": { "cert": combined, "key": pem() } }),
+        ),
+        (
+            "PUT, key then chain",
+            Method::PUT,
+            CERTIFICATE,
+            json!({ "body": { "cert": format!("{}{CERT}", pem()), "key": pem() } }),
+        ),
+        (
+            "PUT, an RSA key",
+            Method::PUT,
+            CERTIFICATE,
+            json!({ "body": { "cert": format!("{CERT}{rsa}"), "key": pem() } }),
+        ),
+        (
+            "PUT, an encrypted key",
+            Method::PUT,
+            CERTIFICATE,
+            json!({ "body": { "cert": format!("{CERT}{encrypted}"), "key": pem() } }),
+        ),
+        (
+            "PUT, the key alone",
+            Method::PUT,
+            CERTIFICATE,
+            json!({ "body": { "cert": pem(), "key": pem() } }),
+        ),
+    ];
+    for (case, method, path, body) in attempts {
+        let a = api.root(method, path, Some(body)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{case}: {}", a.raw);
+        assert!(
+            a.json()["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("body.cert:"),
+            "{case}: {}",
+            a.raw
+        );
+        check_clean(&a);
+    }
+    // A good certificate, then a merge PATCH that adds the key to `cert`.
+    let a = api
+        .root(
+            Method::PUT,
+            CERTIFICATE,
+            Some(json!({ "body": { "cert": CERT, "key": pem() } })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.raw);
+    let a = api
+        .root(
+            Method::PATCH,
+            CERTIFICATE,
+            Some(json!({ "body": { "cert": combined } })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.raw);
+    check_clean(&a);
+    // One written past the API (or before this check): never shown, to any
+    // role, in documents, lists or the audit log.
+    api.legacy
+        .put(
+            "old-admin",
+            gatehouse_store::NewDocument {
+                workspace: "a".into(),
+                kind: Kind::Certificate,
+                name: "bundle".into(),
+                tags: Vec::new(),
+                body: json!({ "cert": combined, "key": pem(), "hosts": [] }),
+            },
+            gatehouse_store::Expect::Any,
+        )
+        .await
+        .unwrap();
+    let ro = api
+        .store
+        .create_token("test", "viewer", Role::ReadOnly)
+        .await
+        .unwrap()
+        .plaintext;
+    let auditor = api
+        .store
+        .create_token("test", "auditor", Role::Auditor)
+        .await
+        .unwrap()
+        .plaintext;
+    for (who, token) in [("read-only", &ro), ("super-admin", &api.root)] {
+        for path in [
+            "/workspaces/a/certificates/bundle",
+            "/workspaces/a/certificates",
+        ] {
+            let a = api.send(token, Method::GET, path, None, None).await;
+            assert_eq!(a.status, StatusCode::OK, "{who} {path}: {}", a.raw);
+            assert!(a.raw.contains("MIIBcertificatebodyispublic"), "{}", a.raw);
+            check_clean(&a);
+        }
+    }
+    let a = api
+        .send(&auditor, Method::GET, "/audit?kind=certificate", None, None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.raw);
+    check_clean(&a);
+    // GET → PUT of the shown view drops the key from `cert` for good.
+    let shown = api
+        .root(Method::GET, "/workspaces/a/certificates/bundle", None)
+        .await
+        .json();
+    let a = api
+        .root(
+            Method::PUT,
+            "/workspaces/a/certificates/bundle",
+            Some(json!({ "body": shown["body"] })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.raw);
+    let stored = api
+        .store
+        .get("a", Kind::Certificate, "bundle")
+        .await
+        .unwrap();
+    assert!(!stored.body["cert"].as_str().unwrap().contains(PEM_BODY));
+    assert!(stored.body["key"].as_str().unwrap().contains(PEM_BODY));
+}

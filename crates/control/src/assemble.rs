@@ -273,6 +273,9 @@ fn add_workspace(
     }
 
     for mut s in ws.services {
+        if !default {
+            node_files(name, "service", &s.name, service_files(&s), errors);
+        }
         s.name = q(&s.name);
         if !default {
             // A non-default workspace's global plugins apply to each of its
@@ -315,6 +318,16 @@ fn add_workspace(
         tenancy.consumers.push(id);
     }
     for mut a in ws.apis {
+        if !default {
+            let files = a.openapi.iter().map(|_| "openapi").collect();
+            node_files(
+                name,
+                "API",
+                &format!("{}@{}", a.name, a.version),
+                files,
+                errors,
+            );
+        }
         a.name = q(&a.name);
         for r in &mut a.routes {
             *r = q(r);
@@ -333,5 +346,46 @@ fn add_workspace(
         s.plan = q(&s.plan);
         config.subscriptions.push(s);
         tenancy.subscriptions.push(id);
+    }
+}
+
+/// The fields of a service that name files on the node.
+fn service_files(s: &Service) -> Vec<&'static str> {
+    let Some(tls) = &s.tls else {
+        return Vec::new();
+    };
+    [
+        ("tls.ca", &tls.ca),
+        ("tls.client_cert", &tls.client_cert),
+        ("tls.client_key", &tls.client_key),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.is_some())
+    .map(|(f, _)| f)
+    .collect()
+}
+
+/// Documents outside `default` may not name files on the node: the
+/// node's files are shared by every workspace (another workspace's
+/// certificate keys in the data directory, the node's own listener keys,
+/// key files placed for `default`'s services), so a path would let a
+/// workspace use another's private key as its upstream client identity,
+/// probe which files exist, and make the store fail on every node by
+/// naming a file that later disappears (which blocks every workspace's
+/// writes). The message is the same whatever the file is (no oracle).
+fn node_files(
+    workspace: &str,
+    what: &str,
+    name: &str,
+    fields: Vec<&'static str>,
+    errors: &mut Vec<Issue>,
+) {
+    for field in fields {
+        errors.push(Issue::about(
+            workspace,
+            format!(
+                "{what} `{name}` in workspace `{workspace}`: `{field}` names a file on the node; only documents of workspace `default` may name node files (they are shared by every workspace)"
+            ),
+        ));
     }
 }

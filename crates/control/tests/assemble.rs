@@ -463,7 +463,7 @@ fn victim() -> Vec<Document> {
     docs.push(doc(
         "team-b",
         Kind::Certificate,
-        "tls",
+        "secure-cert",
         json!({"cert": "", "key": "", "hosts": ["secure.b.example"]}),
     ));
     docs.push(doc(
@@ -512,7 +512,7 @@ fn check(case: &str, attempt: Vec<Document>, expect: Expect) {
                     "bob",
                     "orders",
                     "wildcard",
-                    "tls",
+                    "secure-cert",
                     "k1:",
                     "catch-all",
                     // Index paths count the entities of every workspace.
@@ -653,6 +653,44 @@ fn hostile_attempts_of_one_workspace_against_another() {
         ],
         Expect::Refused("duplicate API key (also used by consumer `team-a/m1`"),
     );
+    // Node files are shared by every workspace: a path would use another
+    // workspace's (or the node's) private key, probe for files, or break
+    // every node's store later by naming a file that goes away. Refused
+    // alike whether the file exists or not.
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for (case, tls) in [
+        ("an upstream CA file that exists", json!({"ca": manifest})),
+        (
+            "an upstream CA file that does not exist",
+            json!({"ca": "/nonexistent/ca.pem"}),
+        ),
+        (
+            "another workspace's certificate key as the client identity",
+            json!({"client_cert": "gatehouse-data/certs/team-b--7365637572652d63657274.crt",
+                   "client_key": "gatehouse-data/certs/team-b--7365637572652d63657274.key"}),
+        ),
+    ] {
+        check(
+            case,
+            vec![doc(
+                "team-a",
+                Kind::Service,
+                "files",
+                json!({"name": "files", "url": "https://127.0.0.1:9", "tls": tls}),
+            )],
+            Expect::Refused("names a file on the node"),
+        );
+    }
+    check(
+        "an OpenAPI file",
+        vec![doc(
+            "team-a",
+            Kind::Api,
+            "spec@v1",
+            json!({"name": "spec", "version": "v1", "openapi": manifest}),
+        )],
+        Expect::Refused("`openapi` names a file on the node"),
+    );
     check(
         "its own host, any priority",
         vec![a_route(
@@ -741,4 +779,18 @@ fn accept_consumers_from_names_existing_other_workspaces() {
         let errors = check_documents(&docs, &node()).unwrap_err();
         assert!(errors.iter().any(|e| e.contains(message)), "{errors:?}");
     }
+}
+
+#[test]
+fn default_may_name_node_files() {
+    // The global admins' workspace keeps naming node files (it is global);
+    // the check above is for other workspaces only.
+    let mut docs = victim();
+    docs.push(doc(
+        "default",
+        Kind::Api,
+        "spec@v1",
+        json!({"name": "spec", "version": "v1", "openapi": concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")}),
+    ));
+    check_documents(&docs, &node()).unwrap();
 }

@@ -601,3 +601,196 @@ async fn a_certificate_claims_its_own_dns_names() {
         .await;
     assert_eq!(status, 201, "{body}");
 }
+
+/// Files on the node are shared by every workspace: another workspace's
+/// certificate keys (written to the data directory), the node's listener
+/// keys, key files placed for `default`'s services. A workspace admin
+/// naming them could use B's private key as A's upstream client identity
+/// (reproduced against the binary: A's upstream saw `CN=b.example`),
+/// probe which files exist (`cannot read` vs `no PEM certificate`), and
+/// freeze every workspace by naming a file that later disappears (its own
+/// certificate's file, then deleting the certificate: every node rejects
+/// the store and every write of every workspace is refused). Refused for
+/// every workspace but `default`, with one message whatever the file.
+async fn node_files(w: World) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = gatehouse_testkit::tls::TestCa::new("ca");
+    let (b_cert, b_key) = ca
+        .client_cert("b.example", &["b.example"])
+        .write(dir.path(), "b");
+    let ca_file = ca.write_pem(dir.path(), "ca");
+    let (status, body) = w
+        .put(
+            &w.b,
+            "team-b",
+            "services",
+            "api",
+            json!({"url": "http://127.0.0.1:9"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let attempts = [
+        ("a CA file that exists", json!({"ca": path(&ca_file)})),
+        (
+            "a CA file that does not exist",
+            json!({"ca": "/nonexistent/ca.pem"}),
+        ),
+        ("a file that is not PEM", json!({"ca": "/etc/hostname"})),
+        (
+            "B's key as A's client identity",
+            json!({"client_cert": path(&b_cert), "client_key": path(&b_key)}),
+        ),
+        (
+            "a relative path into the data directory",
+            json!({"client_cert": "gatehouse-data/certs/x.crt", "client_key": "gatehouse-data/certs/x.key"}),
+        ),
+    ];
+    let revision = w.store.revision().await.unwrap();
+    let mut answers = Vec::new();
+    for (case, tls) in attempts {
+        let (status, problem) = w
+            .put(
+                &w.a,
+                "team-a",
+                "services",
+                "files",
+                json!({"url": "https://127.0.0.1:9", "tls": tls}),
+            )
+            .await;
+        assert_eq!(status, 422, "{case}: {problem}");
+        let text = problem["detail"].as_str().unwrap().to_owned();
+        assert!(text.contains("names a file on the node"), "{case}: {text}");
+        for leak in ["cannot read", "PEM", "/nonexistent", "hostname", "team-b"] {
+            assert!(!text.contains(leak), "{case}: {text} reveals {leak:?}");
+        }
+        answers.push(text.replace("tls.client_cert", "tls.ca"));
+    }
+    // The same answer whether the file exists, is PEM or not: no oracle.
+    assert!(answers[..3].iter().all(|a| *a == answers[0]), "{answers:?}");
+    let (status, problem) = w
+        .put(
+            &w.a,
+            "team-a",
+            "apis",
+            "spec@v1",
+            json!({"openapi": path(&ca_file)}),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem
+            .to_string()
+            .contains("`openapi` names a file on the node"),
+        "{problem}"
+    );
+    assert_eq!(
+        w.store.revision().await.unwrap(),
+        revision,
+        "a refused write landed"
+    );
+    // B is not held hostage: its writes go through.
+    let (status, body) = w
+        .put(
+            &w.b,
+            "team-b",
+            "services",
+            "api",
+            json!({"url": "http://127.0.0.1:10"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The global admins' workspace still names node files.
+    let (status, body) = w
+        .put(
+            &w.root,
+            "default",
+            "services",
+            "mtls",
+            json!({"url": "https://127.0.0.1:9", "tls": {"ca": path(&ca_file)}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    w.serve().await;
+}
+
+#[tokio::test]
+async fn node_files_belong_to_default_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+    node_files(World::start(url, Holder::Dir(dir)).await).await;
+}
+
+#[tokio::test]
+async fn node_files_belong_to_default_postgres() {
+    let pg = TestDb::create("gh_node_files");
+    let url = pg.url().to_owned();
+    node_files(World::start(url, Holder::Pg(pg)).await).await;
+}
+
+/// Reproduced against the binary: workspace A's admin alone, with two
+/// concurrent requests (DELETE of a service, PUT of a route to it), got
+/// both past the cross-entity check (each against the same snapshot), left
+/// a store every node rejects, and from then on every write of workspace B
+/// was refused (`the store has problems outside workspace b`) and no node
+/// loaded a new revision: B could not even rotate a key. Checks and writes
+/// through one admin API are now serialized; the store stays valid.
+async fn racing_writes(w: World) {
+    let mut pairs = 0;
+    for i in 0..25 {
+        let (status, body) = w
+            .put(
+                &w.a,
+                "team-a",
+                "services",
+                &format!("s{i}"),
+                json!({"url": "http://127.0.0.1:9"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (svc_path, route_name) = (format!("/workspaces/team-a/services/s{i}"), format!("r{i}"));
+        let delete = w.call("DELETE", &svc_path, &w.a, Value::Null);
+        let route = w.put(
+            &w.a,
+            "team-a",
+            "routes",
+            &route_name,
+            json!({"service": format!("s{i}"), "hosts": [format!("r{i}.a.example")], "paths": ["/*"]}),
+        );
+        let ((d, _), (r, _)) = tokio::join!(delete, route);
+        // Exactly one of the two goes through (whichever came first).
+        assert!(
+            (d == 204) != (r == 201),
+            "round {i}: delete {d}, route {r}: both or neither landed"
+        );
+        pairs += 1;
+        let snapshot = w.store.snapshot().await.unwrap();
+        gatehouse_control::check_documents(&snapshot.documents, &settings())
+            .unwrap_or_else(|e| panic!("round {i}: the store is broken: {e:?}"));
+    }
+    assert_eq!(pairs, 25);
+    let (status, body) = w
+        .put(
+            &w.b,
+            "team-b",
+            "services",
+            "still-writable",
+            json!({"url": "http://127.0.0.1:9"}),
+        )
+        .await;
+    assert_eq!(status, 201, "B is held hostage: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writes_cannot_break_the_store_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+    racing_writes(World::start(url, Holder::Dir(dir)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writes_cannot_break_the_store_postgres() {
+    let pg = TestDb::create("gh_racing_writes");
+    let url = pg.url().to_owned();
+    racing_writes(World::start(url, Holder::Pg(pg)).await).await;
+}

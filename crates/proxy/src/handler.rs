@@ -319,10 +319,11 @@ fn refused_method(method: &http::Method) -> Option<Problem> {
 /// Header fields through which frameworks let a client replace the request
 /// method (Flask's documented middleware, Express `method-override`,
 /// Symfony and Laravel with overrides on).
-const METHOD_OVERRIDE_FIELDS: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+/// Parsed names, so the per-request lookups hash without re-parsing.
+static METHOD_OVERRIDE_FIELDS: [header::HeaderName; 3] = [
+    header::HeaderName::from_static("x-http-method-override"),
+    header::HeaderName::from_static("x-http-method"),
+    header::HeaderName::from_static("x-method-override"),
 ];
 
 /// A request that asks the upstream for another method than the one the
@@ -337,14 +338,14 @@ fn method_override(parts: &http::request::Parts) -> Option<Problem> {
     let field = METHOD_OVERRIDE_FIELDS.iter().find(|name| {
         parts
             .headers
-            .get_all(**name)
+            .get_all(*name)
             .iter()
             .any(|v| other(v.as_bytes()))
     });
     let query =
         || gatehouse_router::decoded_query_values(parts.uri.query(), "_method").any(|v| other(&v));
     let via = match field {
-        Some(name) => *name,
+        Some(name) => name.as_str(),
         None if query() => "the `_method` query parameter",
         None => return None,
     };

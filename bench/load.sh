@@ -17,6 +17,9 @@ HTTPS="${HTTPS:-1}"                  # 1: also measure HTTPS termination (gateho
 SKIP_GATEHOUSE="${SKIP_GATEHOUSE:-0}" # 1: measure only upstream + nginx (no gatehouse build/run)
 SKIP_BUILD="${SKIP_BUILD:-0}"        # 1: use the binaries already in the target dir
 # GATEHOUSE_BIN: gatehouse binary to run (default: <target dir>/release/gatehouse)
+# BASELINE_BIN: an older gatehouse binary; when set, it is measured too
+#   (targets baseline, baseline-plugins) and the report adds new/old ratios
+BASELINE_BIN="${BASELINE_BIN:-}"
 WARMUP="${WARMUP:-2s}"               # unrecorded wrk run per target before round 1 ("0" = none)
 REQ_PATH="${REQ_PATH:-/hello}"       # request path used for every target
 PIN="${PIN:-1}"                      # 0: no CPU pinning
@@ -169,6 +172,7 @@ UPSTREAM_BIN="$BIN_DIR/bench-upstream"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$BIN_DIR/gatehouse}"
 [[ -x "$UPSTREAM_BIN" ]] || die "$UPSTREAM_BIN not found (build failed or SKIP_BUILD=1 without a build)"
 [[ "$SKIP_GATEHOUSE" == 1 || -x "$GATEHOUSE_BIN" ]] || die "$GATEHOUSE_BIN not found"
+[[ -z "$BASELINE_BIN" || -x "$BASELINE_BIN" ]] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-load.XXXXXX")"
 chmod 755 "$WORK"   # nginx workers may run as 'nobody' when we are root
@@ -218,11 +222,11 @@ EOF2
     fi
 }
 
-start_gatehouse() { # NAME MODE -> sets GH_PID GH_PORT
-    local name="$1" mode="$2"
+start_gatehouse() { # NAME MODE [BINARY] -> sets GH_PID GH_PORT
+    local name="$1" mode="$2" bin="${3:-$GATEHOUSE_BIN}"
     GH_PORT="$(free_port)"
     write_gatehouse_config "$WORK/$name.yaml" "$GH_PORT" "$mode"
-    "${PROXY_PIN[@]}" "$GATEHOUSE_BIN" run --config "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1 &
+    "${PROXY_PIN[@]}" "$bin" run --config "$WORK/$name.yaml" >"$WORK/$name.log" 2>&1 &
     GH_PID=$!; PIDS+=("$GH_PID")
     wait_ready "$name" "$GH_PID" "$GH_PORT" "$WORK/$name.log"
     log "$name pid $GH_PID on 127.0.0.1:$GH_PORT (config $WORK/$name.yaml)"
@@ -314,6 +318,17 @@ if [[ "$SKIP_GATEHOUSE" != 1 && "$PLUGINS" == 1 ]]; then
     check_response gatehouse-plugins "http://127.0.0.1:$GH_PORT$REQ_PATH" "x-gateway: gatehouse"
     PROC_PIDS[gatehouse-plugins]="$GH_PID"
     TARGETS+=("gatehouse-plugins|http://127.0.0.1:$GH_PORT$REQ_PATH")
+fi
+
+# (d') the baseline binary, plain and with plugins, when BASELINE_BIN is set
+if [[ -n "$BASELINE_BIN" && "$SKIP_GATEHOUSE" != 1 ]]; then
+    for mode in plain plugins; do
+        name=baseline; [[ "$mode" == plugins ]] && name=baseline-plugins
+        start_gatehouse "$name" "$mode" "$BASELINE_BIN"
+        check_response "$name" "http://127.0.0.1:$GH_PORT$REQ_PATH"
+        PROC_PIDS[$name]="$GH_PID"
+        TARGETS+=("$name|http://127.0.0.1:$GH_PORT$REQ_PATH")
+    done
 fi
 
 if [[ "$NGINX_EQUIV" == 1 ]]; then

@@ -200,6 +200,20 @@ def main() -> int:
             print("(nginx-equiv: nginx also setting X-Forwarded-For/-Proto/-Host/-Port, Forwarded, Via "
                   "and a generated X-Request-Id, as gatehouse does by default; information only)")
 
+    # New build against an older one (BASELINE_BIN), same run, same machine.
+    pairs = [("gatehouse", "baseline"), ("gatehouse-plugins", "baseline-plugins")]
+    rows = [(n, o) for n, o in pairs if n in summary and o in summary]
+    if rows:
+        print()
+        print(f"{'vs baseline':<19} {'baseline':<17} {'req/s ratio':>12} {'p99 ratio':>10}")
+        for n, o in rows:
+            g, b = summary[n], summary[o]
+            thr = g["rps"] / b["rps"] if b["rps"] else None
+            p99 = g["p99_ms"] / b["p99_ms"] if b["p99_ms"] else None
+            comparisons.setdefault(n, {})["vs_baseline"] = {"throughput_ratio": thr, "p99_ratio": p99}
+            print(f"{n:<19} {o:<17} {fmt(thr, '>12.3f')} {fmt(p99, '>10.3f')}")
+        print("(ratios = this build / BASELINE_BIN, measured in the same rounds)")
+
     # Warn when the load side, not the proxy, is the likely bottleneck.
     if "upstream" in summary:
         up = summary["upstream"]["rps"]

@@ -413,7 +413,9 @@ pub mod testing {
 
     /// Whether `plugin`'s declared phases are exactly those it overrides;
     /// the error lists every mismatch. Runs each phase once on a dummy
-    /// request, so call it on an instance built for a test.
+    /// request, so call it on an instance built for a test. A plugin whose
+    /// phases depend on its config (`headers` declares only the sides it
+    /// has rules for) must be built with a config that uses every phase.
     pub fn check_phases(plugin: &dyn Plugin) -> Result<(), String> {
         let declared = plugin.phases();
         let mut problems = Vec::new();

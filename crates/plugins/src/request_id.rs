@@ -16,6 +16,8 @@ use serde::Deserialize;
 
 use gatehouse_core::{Ctx, Flow, Phase, Phases, Plugin, PluginError, Request};
 
+use gatehouse_core::Band;
+
 use crate::{TypedFactory, config};
 
 /// Registry name.
@@ -64,7 +66,7 @@ impl Default for Config {
 }
 
 /// Builds [`RequestId`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, _env| {
+pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, Band::Observe, |cfg, _cx| {
     Ok(Arc::new(RequestId::new(cfg)?))
 });
 

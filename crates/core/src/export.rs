@@ -185,7 +185,11 @@ mod tests {
     fn a_gone_consumer_counts_as_dropped() {
         let metrics = crate::metrics::Metrics::default();
         let counter = metrics
-            .counter("gatehouse_export_dropped_total", "Dropped.", &[("queue", "t")])
+            .counter(
+                "gatehouse_export_dropped_total",
+                "Dropped.",
+                &[("queue", "t")],
+            )
             .unwrap();
         let (q, c) = Queue::bounded(4);
         let q = q.with_dropped_metric(counter.clone());

@@ -358,12 +358,11 @@ impl Metrics {
                     }
                     Series::Histogram(h) => {
                         let cumulative = h.cumulative();
-                        let les = h
-                            .0
-                            .bounds
-                            .iter()
-                            .map(|b| float(*b))
-                            .chain(std::iter::once("+Inf".to_string()));
+                        let les =
+                            h.0.bounds
+                                .iter()
+                                .map(|b| float(*b))
+                                .chain(std::iter::once("+Inf".to_string()));
                         for (le, n) in les.zip(cumulative) {
                             let labels = render_labels(&family.labels, values, Some(&le));
                             let _ = writeln!(out, "{name}_bucket{labels} {n}");
@@ -434,7 +433,12 @@ mod tests {
         g.set(7);
         g.dec();
         let h = m
-            .histogram("latency_seconds", "Latency.", &[0.1, 1.0], &[("route", "a")])
+            .histogram(
+                "latency_seconds",
+                "Latency.",
+                &[0.1, 1.0],
+                &[("route", "a")],
+            )
             .unwrap();
         h.observe(0.05);
         h.observe(0.1);
@@ -499,11 +503,20 @@ req_total{route=\"b\",code=\"500\"} 1
         check(m.counter("1bad", "h", &[]), "not a valid metric name");
         check(m.counter("bad-name", "h", &[]), "not a valid metric name");
         check(m.counter("", "h", &[]), "not a valid metric name");
-        check(m.counter("ok", "h", &[("bad-label", "x")]), "not a valid label");
-        check(m.counter("ok", "h", &[("__reserved", "x")]), "not a valid label");
+        check(
+            m.counter("ok", "h", &[("bad-label", "x")]),
+            "not a valid label",
+        );
+        check(
+            m.counter("ok", "h", &[("__reserved", "x")]),
+            "not a valid label",
+        );
         check(m.counter("ok", "h", &[("le", "x")]), "not a valid label");
         check(m.counter("taken", "h", &[("b", "1")]), "already registered");
-        check(m.counter("taken", "other help", &[("a", "1")]), "already registered");
+        check(
+            m.counter("taken", "other help", &[("a", "1")]),
+            "already registered",
+        );
         assert!(matches!(
             m.gauge("taken", "h", &[("a", "1")]),
             Err(MetricError::Conflict { .. })

@@ -425,9 +425,9 @@ pub mod testing {
             probe(plugin, &mut ctx);
             let default_ran = take() & (*phase as u32) != 0;
             match (declared.contains(*phase), default_ran) {
-                (true, true) => problems.push(format!(
-                    "declares `{method}` but does not implement it"
-                )),
+                (true, true) => {
+                    problems.push(format!("declares `{method}` but does not implement it"))
+                }
                 (false, false) => problems.push(format!(
                     "implements `{method}` but does not declare it in `phases()`, so it never runs"
                 )),
@@ -437,7 +437,11 @@ pub mod testing {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(format!("plugin `{}`: {}", plugin.name(), problems.join("; ")))
+            Err(format!(
+                "plugin `{}`: {}",
+                plugin.name(),
+                problems.join("; ")
+            ))
         }
     }
 }
@@ -515,7 +519,12 @@ mod tests {
     fn bands_are_ordered_and_do_not_overlap() {
         for pair in Band::ALL.windows(2) {
             let (hi, lo) = (pair[0].range(), pair[1].range());
-            assert!(lo.end() < hi.start(), "{:?} overlaps {:?}", pair[1], pair[0]);
+            assert!(
+                lo.end() < hi.start(),
+                "{:?} overlaps {:?}",
+                pair[1],
+                pair[0]
+            );
         }
     }
 

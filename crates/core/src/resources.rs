@@ -497,13 +497,19 @@ mod tests {
         let pinned = root.shared("pinned", || AtomicU64::new(7));
         let metrics = b.metrics();
         let _ = root.commit(&root.build());
-        assert!(Arc::ptr_eq(&pinned, &root.shared("pinned", || AtomicU64::new(0))));
+        assert!(Arc::ptr_eq(
+            &pinned,
+            &root.shared("pinned", || AtomicU64::new(0))
+        ));
         assert!(Arc::ptr_eq(&metrics, &root.metrics()));
         let fresh = root.build().shared("pool:redis://a", || AtomicU64::new(3));
         assert_eq!(fresh.load(Ordering::Relaxed), 3);
     }
 
-    fn task(log: Arc<Mutex<Vec<String>>>, name: &'static str) -> impl FnOnce(Shutdown) -> TaskFuture {
+    fn task(
+        log: Arc<Mutex<Vec<String>>>,
+        name: &'static str,
+    ) -> impl FnOnce(Shutdown) -> TaskFuture {
         move |mut shutdown: Shutdown| -> TaskFuture {
             lock(&log).push(format!("made {name}"));
             Box::pin(async move {
@@ -525,11 +531,11 @@ mod tests {
         assert!(root.running_tasks().is_empty());
         let started = root.commit(&b1);
         assert_eq!(started.len(), 2);
-        let handles: Vec<_> = started
-            .into_iter()
-            .map(|(_, f)| tokio::spawn(f))
-            .collect();
-        assert_eq!(root.running_tasks(), vec![Arc::from("jwks"), Arc::from("sync")]);
+        let handles: Vec<_> = started.into_iter().map(|(_, f)| tokio::spawn(f)).collect();
+        assert_eq!(
+            root.running_tasks(),
+            vec![Arc::from("jwks"), Arc::from("sync")]
+        );
         // Asked for again: the running one goes on, the new one is unused.
         let b2 = root.build();
         b2.background("jwks", task(log.clone(), "jwks-2"));
@@ -545,7 +551,12 @@ mod tests {
         assert!(root.running_tasks().is_empty());
         assert_eq!(
             *lock(&log),
-            ["made jwks-1", "made sync-1", "stopped sync-1", "stopped jwks-1"]
+            [
+                "made jwks-1",
+                "made sync-1",
+                "stopped sync-1",
+                "stopped jwks-1"
+            ]
         );
     }
 

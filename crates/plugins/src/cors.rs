@@ -367,7 +367,10 @@ impl Cors {
 }
 
 fn reject(ctx: &Ctx, detail: &str) -> Flow {
-    config::reject(ctx, Problem::new(ProblemType::Plugin(&CORS_REJECTED)).detail(detail))
+    config::reject(
+        ctx,
+        Problem::new(ProblemType::Plugin(&CORS_REJECTED)).detail(detail),
+    )
 }
 
 /// Adds `token` to the Vary header unless already listed (or `*`).

@@ -62,10 +62,11 @@ pub const IP_FORBIDDEN: ProblemDef = ProblemDef {
 };
 
 /// Builds [`IpRestriction`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, Band::Admission, |cfg, _cx| {
-    Ok(Arc::new(IpRestriction::new(cfg)?))
-})
-.problems(&[&IP_FORBIDDEN]);
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, Band::Admission, |cfg, _cx| {
+        Ok(Arc::new(IpRestriction::new(cfg)?))
+    })
+    .problems(&[&IP_FORBIDDEN]);
 
 /// A set of addresses as sorted, non-overlapping inclusive ranges, one
 /// vector per family.

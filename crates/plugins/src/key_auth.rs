@@ -68,9 +68,10 @@ impl Default for Config {
 }
 
 /// Builds [`KeyAuth`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, Band::Authentication, |cfg, cx| {
-    Ok(Arc::new(KeyAuth::new(cfg, cx.env)?))
-});
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, Band::Authentication, |cfg, cx| {
+        Ok(Arc::new(KeyAuth::new(cfg, cx.env)?))
+    });
 
 /// The running plugin.
 #[derive(Debug)]

@@ -239,7 +239,13 @@ mod tests {
         };
         assert!(caps("cors").contains(Capabilities::ANSWERS_PREFLIGHT));
         assert!(caps("key-auth").contains(Capabilities::IDENTIFIES));
-        for name in ["headers", "ip-restriction", "mock", "request-id", "request-size-limit"] {
+        for name in [
+            "headers",
+            "ip-restriction",
+            "mock",
+            "request-id",
+            "request-size-limit",
+        ] {
             assert_eq!(caps(name), Capabilities::NONE, "{name}");
         }
     }
@@ -252,7 +258,12 @@ mod tests {
             .collect();
         for factory in registry().iter() {
             for def in factory.problem_types() {
-                assert!(seen.insert(def.slug), "{}: slug {} taken", factory.name(), def.slug);
+                assert!(
+                    seen.insert(def.slug),
+                    "{}: slug {} taken",
+                    factory.name(),
+                    def.slug
+                );
             }
         }
     }

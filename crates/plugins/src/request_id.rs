@@ -66,9 +66,10 @@ impl Default for Config {
 }
 
 /// Builds [`RequestId`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, Band::Observe, |cfg, _cx| {
-    Ok(Arc::new(RequestId::new(cfg)?))
-});
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, Band::Observe, |cfg, _cx| {
+        Ok(Arc::new(RequestId::new(cfg)?))
+    });
 
 /// The running plugin.
 #[derive(Debug)]

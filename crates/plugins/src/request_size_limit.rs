@@ -46,9 +46,10 @@ pub struct Config {
 }
 
 /// Builds [`RequestSizeLimit`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, Band::Policy, |cfg, _cx| {
-    Ok(Arc::new(RequestSizeLimit::new(cfg)?))
-});
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, Band::Policy, |cfg, _cx| {
+        Ok(Arc::new(RequestSizeLimit::new(cfg)?))
+    });
 
 pin_project_lite::pin_project! {
     /// A body that streams `inner` through and fails with [`BodyRejected`]

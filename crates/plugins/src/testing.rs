@@ -38,7 +38,10 @@ pub fn build_in(
 ) -> Result<Arc<dyn Plugin>, PluginError> {
     let scope = Scope::Other("test".into());
     let resources = Resources::detached();
-    factory.build(config, &BuildCx::new(factory.name(), env, &scope, &resources))
+    factory.build(
+        config,
+        &BuildCx::new(factory.name(), env, &scope, &resources),
+    )
 }
 
 /// The response of a `Flow::Respond`, panicking on `Continue`.

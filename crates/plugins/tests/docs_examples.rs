@@ -274,3 +274,50 @@ fn readme_bands_and_priorities_match_the_registry() {
     want.sort();
     assert_eq!(rows, want, "docs/plugins/README.md plugin table");
 }
+
+#[test]
+fn errors_md_lists_every_problem_type_with_its_status_and_owner() {
+    let path = docs_dir().join("../errors.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // (slug, status, raised by) of every row of the one table.
+    let rows: Vec<(String, u16, String)> = table_rows(&text, "Problem types")
+        .into_iter()
+        .filter(|r| r[0].contains("urn:gatehouse:problem:"))
+        .map(|r| {
+            let slug = code(&r[0]).trim_start_matches("urn:gatehouse:problem:");
+            let status: String = r[1].chars().take_while(char::is_ascii_digit).collect();
+            (slug.to_owned(), status.parse().unwrap(), r[3].clone())
+        })
+        .collect();
+    let mut want: Vec<(String, u16, Option<&str>)> = gatehouse_core::problem::CORE_TYPES
+        .iter()
+        .map(|t| (t.slug().to_owned(), t.status().as_u16(), None))
+        .collect();
+    let registry = gatehouse_plugins::registry();
+    for factory in registry.iter() {
+        for def in factory.problem_types() {
+            want.push((def.slug.to_owned(), def.status, Some(factory.name())));
+        }
+    }
+    for (slug, status, owner) in &want {
+        let row = rows
+            .iter()
+            .find(|(s, st, _)| s == slug && st == status)
+            .unwrap_or_else(|| {
+                panic!("docs/errors.md has no row for `{slug}` with status {status}")
+            });
+        if let Some(owner) = owner {
+            assert!(
+                row.2.contains(&format!("`{owner}`")),
+                "docs/errors.md: `{slug}` is raised by `{owner}`, the table says {}",
+                row.2
+            );
+        }
+    }
+    for (slug, _, _) in &rows {
+        assert!(
+            want.iter().any(|(s, _, _)| s == slug),
+            "docs/errors.md lists `{slug}`, which neither the gateway nor a registered plugin has"
+        );
+    }
+}

@@ -441,7 +441,7 @@ async fn reload(routes: usize, reloads: usize, concurrency: usize) -> Res<()> {
     let text = routes_config("127.0.0.1:0", &upstream.url(), routes, 0);
     let loaded = gatehouse_config::parse_str(&text, "bench.yaml").map_err(|e| e.to_string())?;
     let t = Instant::now();
-    let gateway = gatehouse_proxy::Gateway::start(&loaded)
+    let gateway = gatehouse_proxy::Gateway::start(&loaded, gatehouse_plugins::registry())
         .await
         .map_err(|e| e.to_string())?;
     let start_ms = ms(t.elapsed());
@@ -557,6 +557,7 @@ fn check_cost(entities: usize, repeat: usize) {
     }
     let node = gatehouse_config::Config::default();
     let (mut assemble, mut prepare, mut check) = (vec![], vec![], vec![]);
+    let registry = gatehouse_plugins::registry();
     for _ in 0..repeat {
         let t = Instant::now();
         let _ = gatehouse_control::assemble(&docs, &node);
@@ -565,7 +566,7 @@ fn check_cost(entities: usize, repeat: usize) {
         let _ = gatehouse_control::prepare(&docs, &node);
         prepare.push(ms(t.elapsed()));
         let t = Instant::now();
-        let r = gatehouse_control::check_documents(&docs, &node);
+        let r = gatehouse_control::check_documents(&docs, &node, &registry);
         check.push(ms(t.elapsed()));
         if let Err(e) = r {
             eprintln!("check failed: {e:?}");

@@ -15,6 +15,7 @@ mod assemble;
 mod hosts;
 
 use gatehouse_config::{Config, ConfigError, Loaded};
+use gatehouse_core::Registry;
 use gatehouse_store::Document;
 
 pub use assemble::qualify;
@@ -144,10 +145,15 @@ fn prepare_issues(documents: &[Document], node: &Config) -> Result<Loaded, Vec<I
 }
 
 /// [`assemble`], then the same validation and compile `gatehouse validate`
-/// runs (`gatehouse_proxy::check`), with the validator's messages as
-/// strings (naming the entity each is about), in full.
-pub fn check_documents(documents: &[Document], node: &Config) -> Result<Config, Vec<String>> {
-    check_documents_for(documents, node, Viewer::All)
+/// runs (`gatehouse_proxy::check`, with the plugins of `registry`), with
+/// the validator's messages as strings (naming the entity each is about),
+/// in full.
+pub fn check_documents(
+    documents: &[Document],
+    node: &Config,
+    registry: &Registry,
+) -> Result<Config, Vec<String>> {
+    check_documents_for(documents, node, registry, Viewer::All)
 }
 
 /// [`check_documents`] with the messages `viewer` may see (the admin API
@@ -155,11 +161,12 @@ pub fn check_documents(documents: &[Document], node: &Config) -> Result<Config, 
 pub fn check_documents_for(
     documents: &[Document],
     node: &Config,
+    registry: &Registry,
     viewer: Viewer<'_>,
 ) -> Result<Config, Vec<String>> {
     let run = || {
         let loaded = prepare_issues(documents, node)?;
-        gatehouse_proxy::check(&loaded).map_err(|e| {
+        gatehouse_proxy::check(&loaded, registry).map_err(|e| {
             e.0.iter()
                 .map(|err| issue(err, &loaded.config))
                 .collect::<Vec<_>>()
@@ -170,8 +177,8 @@ pub fn check_documents_for(
 }
 
 /// Compiles `loaded` (without binding anything), as a list of messages.
-pub fn compile_errors(loaded: &Loaded) -> Result<(), Vec<String>> {
-    gatehouse_proxy::check(loaded).map_err(|e| {
+pub fn compile_errors(loaded: &Loaded, registry: &Registry) -> Result<(), Vec<String>> {
+    gatehouse_proxy::check(loaded, registry).map_err(|e| {
         e.0.iter()
             .map(|err| describe(err, Some(&loaded.config)))
             .collect()

@@ -91,7 +91,7 @@ fn default_names_stay_and_other_workspaces_are_qualified_with_references() {
             json!({"app": "mobile", "api": "orders", "plan": "gold", "status": "approved"}),
         ),
     ];
-    let config = check_documents(&docs, &node()).unwrap();
+    let config = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap();
     // Node settings come from the node.
     assert!(!config.server.via);
     assert_eq!(config.listeners.len(), 1);
@@ -143,7 +143,7 @@ fn a_reference_stays_inside_its_workspace() {
             json!({"service": "orders", "hosts": ["b.example.com"], "paths": ["/b"]}),
         ),
     ];
-    let errors = check_documents(&docs, &node()).unwrap_err();
+    let errors = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].contains("route `team-b/orders`")
@@ -171,7 +171,7 @@ fn workspace_plugins_attach_to_that_workspaces_services() {
         service("team-a", "bare"),
         own,
     ];
-    let config = check_documents(&docs, &node()).unwrap();
+    let config = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap();
     assert_eq!(config.plugins.len(), 1, "only default's plugins are global");
     assert_eq!(
         config.plugins[0].config,
@@ -220,7 +220,7 @@ fn app_and_credential_documents_join_their_consumer() {
             json!({"consumer": "alice", "key_auth": {"key": "secret-1"}}),
         ),
     ];
-    let config = check_documents(&docs, &node()).unwrap();
+    let config = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap();
     let alice = &config.consumers[0];
     assert_eq!(alice.username, "team-a/alice");
     assert_eq!(alice.apps.len(), 1);
@@ -307,7 +307,7 @@ fn workspace_and_certificate_documents_are_ignored() {
         ),
         doc("team-a", Kind::Certificate, "c", json!({"pem": "..."})),
     ];
-    let config = check_documents(&docs, &node()).unwrap();
+    let config = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap();
     assert!(config.services.is_empty() && config.routes.is_empty());
 }
 
@@ -345,10 +345,19 @@ fn a_host_belongs_to_one_workspace() {
         ]
     );
     // check_documents reports the same, in full.
-    assert_eq!(check_documents(&docs, &node()).unwrap_err(), errors);
+    assert_eq!(
+        check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap_err(),
+        errors
+    );
     // A write into team-b sees its own side, without team-a's names.
     assert_eq!(
-        check_documents_for(&docs, &node(), Viewer::Workspace("team-b")).unwrap_err(),
+        check_documents_for(
+            &docs,
+            &node(),
+            &gatehouse_plugins::registry(),
+            Viewer::Workspace("team-b")
+        )
+        .unwrap_err(),
         [
             "route `orders` in workspace `team-b`: host `api.example.com` is taken by another workspace (a host belongs to one workspace; choose another host)"
         ]
@@ -376,7 +385,7 @@ fn distinct_hosts_and_host_less_default_routes_are_fine() {
     docs.extend(orders("default", "catch-all", &[], &[]));
     // A high priority only ranks a workspace's own routes.
     docs[1].body["priority"] = json!(1000);
-    assert!(check_documents(&docs, &node()).is_ok());
+    assert!(check_documents(&docs, &node(), &gatehouse_plugins::registry()).is_ok());
 }
 
 #[test]
@@ -384,7 +393,7 @@ fn same_names_in_different_workspaces_are_fine() {
     let mut docs = orders("default", "orders", &["d.example.com"], &[]);
     docs.extend(orders("team-a", "orders", &["a.example.com"], &[]));
     docs.extend(orders("team-b", "orders", &["b.example.com"], &[]));
-    let config = check_documents(&docs, &node()).unwrap();
+    let config = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap();
     let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["orders", "team-a/orders", "team-b/orders"]);
     // The workspace of each entity travels with the config.
@@ -411,7 +420,7 @@ fn validation_errors_name_the_entity() {
         "bad",
         json!({"service": "svc", "hosts": ["a.example.com"], "paths": ["/a"], "plugins": [{"name": "no-such-plugin"}]}),
     )];
-    let errors = check_documents(&docs, &node()).unwrap_err();
+    let errors = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap_err();
     assert!(
         errors
             .iter()
@@ -498,7 +507,12 @@ enum Expect {
 fn check(case: &str, attempt: Vec<Document>, expect: Expect) {
     let mut docs = victim();
     docs.extend(attempt);
-    let answer = check_documents_for(&docs, &node(), Viewer::Workspace("team-a"));
+    let answer = check_documents_for(
+        &docs,
+        &node(),
+        &gatehouse_plugins::registry(),
+        Viewer::Workspace("team-a"),
+    );
     match (&expect, &answer) {
         (Expect::Ok, Ok(_)) => {}
         (Expect::Refused(text), Err(errors)) => {
@@ -710,7 +724,13 @@ fn duplicate_keys_within_one_workspace_are_still_refused() {
         "carol",
         json!({"username": "carol", "credentials": {"key_auth": [{"key": "bobs-guessable-key"}]}}),
     ));
-    let errors = check_documents_for(&docs, &node(), Viewer::Workspace("team-b")).unwrap_err();
+    let errors = check_documents_for(
+        &docs,
+        &node(),
+        &gatehouse_plugins::registry(),
+        Viewer::Workspace("team-b"),
+    )
+    .unwrap_err();
     assert!(
         errors.iter().any(|e| e.contains("duplicate API key")),
         "{errors:?}"
@@ -727,7 +747,13 @@ fn problems_of_another_workspace_are_not_shown() {
         "broken",
         json!({"service": "missing", "hosts": ["b.example.com"], "paths": ["/"]}),
     ));
-    let errors = check_documents_for(&docs, &node(), Viewer::Workspace("team-a")).unwrap_err();
+    let errors = check_documents_for(
+        &docs,
+        &node(),
+        &gatehouse_plugins::registry(),
+        Viewer::Workspace("team-a"),
+    )
+    .unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].starts_with("the store has problems outside workspace `team-a`"),
@@ -735,7 +761,7 @@ fn problems_of_another_workspace_are_not_shown() {
     );
     assert!(!errors[0].contains("team-b") && !errors[0].contains("broken"));
     // In full for a node.
-    let full = check_documents(&docs, &node()).unwrap_err();
+    let full = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap_err();
     assert!(
         full.iter().any(|e| e.contains("route `team-b/broken`")),
         "{full:?}"
@@ -758,7 +784,7 @@ fn accept_consumers_from_names_existing_other_workspaces() {
         json!({"accept_consumers_from": ["default", "team-a"]}),
     ));
     docs.push(ws("team-a", json!({})));
-    let config = check_documents(&docs, &node()).unwrap();
+    let config = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap();
     let w = &config.workspaces;
     let b = w.names.iter().position(|n| n == "team-b").unwrap();
     let accepted: Vec<&str> = w.accepted_by(b).map(|i| w.name(i)).collect();
@@ -776,7 +802,7 @@ fn accept_consumers_from_names_existing_other_workspaces() {
     ] {
         let mut docs = victim();
         docs.push(ws("team-b", json!({"accept_consumers_from": list})));
-        let errors = check_documents(&docs, &node()).unwrap_err();
+        let errors = check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap_err();
         assert!(errors.iter().any(|e| e.contains(message)), "{errors:?}");
     }
 }
@@ -792,5 +818,5 @@ fn default_may_name_node_files() {
         "spec@v1",
         json!({"name": "spec", "version": "v1", "openapi": concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")}),
     ));
-    check_documents(&docs, &node()).unwrap();
+    check_documents(&docs, &node(), &gatehouse_plugins::registry()).unwrap();
 }

@@ -5,16 +5,24 @@
 
 pub mod body;
 pub mod ctx;
+pub mod export;
 pub mod keys;
+pub mod metrics;
 pub mod plugin;
 pub mod problem;
+pub mod registry;
+pub mod resources;
 pub mod tls;
 
-pub use body::{Body, BoxError};
+pub use body::{Body, BodyRejected, BoxError};
 pub use ctx::{App, Consumer, Ctx};
 pub use keys::{AppKey, AppKeys, KeyHash, KeyHasher};
+pub use metrics::Metrics;
 pub use plugin::{
-    BuildEnv, Flow, LogRecord, Phase, Phases, Plugin, PluginError, PluginFactory, Request, Response,
+    Band, BuildEnv, Capabilities, Flow, LogRecord, Phase, Phases, Plugin, PluginError,
+    PluginFactory, Request, Response,
 };
-pub use problem::{Problem, ProblemType};
+pub use problem::{Problem, ProblemDef, ProblemType};
+pub use registry::Registry;
+pub use resources::{BuildCx, Resources, Scope, Shutdown};
 pub use tls::{ClientCert, SubjectAltName, TlsInfo};

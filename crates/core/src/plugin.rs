@@ -14,7 +14,8 @@ use async_trait::async_trait;
 
 use crate::body::Body;
 use crate::ctx::{Consumer, Ctx};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemDef};
+use crate::resources::BuildCx;
 
 /// A request as plugins see it: head plus streaming body.
 pub type Request = http::Request<Body>;
@@ -82,6 +83,107 @@ impl Phases {
     }
 }
 
+/// What a plugin does that the proxy needs to know about, as a bit set.
+/// The proxy asks a chain for a capability (`Chain::any`), never for a
+/// plugin by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Capabilities(u32);
+
+impl Capabilities {
+    /// Nothing special.
+    pub const NONE: Capabilities = Capabilities(0);
+    /// Answers CORS preflights (`OPTIONS` with
+    /// `Access-Control-Request-Method`): a preflight that would be a 405 is
+    /// routed as the method it asks about when the route's chain has a
+    /// plugin with this capability (`cors`).
+    pub const ANSWERS_PREFLIGHT: Capabilities = Capabilities(1);
+    /// Identifies the caller: sets `Ctx::consumer` / `Ctx::app` in its
+    /// access phase (`key-auth` and every authentication plugin). Routes
+    /// of APIs that require a subscription need one.
+    pub const IDENTIFIES: Capabilities = Capabilities(2);
+
+    /// Whether every capability of `other` is in `self`.
+    pub const fn contains(self, other: Capabilities) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Both sets.
+    pub const fn union(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOr for Capabilities {
+    type Output = Capabilities;
+    fn bitor(self, rhs: Capabilities) -> Capabilities {
+        self.union(rhs)
+    }
+}
+
+/// Where a plugin's default priority lies: one priority table, split into
+/// bands by what plugins do (docs/plugins/README.md). Higher runs earlier
+/// within a phase; a factory's [`PluginFactory::priority`] must lie in its
+/// band's [`Band::range`] (checked by a test over the registry). A route
+/// may still override a plugin's priority in its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Band {
+    /// Runs before everything: request ids, tracing context
+    /// (10000 ..= 1000000).
+    Observe,
+    /// Decides whether a request is admitted at all before anyone is
+    /// identified: IP allow/deny lists, bot detection, CORS preflights
+    /// (2000 ..= 9999).
+    Admission,
+    /// Identifies the caller: key-auth, basic-auth, JWT, OAuth2, OIDC
+    /// (1200 ..= 1999).
+    Authentication,
+    /// Uses who the caller is or what the request costs: ACLs, external
+    /// authorization, rate limits, quotas, size limits (900 ..= 1199).
+    Policy,
+    /// Changes the request or the response: header and body
+    /// transformations, request validation, caching (0 ..= 899).
+    Transform,
+    /// Answers instead of the upstream, last: mocks, the AI proxy's
+    /// provider call (-100000 ..= -1).
+    Respond,
+}
+
+impl Band {
+    /// Every band, from first to last.
+    pub const ALL: [Band; 6] = [
+        Band::Observe,
+        Band::Admission,
+        Band::Authentication,
+        Band::Policy,
+        Band::Transform,
+        Band::Respond,
+    ];
+
+    /// The default priorities the band allows.
+    pub const fn range(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Band::Observe => 10_000..=1_000_000,
+            Band::Admission => 2000..=9999,
+            Band::Authentication => 1200..=1999,
+            Band::Policy => 900..=1199,
+            Band::Transform => 0..=899,
+            Band::Respond => -100_000..=-1,
+        }
+    }
+
+    /// The band's name in the docs (`observe`, `admission`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Band::Observe => "observe",
+            Band::Admission => "admission",
+            Band::Authentication => "authentication",
+            Band::Policy => "policy",
+            Band::Transform => "transform",
+            Band::Respond => "respond",
+        }
+    }
+}
+
 /// What the log phase sees about a finished exchange.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
@@ -103,37 +205,56 @@ pub trait Plugin: Send + Sync + 'static {
     /// The registry name (`cors`, `ip-restriction`, ...).
     fn name(&self) -> &'static str;
 
-    /// The phases this instance takes part in.
+    /// The phases this instance takes part in: exactly the phase methods
+    /// it overrides (checked by [`testing::check_phases`]).
     fn phases(&self) -> Phases;
+
+    /// What this instance does that the proxy must know about (default:
+    /// nothing).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    // The default bodies below note that they ran (`testing::ran`) for
+    // `testing::check_phases`; the chain never calls a phase a plugin does
+    // not declare, so requests never reach them.
 
     /// Rewrite phase: runs first, may change the request or answer it.
     async fn rewrite(&self, _ctx: &mut Ctx, _req: &mut Request) -> Flow {
+        testing::ran(Phase::Rewrite);
         Flow::Continue
     }
 
     /// Access phase: authentication, authorization and limits.
     async fn access(&self, _ctx: &mut Ctx, _req: &mut Request) -> Flow {
+        testing::ran(Phase::Access);
         Flow::Continue
     }
 
     /// Runs just before the request is sent upstream.
     async fn upstream_request(&self, _ctx: &mut Ctx, _req: &mut Request) -> Flow {
+        testing::ran(Phase::UpstreamRequest);
         Flow::Continue
     }
 
     /// May change the response status and headers, for upstream responses
     /// and for responses made by the gateway or by plugins alike.
-    fn response_headers(&self, _ctx: &mut Ctx, _resp: &mut http::response::Parts) {}
+    fn response_headers(&self, _ctx: &mut Ctx, _resp: &mut http::response::Parts) {
+        testing::ran(Phase::ResponseHeaders);
+    }
 
     /// May wrap the response body stream. Must not buffer it unless the
     /// plugin's purpose needs it, and then only up to a configured limit.
     fn response_body(&self, _ctx: &Ctx, body: Body) -> Body {
+        testing::ran(Phase::ResponseBody);
         body
     }
 
     /// Runs after the exchange ended. Must not block or do I/O inline: hand
     /// work to a bounded queue instead.
-    fn log(&self, _ctx: &Ctx, _record: &LogRecord) {}
+    fn log(&self, _ctx: &Ctx, _record: &LogRecord) {
+        testing::ran(Phase::Log);
+    }
 }
 
 /// Why a plugin configuration was rejected.
@@ -176,17 +297,244 @@ pub trait PluginFactory: Send + Sync + 'static {
     /// The registry name.
     fn name(&self) -> &'static str;
 
-    /// The default priority: higher runs earlier within a phase.
+    /// The default priority: higher runs earlier within a phase. Must lie
+    /// in [`PluginFactory::band`]'s range.
     fn priority(&self) -> i32;
+
+    /// The band of the priority table the plugin belongs to.
+    fn band(&self) -> Band;
 
     /// JSON Schema of the `config` object.
     fn schema(&self) -> serde_json::Value;
 
+    /// The problem types the plugin's instances answer with, besides the
+    /// gateway's own ([`crate::problem::CORE_TYPES`]); docs/errors.md lists
+    /// them all (checked by a test).
+    fn problem_types(&self) -> &'static [&'static ProblemDef] {
+        &[]
+    }
+
     /// Builds an instance; rejects invalid configuration with the path of
-    /// the faulty field.
+    /// the faulty field. Synchronous and free of I/O (compiling a config
+    /// never touches the network): long-lived things come from
+    /// `cx.resources`, state that must survive reloads from
+    /// [`BuildCx::state`], and background work is asked for with
+    /// `cx.resources.background` (docs/plugins/AUTHORING.md).
     fn build(
         &self,
         config: &serde_json::Value,
-        env: &BuildEnv,
+        cx: &BuildCx<'_>,
     ) -> Result<Arc<dyn Plugin>, PluginError>;
+}
+
+/// Test support: checks that a plugin's declared [`Phases`] are exactly the
+/// phase methods it overrides.
+///
+/// Each default phase body notes in a thread-local that it ran. The check
+/// calls every phase once on a dummy request and compares: a declared
+/// phase whose default body ran is not implemented (the chain would call
+/// a no-op), an undeclared phase whose default did not run is implemented
+/// but never called. Production never pays for this: the chain only calls
+/// declared phases, so a default body never runs on the request path.
+///
+/// To cover a new phase, add a row to [`testing::PROBES`].
+pub mod testing {
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    use super::{LogRecord, Phase, Plugin, Request};
+    use crate::ctx::Ctx;
+
+    thread_local! {
+        static RAN: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Called by the default phase bodies.
+    pub(super) fn ran(phase: Phase) {
+        RAN.with(|r| r.set(r.get() | phase as u32));
+    }
+
+    fn take() -> u32 {
+        RAN.with(|r| r.replace(0))
+    }
+
+    /// Polls once: a default body completes on its first poll, and
+    /// whatever an override awaits is not needed to tell them apart.
+    fn poll_once<F: Future>(fut: F) {
+        let mut fut = std::pin::pin!(fut);
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = fut.as_mut().poll(&mut cx);
+    }
+
+    fn request() -> Request {
+        http::Request::builder()
+            .uri("/phase-check")
+            .body(crate::body::empty())
+            .unwrap_or_else(|_| http::Request::new(crate::body::empty()))
+    }
+
+    /// Calls one phase of a plugin with a dummy request or response.
+    pub type Probe = fn(&dyn Plugin, &mut Ctx);
+
+    /// One row per phase: the phase, its method's name, how to call it.
+    pub const PROBES: &[(Phase, &str, Probe)] = &[
+        (Phase::Rewrite, "rewrite", |p, ctx| {
+            let mut req = request();
+            poll_once(p.rewrite(ctx, &mut req));
+        }),
+        (Phase::Access, "access", |p, ctx| {
+            let mut req = request();
+            poll_once(p.access(ctx, &mut req));
+        }),
+        (Phase::UpstreamRequest, "upstream_request", |p, ctx| {
+            let mut req = request();
+            poll_once(p.upstream_request(ctx, &mut req));
+        }),
+        (Phase::ResponseHeaders, "response_headers", |p, ctx| {
+            let mut parts = http::Response::new(()).into_parts().0;
+            p.response_headers(ctx, &mut parts);
+        }),
+        (Phase::ResponseBody, "response_body", |p, ctx| {
+            let _ = p.response_body(ctx, crate::body::empty());
+        }),
+        (Phase::Log, "log", |p, ctx| {
+            let record = LogRecord {
+                status: 200,
+                bytes_sent: 0,
+                duration: Duration::ZERO,
+                completed: true,
+            };
+            p.log(ctx, &record);
+        }),
+    ];
+
+    /// Whether `plugin`'s declared phases are exactly those it overrides;
+    /// the error lists every mismatch. Runs each phase once on a dummy
+    /// request, so call it on an instance built for a test. A plugin whose
+    /// phases depend on its config (`headers` declares only the sides it
+    /// has rules for) must be built with a config that uses every phase.
+    pub fn check_phases(plugin: &dyn Plugin) -> Result<(), String> {
+        let declared = plugin.phases();
+        let mut problems = Vec::new();
+        for (phase, method, probe) in PROBES {
+            let mut ctx = Ctx::new(Arc::from("phase-check"), ([127, 0, 0, 1], 9).into());
+            take();
+            probe(plugin, &mut ctx);
+            let default_ran = take() & (*phase as u32) != 0;
+            match (declared.contains(*phase), default_ran) {
+                (true, true) => {
+                    problems.push(format!("declares `{method}` but does not implement it"))
+                }
+                (false, false) => problems.push(format!(
+                    "implements `{method}` but does not declare it in `phases()`, so it never runs"
+                )),
+                _ => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "plugin `{}`: {}",
+                plugin.name(),
+                problems.join("; ")
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Declares(Phases);
+
+    #[async_trait]
+    impl Plugin for Declares {
+        fn name(&self) -> &'static str {
+            "declares"
+        }
+        fn phases(&self) -> Phases {
+            self.0
+        }
+        async fn access(&self, _ctx: &mut Ctx, _req: &mut Request) -> Flow {
+            Flow::Continue
+        }
+        fn log(&self, _ctx: &Ctx, _record: &LogRecord) {}
+    }
+
+    #[test]
+    fn check_phases_compares_declared_and_implemented_phases() {
+        fn check(declared: &[Phase], want: Result<(), &[&str]>) {
+            let got = testing::check_phases(&Declares(Phases::of(declared)));
+            match (got, want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(parts)) => {
+                    for part in parts {
+                        assert!(e.contains(part), "{declared:?}: {e}");
+                    }
+                }
+                (got, want) => panic!("{declared:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        check(&[Phase::Access, Phase::Log], Ok(()));
+        check(
+            &[Phase::Access],
+            Err(&["implements `log` but does not declare it"]),
+        );
+        check(
+            &[Phase::Access, Phase::Log, Phase::Rewrite],
+            Err(&["declares `rewrite` but does not implement it"]),
+        );
+        check(
+            &[Phase::ResponseBody],
+            Err(&[
+                "declares `response_body`",
+                "implements `access`",
+                "implements `log`",
+            ]),
+        );
+    }
+
+    #[test]
+    fn every_phase_has_a_probe() {
+        let phases: Vec<Phase> = testing::PROBES.iter().map(|(p, _, _)| *p).collect();
+        assert_eq!(
+            phases,
+            [
+                Phase::Rewrite,
+                Phase::Access,
+                Phase::UpstreamRequest,
+                Phase::ResponseHeaders,
+                Phase::ResponseBody,
+                Phase::Log
+            ]
+        );
+    }
+
+    #[test]
+    fn bands_are_ordered_and_do_not_overlap() {
+        for pair in Band::ALL.windows(2) {
+            let (hi, lo) = (pair[0].range(), pair[1].range());
+            assert!(
+                lo.end() < hi.start(),
+                "{:?} overlaps {:?}",
+                pair[1],
+                pair[0]
+            );
+        }
+    }
+
+    #[test]
+    fn capabilities_are_a_bit_set() {
+        let both = Capabilities::ANSWERS_PREFLIGHT | Capabilities::IDENTIFIES;
+        assert!(both.contains(Capabilities::IDENTIFIES));
+        assert!(both.contains(Capabilities::ANSWERS_PREFLIGHT));
+        assert!(!Capabilities::IDENTIFIES.contains(Capabilities::ANSWERS_PREFLIGHT));
+        assert!(Capabilities::NONE.contains(Capabilities::NONE));
+        assert!(!Capabilities::NONE.contains(Capabilities::IDENTIFIES));
+    }
 }

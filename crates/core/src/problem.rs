@@ -12,8 +12,25 @@ use crate::body::{self, Body};
 /// The media type of problem details.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// A problem type a plugin owns: declared as a `pub const` in the plugin's
+/// module, listed by its factory ([`crate::PluginFactory::problem_types`])
+/// and raised as [`ProblemType::Plugin`]. The slug is public API, like the
+/// gateway's own: it must never change and must not collide with another.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ProblemDef {
+    /// `urn:gatehouse:problem:<slug>`.
+    pub slug: &'static str,
+    /// The default status (a plugin may answer another, configured one).
+    pub status: u16,
+    /// A short summary that does not change between occurrences.
+    pub title: &'static str,
+}
+
 /// Stable problem types. The slug of each is part of the public API: it is
 /// rendered as `urn:gatehouse:problem:<slug>` and must never change.
+///
+/// The named variants are the gateway's own ([`CORE_TYPES`]); plugins bring
+/// theirs as [`ProblemType::Plugin`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProblemType {
@@ -59,10 +76,6 @@ pub enum ProblemType {
     /// The circuit breaker of the service, or of every target that could
     /// take the request, is open (503).
     CircuitOpen,
-    /// The client address is not allowed (403).
-    IpForbidden,
-    /// The CORS policy rejected the request (403).
-    CorsRejected,
     /// Authentication is missing or wrong (401).
     Unauthorized,
     /// The caller is known but not allowed (403), e.g. an app without an
@@ -86,7 +99,42 @@ pub enum ProblemType {
     InvalidEntity,
     /// Admin API: the control-plane store cannot be reached (503).
     StoreUnavailable,
+    /// A type owned by a plugin.
+    Plugin(&'static ProblemDef),
 }
+
+/// Every problem type of the gateway itself (the data plane and the admin
+/// API), for docs/errors.md's test; plugins list theirs through their
+/// factories.
+pub const CORE_TYPES: &[ProblemType] = &[
+    ProblemType::NoRoute,
+    ProblemType::MethodNotAllowed,
+    ProblemType::MethodNotImplemented,
+    ProblemType::PayloadTooLarge,
+    ProblemType::LengthRequired,
+    ProblemType::HeadersTooLarge,
+    ProblemType::BadRequest,
+    ProblemType::BadPath,
+    ProblemType::BadHost,
+    ProblemType::PathOutsideRoute,
+    ProblemType::UpstreamUnreachable,
+    ProblemType::UpstreamTimeout,
+    ProblemType::UpstreamTls,
+    ProblemType::NoHealthyUpstream,
+    ProblemType::NoService,
+    ProblemType::ServiceOverloaded,
+    ProblemType::CircuitOpen,
+    ProblemType::Unauthorized,
+    ProblemType::Forbidden,
+    ProblemType::ApiRetired,
+    ProblemType::ShuttingDown,
+    ProblemType::Internal,
+    ProblemType::NotFound,
+    ProblemType::Conflict,
+    ProblemType::PreconditionFailed,
+    ProblemType::InvalidEntity,
+    ProblemType::StoreUnavailable,
+];
 
 impl ProblemType {
     /// The stable slug of this problem type.
@@ -109,8 +157,6 @@ impl ProblemType {
             Self::NoService => "no-service",
             Self::ServiceOverloaded => "service-overloaded",
             Self::CircuitOpen => "circuit-open",
-            Self::IpForbidden => "ip-forbidden",
-            Self::CorsRejected => "cors-rejected",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::ApiRetired => "api-retired",
@@ -121,6 +167,7 @@ impl ProblemType {
             Self::PreconditionFailed => "precondition-failed",
             Self::InvalidEntity => "invalid-entity",
             Self::StoreUnavailable => "store-unavailable",
+            Self::Plugin(def) => def.slug,
         }
     }
 
@@ -148,7 +195,7 @@ impl ProblemType {
             | Self::ServiceOverloaded
             | Self::CircuitOpen
             | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Self::IpForbidden | Self::CorsRejected | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::ApiRetired => StatusCode::GONE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,6 +204,9 @@ impl ProblemType {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::InvalidEntity => StatusCode::BAD_REQUEST,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Plugin(def) => {
+                StatusCode::from_u16(def.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 
@@ -181,8 +231,6 @@ impl ProblemType {
             Self::NoService => "No service configured for this route",
             Self::ServiceOverloaded => "Service at its concurrency limit",
             Self::CircuitOpen => "Circuit breaker open",
-            Self::IpForbidden => "Client address not allowed",
-            Self::CorsRejected => "CORS request not allowed",
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden => "Forbidden",
             Self::ApiRetired => "API version retired",
@@ -193,6 +241,7 @@ impl ProblemType {
             Self::PreconditionFailed => "Precondition failed",
             Self::InvalidEntity => "Invalid entity",
             Self::StoreUnavailable => "Store unavailable",
+            Self::Plugin(def) => def.title,
         }
     }
 }
@@ -307,5 +356,34 @@ mod tests {
         assert_eq!(v["title"], "No route matches the request");
         assert_eq!(v["detail"], "GET /nope");
         assert_eq!(v["request_id"], "abc");
+    }
+
+    #[tokio::test]
+    async fn plugin_types_render_their_own_slug_status_and_title() {
+        static TEAPOT: ProblemDef = ProblemDef {
+            slug: "teapot",
+            status: 418,
+            title: "I am a teapot",
+        };
+        let resp = Problem::new(ProblemType::Plugin(&TEAPOT)).into_response(None);
+        assert_eq!(resp.status().as_u16(), 418);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["type"], "urn:gatehouse:problem:teapot");
+        assert_eq!(v["title"], "I am a teapot");
+    }
+
+    #[test]
+    fn core_slugs_are_unique_and_well_formed() {
+        let mut seen = std::collections::HashSet::new();
+        for t in CORE_TYPES {
+            let slug = t.slug();
+            assert!(seen.insert(slug), "duplicate slug {slug}");
+            assert!(
+                slug.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{slug}"
+            );
+            assert!(!t.title().is_empty());
+        }
     }
 }

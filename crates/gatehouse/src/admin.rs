@@ -58,7 +58,7 @@ async fn run(command: AdminCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             tracing::info!(%listen, backend = store.backend(), "admin API listening");
-            let state = state(store, &settings);
+            let state = state(store, &settings, gatehouse_plugins::registry());
             gatehouse_admin::serve_with(listener, state, shutdown_signal())
                 .await
                 .map_err(|e| format!("admin API: {e}"))
@@ -93,7 +93,11 @@ async fn run(command: AdminCommand) -> Result<(), String> {
 /// The admin API's state for a node with these settings: app keys hashed
 /// under `server.key_hash_secret` (the built-in secret, with a warning, when
 /// it is unset) and every write checked by [`StoreValidator`].
-pub fn state(store: Arc<dyn Store>, settings: &Config) -> gatehouse_admin::AppState {
+pub fn state(
+    store: Arc<dyn Store>,
+    settings: &Config,
+    registry: gatehouse_core::Registry,
+) -> gatehouse_admin::AppState {
     let hasher = match &settings.server.key_hash_secret {
         Some(secret) => KeyHasher::new(secret.as_bytes()),
         None => {
@@ -107,6 +111,7 @@ pub fn state(store: Arc<dyn Store>, settings: &Config) -> gatehouse_admin::AppSt
         .with_key_hasher(hasher)
         .with_validator(Arc::new(StoreValidator {
             settings: settings_only(settings),
+            registry,
         }))
 }
 
@@ -138,12 +143,13 @@ fn settings_only(settings: &Config) -> Config {
 /// messages a node would log. See docs/admin-api.md.
 pub struct StoreValidator {
     settings: Config,
+    registry: gatehouse_core::Registry,
 }
 
 impl gatehouse_admin::Validator for StoreValidator {
     fn check(&self, documents: &[Document]) -> Result<(), Vec<String>> {
         crate::certs::check_all(documents)?;
-        gatehouse_control::check_documents(documents, &self.settings).map(drop)
+        gatehouse_control::check_documents(documents, &self.settings, &self.registry).map(drop)
     }
 
     fn check_in(&self, documents: &[Document], workspace: &str) -> Result<(), Vec<String>> {
@@ -168,6 +174,7 @@ impl gatehouse_admin::Validator for StoreValidator {
         gatehouse_control::check_documents_for(
             documents,
             &self.settings,
+            &self.registry,
             gatehouse_control::Viewer::Workspace(workspace),
         )
         .map(drop)

@@ -232,6 +232,7 @@ pub fn main() -> ExitCode {
             snapshot_file: snapshot_file.unwrap_or_else(|| data_dir.join("snapshot.json")),
             certs_dir: data_dir.join("certs"),
             resync_interval,
+            registry: gatehouse_plugins::registry(),
         }),
         Command::Run { config, .. } => run(config),
         Command::Validate { file } => match load_and_check(&file) {
@@ -285,7 +286,7 @@ fn init_logging(filter: &str, format: LogFormat) {
 /// Parses, validates and compiles (without binding anything).
 pub fn load_and_check(path: &std::path::Path) -> Result<Loaded, ConfigErrors> {
     let loaded = gatehouse_config::load_file(path)?;
-    gatehouse_proxy::check(&loaded)?;
+    gatehouse_proxy::check(&loaded, &gatehouse_plugins::registry())?;
     Ok(loaded)
 }
 
@@ -313,7 +314,7 @@ fn run(config: Option<PathBuf>) -> ExitCode {
     let loaded = match &config {
         Some(path) => load_and_check(path),
         None => gatehouse_config::parse_str(crate::DEMO_CONFIG, "<embedded demo config>")
-            .and_then(|l| gatehouse_proxy::check(&l).map(|()| l)),
+            .and_then(|l| gatehouse_proxy::check(&l, &gatehouse_plugins::registry()).map(|()| l)),
     };
     let loaded = match loaded {
         Ok(l) => l,
@@ -337,13 +338,14 @@ fn run(config: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let gateway = match gatehouse_proxy::Gateway::start(&loaded).await {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let gateway =
+            match gatehouse_proxy::Gateway::start(&loaded, gatehouse_plugins::registry()).await {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             config = config

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use gatehouse_config::{Config, Loaded};
+use gatehouse_core::Registry;
 use gatehouse_proxy::{Gateway, Shared};
 use gatehouse_store::{Document, Store};
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,10 @@ pub struct NodeOptions {
     pub certs_dir: PathBuf,
     /// How often the store's revision is compared with the one served.
     pub resync_interval: Duration,
+    /// The plugins the node and its admin API's write check know: the
+    /// binary passes `gatehouse_plugins::registry()`; a test running a node
+    /// in-process ([`serve_until`]) may add its own.
+    pub registry: Registry,
 }
 
 /// On SQLite, how often the revision is polled: its change notification
@@ -252,6 +257,7 @@ struct Assembler {
     settings: Config,
     base_dir: PathBuf,
     certs_dir: PathBuf,
+    registry: Registry,
 }
 
 impl Assembler {
@@ -267,7 +273,7 @@ impl Assembler {
     /// check (at start, before anything is served).
     fn prepare(&self, documents: &[Document]) -> Result<Loaded, Vec<String>> {
         let loaded = self.validate(documents)?;
-        gatehouse_control::compile_errors(&loaded)?;
+        gatehouse_control::compile_errors(&loaded, &self.registry)?;
         Ok(loaded)
     }
 }
@@ -282,6 +288,34 @@ async fn open_store(url: &str, settings: &Config) -> Result<Arc<dyn Store>, Stri
 async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result<(), String> {
     let mut signals =
         Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let hup = Arc::new(Notify::new());
+    let on_hup = Arc::clone(&hup);
+    let control_plane = opts.role == Role::ControlPlane;
+    let stop = async move {
+        signals
+            .wait_for_stop(|| {
+                if control_plane {
+                    tracing::info!("SIGHUP ignored: a control-plane node serves no config");
+                } else {
+                    tracing::info!("SIGHUP: resyncing with the store");
+                    on_hup.notify_one();
+                }
+            })
+            .await;
+    };
+    serve_until(opts, settings, base_dir, hup, stop).await
+}
+
+/// Runs a store-backed node until `stop` resolves; `hup` makes it resync
+/// with the store at once (what SIGHUP does). [`run`] drives it from the
+/// process's signals; tests run a node in-process with it.
+pub async fn serve_until(
+    opts: NodeOptions,
+    settings: Config,
+    base_dir: PathBuf,
+    hup: Arc<Notify>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
     let admin_listener = if opts.role == Role::DataPlane {
         None
     } else {
@@ -296,13 +330,9 @@ async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result
         let store = open_store(&opts.store, &settings).await?;
         let listener = admin_listener.ok_or("no admin listener")?;
         tracing::info!(listen = %opts.admin_listen, backend = store.backend(), role = "control-plane", "admin API listening");
-        let state = crate::admin::state(store, &settings);
+        let state = crate::admin::state(store, &settings, opts.registry.clone());
         let admin = tokio::spawn(serve_admin(listener, state, stop_rx));
-        signals
-            .wait_for_stop(|| {
-                tracing::info!("SIGHUP ignored: a control-plane node serves no config")
-            })
-            .await;
+        stop.await;
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), admin).await;
         tracing::info!("bye");
@@ -314,13 +344,16 @@ async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result
         settings,
         base_dir,
         certs_dir: opts.certs_dir.clone(),
+        registry: opts.registry.clone(),
     };
     private_data_dirs(&opts)?;
     let file = read_snapshot(&opts.snapshot_file);
     let store = open_store(&opts.store, &assembler.settings).await;
     let (loaded, revision, store, save) = initial(&assembler, &opts, file, store).await?;
 
-    let gateway = Gateway::start(&loaded).await.map_err(|e| e.to_string())?;
+    let gateway = Gateway::start(&loaded, opts.registry.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         revision,
@@ -340,7 +373,6 @@ async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result
     if let Some(bytes) = save {
         follower.save(bytes).await;
     }
-    let hup = Arc::new(Notify::new());
     let follow = tokio::spawn(follower.follow(
         opts.store.clone(),
         store,
@@ -349,12 +381,7 @@ async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result
         admin_listener.map(|l| (l, stop_rx, admin_settings)),
     ));
 
-    signals
-        .wait_for_stop(|| {
-            tracing::info!("SIGHUP: resyncing with the store");
-            hup.notify_one();
-        })
-        .await;
+    stop.await;
     follow.abort();
     let _ = stop_tx.send(true);
     tracing::info!("shutting down: draining in-flight requests");
@@ -584,7 +611,11 @@ impl Follower {
         };
         if let Some((listener, stop, settings)) = admin.take() {
             tracing::info!(listen = ?listener.local_addr().ok(), "admin API listening");
-            let state = crate::admin::state(Arc::clone(&store), &settings);
+            let state = crate::admin::state(
+                Arc::clone(&store),
+                &settings,
+                self.assembler.registry.clone(),
+            );
             tokio::spawn(serve_admin(listener, state, stop));
         }
         let mut changes = store.subscribe();

@@ -281,7 +281,12 @@ fn cross_check(
     }));
     docs.sort_by(Document::snapshot_order);
     crate::certs::check_all(&docs)?;
-    gatehouse_control::check_documents(&docs, &gatehouse_config::Config::default()).map(drop)
+    gatehouse_control::check_documents(
+        &docs,
+        &gatehouse_config::Config::default(),
+        &gatehouse_plugins::registry(),
+    )
+    .map(drop)
 }
 
 /// Every document of the store and those of one (existing) workspace,

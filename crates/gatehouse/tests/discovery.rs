@@ -357,7 +357,7 @@ async fn validation_accepts_dns_targets_without_resolving_them() {
         dns_server(&dns, "    min_ttl: 2s\n    max_ttl: 1m\n")
     );
     let loaded = gatehouse_config::parse_str(&yaml, "dns.yaml").unwrap();
-    gatehouse_proxy::check(&loaded).unwrap();
+    gatehouse_proxy::check(&loaded, &gatehouse_plugins::registry()).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(dns.queries(), 0, "compiling must not touch the network");
 }

@@ -59,7 +59,7 @@ fn every_yaml_example_in_the_docs_is_a_valid_config() {
             // the example were a file there.
             let result = gatehouse_config::parse_str(&yaml, &name)
                 .map(|l| l.with_base_dir(root()))
-                .and_then(|l| gatehouse_proxy::check(&l));
+                .and_then(|l| gatehouse_proxy::check(&l, &gatehouse_plugins::registry()));
             if let Err(e) = result {
                 failures.push(format!("{name}:\n{e}"));
             }
@@ -83,7 +83,8 @@ fn shipped_examples_are_valid() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             let loaded = gatehouse_config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
-            gatehouse_proxy::check(&loaded).unwrap_or_else(|e| panic!("{e}"));
+            gatehouse_proxy::check(&loaded, &gatehouse_plugins::registry())
+                .unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }

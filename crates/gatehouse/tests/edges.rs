@@ -17,7 +17,7 @@ use gatehouse_testkit::raw::{self, End};
 fn problems_of(yaml: &str) -> String {
     let loaded = gatehouse_config::parse_str(yaml, "edges.yaml")
         .unwrap_or_else(|e| panic!("does not parse:\n{e}"));
-    match gatehouse_proxy::check(&loaded) {
+    match gatehouse_proxy::check(&loaded, &gatehouse_plugins::registry()) {
         Ok(()) => String::new(),
         Err(e) => e.to_string(),
     }

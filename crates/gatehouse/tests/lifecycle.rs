@@ -150,7 +150,9 @@ fn openapi_document_must_exist() {
     let loaded = gatehouse_config::parse_str(yaml, "gw.yaml")
         .unwrap()
         .with_base_dir(dir.path());
-    let err = gatehouse_proxy::check(&loaded).unwrap_err().to_string();
+    let err = gatehouse_proxy::check(&loaded, &gatehouse_plugins::registry())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("gw.yaml:10:5: apis[0].openapi: no file at `"),
         "{err}"
@@ -159,5 +161,5 @@ fn openapi_document_must_exist() {
 
     std::fs::create_dir(dir.path().join("specs")).unwrap();
     std::fs::write(dir.path().join("specs/orders.yaml"), "openapi: 3.1.0\n").unwrap();
-    gatehouse_proxy::check(&loaded).unwrap();
+    gatehouse_proxy::check(&loaded, &gatehouse_plugins::registry()).unwrap();
 }

@@ -73,7 +73,8 @@ impl World {
             }
         };
         let root = token("root", Role::SuperAdmin).await;
-        let state = gatehouse::admin::state(store.clone(), &settings());
+        let state =
+            gatehouse::admin::state(store.clone(), &settings(), gatehouse_plugins::registry());
         let server = gatehouse_admin::Background::start(state).await.unwrap();
         let base = server.base().to_string();
         let mut world = World {
@@ -154,7 +155,9 @@ impl World {
         let loaded = gatehouse_control::prepare(&snapshot.documents, &settings())
             .unwrap_or_else(|e| panic!("the store does not assemble: {e:?}"));
         TestGateway {
-            gateway: gatehouse_proxy::Gateway::start(&loaded).await.unwrap(),
+            gateway: gatehouse_proxy::Gateway::start(&loaded, gatehouse_plugins::registry())
+                .await
+                .unwrap(),
         }
     }
 }
@@ -503,7 +506,9 @@ async fn a_global_key_auth_checks_each_workspaces_own_keys() {
     let up = Upstream::builder().name("up").echo().start().await;
     let loaded = gatehouse_control::prepare(&two_teams(&up.url()), &settings()).unwrap();
     let gw = TestGateway {
-        gateway: gatehouse_proxy::Gateway::start(&loaded).await.unwrap(),
+        gateway: gatehouse_proxy::Gateway::start(&loaded, gatehouse_plugins::registry())
+            .await
+            .unwrap(),
     };
     let check = async |host: &str, key: &str, want: u16| {
         let r = send(empty(
@@ -538,6 +543,7 @@ async fn anonymous_names_a_consumer_of_the_routes_workspace() {
         let answer = gatehouse_control::check_documents_for(
             &docs,
             &settings(),
+            &gatehouse_plugins::registry(),
             gatehouse_control::Viewer::Workspace(ws),
         );
         match answer {
@@ -765,8 +771,12 @@ async fn racing_writes(w: World) {
         );
         pairs += 1;
         let snapshot = w.store.snapshot().await.unwrap();
-        gatehouse_control::check_documents(&snapshot.documents, &settings())
-            .unwrap_or_else(|e| panic!("round {i}: the store is broken: {e:?}"));
+        gatehouse_control::check_documents(
+            &snapshot.documents,
+            &settings(),
+            &gatehouse_plugins::registry(),
+        )
+        .unwrap_or_else(|e| panic!("round {i}: the store is broken: {e:?}"));
     }
     assert_eq!(pairs, 25);
     let (status, body) = w

@@ -442,6 +442,10 @@ impl PluginFactory for TlsEchoFactory {
         0
     }
 
+    fn band(&self) -> gatehouse_core::Band {
+        gatehouse_core::Band::Transform
+    }
+
     fn schema(&self) -> serde_json::Value {
         serde_json::json!({})
     }
@@ -449,7 +453,7 @@ impl PluginFactory for TlsEchoFactory {
     fn build(
         &self,
         _config: &serde_json::Value,
-        _env: &gatehouse_core::BuildEnv,
+        _cx: &gatehouse_core::BuildCx<'_>,
     ) -> Result<Arc<dyn Plugin>, PluginError> {
         Ok(Arc::new(TlsEcho))
     }
@@ -949,7 +953,7 @@ async fn active_health_checks_probe_https_targets_with_the_service_tls_settings(
 
 fn check(yaml: &str) -> Result<(), String> {
     gatehouse_config::parse_str(yaml, "tls.yaml")
-        .and_then(|l| gatehouse_proxy::check(&l))
+        .and_then(|l| gatehouse_proxy::check(&l, &gatehouse_plugins::registry()))
         .map_err(|e| e.to_string())
 }
 

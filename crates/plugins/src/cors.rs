@@ -22,6 +22,8 @@ use gatehouse_core::{
     Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType, Request, body,
 };
 
+use gatehouse_core::{Band, Capabilities, ProblemDef};
+
 use crate::{TypedFactory, config};
 
 /// Registry name.
@@ -80,7 +82,18 @@ impl Default for Config {
 
 /// Builds [`Cors`] instances from their `config`.
 pub const FACTORY: TypedFactory<Config> =
-    TypedFactory::new(NAME, PRIORITY, |cfg, _env| Ok(Arc::new(Cors::new(cfg)?)));
+    TypedFactory::new(NAME, PRIORITY, Band::Admission, |cfg, _cx| {
+        Ok(Arc::new(Cors::new(cfg)?))
+    })
+    .problems(&[&CORS_REJECTED]);
+
+/// A preflight from an origin, or for a method or headers, the policy does
+/// not allow (403).
+pub const CORS_REJECTED: ProblemDef = ProblemDef {
+    slug: "cors-rejected",
+    status: 403,
+    title: "CORS request not allowed",
+};
 
 /// An origin no real deployment lists: a pattern that matches it matches
 /// any origin, as far as `credentials` is concerned.
@@ -354,7 +367,10 @@ impl Cors {
 }
 
 fn reject(ctx: &Ctx, detail: &str) -> Flow {
-    config::reject(ctx, Problem::new(ProblemType::CorsRejected).detail(detail))
+    config::reject(
+        ctx,
+        Problem::new(ProblemType::Plugin(&CORS_REJECTED)).detail(detail),
+    )
 }
 
 /// Adds `token` to the Vary header unless already listed (or `*`).
@@ -374,6 +390,10 @@ fn add_vary(headers: &mut http::HeaderMap, token: &'static str) {
 impl Plugin for Cors {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ANSWERS_PREFLIGHT
     }
 
     fn phases(&self) -> Phases {

@@ -18,6 +18,8 @@ use serde::Deserialize;
 
 use gatehouse_core::{Ctx, Flow, Phase, Phases, Plugin, PluginError, Request};
 
+use gatehouse_core::Band;
+
 use crate::{TypedFactory, config};
 
 /// Registry name.
@@ -49,7 +51,9 @@ pub struct Operations {
 
 /// Builds [`Headers`] instances from their `config`.
 pub const FACTORY: TypedFactory<Config> =
-    TypedFactory::new(NAME, PRIORITY, |cfg, _env| Ok(Arc::new(Headers::new(cfg)?)));
+    TypedFactory::new(NAME, PRIORITY, Band::Transform, |cfg, _cx| {
+        Ok(Arc::new(Headers::new(cfg)?))
+    });
 
 /// A value a template can refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,8 @@ use gatehouse_core::{
     Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType, Request,
 };
 
+use gatehouse_core::{Band, ProblemDef};
+
 use crate::{TypedFactory, config};
 
 /// Registry name.
@@ -52,10 +54,19 @@ impl Default for Config {
     }
 }
 
+/// The client address is not allowed (403 unless `status` says otherwise).
+pub const IP_FORBIDDEN: ProblemDef = ProblemDef {
+    slug: "ip-forbidden",
+    status: 403,
+    title: "Client address not allowed",
+};
+
 /// Builds [`IpRestriction`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, _env| {
-    Ok(Arc::new(IpRestriction::new(cfg)?))
-});
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, Band::Admission, |cfg, _cx| {
+        Ok(Arc::new(IpRestriction::new(cfg)?))
+    })
+    .problems(&[&IP_FORBIDDEN]);
 
 /// A set of addresses as sorted, non-overlapping inclusive ranges, one
 /// vector per family.
@@ -219,7 +230,7 @@ impl Plugin for IpRestriction {
 
 impl IpRestriction {
     fn reject(&self, ctx: &Ctx) -> Flow {
-        let mut problem = Problem::new(ProblemType::IpForbidden).status(self.status);
+        let mut problem = Problem::new(ProblemType::Plugin(&IP_FORBIDDEN)).status(self.status);
         if let Some(message) = &self.message {
             problem = problem.detail(message.clone());
         }

@@ -32,6 +32,8 @@ use gatehouse_core::{
     ProblemType, Request,
 };
 
+use gatehouse_core::{Band, Capabilities};
+
 use crate::{TypedFactory, config};
 
 /// Registry name.
@@ -66,9 +68,10 @@ impl Default for Config {
 }
 
 /// Builds [`KeyAuth`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, env| {
-    Ok(Arc::new(KeyAuth::new(cfg, env)?))
-});
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, Band::Authentication, |cfg, cx| {
+        Ok(Arc::new(KeyAuth::new(cfg, cx.env)?))
+    });
 
 /// The running plugin.
 #[derive(Debug)]
@@ -241,6 +244,10 @@ impl Plugin for KeyAuth {
         NAME
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::IDENTIFIES
+    }
+
     fn phases(&self) -> Phases {
         Phases::of(&[Phase::Access])
     }
@@ -293,7 +300,6 @@ impl Plugin for KeyAuth {
 mod tests {
     use super::*;
     use crate::testing::*;
-    use gatehouse_core::PluginFactory;
     use serde_json::json;
 
     fn env() -> BuildEnv {
@@ -402,7 +408,7 @@ mod tests {
     }
 
     fn plugin(config: serde_json::Value) -> Arc<dyn Plugin> {
-        FACTORY.build(&config, &env()).unwrap()
+        build_in(&FACTORY, &config, &env()).unwrap()
     }
 
     async fn run(config: serde_json::Value, req: &mut Request) -> (Ctx, Flow) {
@@ -524,8 +530,7 @@ mod tests {
 
     #[test]
     fn anonymous_must_name_a_configured_consumer() {
-        let err = FACTORY
-            .build(&json!({"anonymous": "nobody"}), &env())
+        let err = build_in(&FACTORY, &json!({"anonymous": "nobody"}), &env())
             .err()
             .unwrap();
         assert_eq!(err.path, "anonymous");
@@ -535,7 +540,7 @@ mod tests {
             err.message
         );
         // The configured consumer is used as is, custom_id included.
-        let plugin = FACTORY.build(&json!({"anonymous": "guest"}), &env());
+        let plugin = build_in(&FACTORY, &json!({"anonymous": "guest"}), &env());
         assert!(plugin.is_ok());
     }
 
@@ -574,7 +579,7 @@ mod tests {
             (json!({"keys": []}), "keys"),
         ];
         for (cfg, path) in cases {
-            let err = FACTORY.build(&cfg, &env()).err().unwrap();
+            let err = build_in(&FACTORY, &cfg, &env()).err().unwrap();
             assert_eq!(err.path, path, "{cfg}: {}", err.message);
         }
     }

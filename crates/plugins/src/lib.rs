@@ -4,22 +4,23 @@
 //! its [`PluginFactory`], its [`gatehouse_core::Plugin`] impl and its tests.
 //! The user documentation of each plugin lives in `docs/plugins/<name>.md`.
 //!
-//! | name                 | priority | phases                              |
-//! |----------------------|---------:|-------------------------------------|
-//! | `request-id`         |   100000 | rewrite, response_headers           |
-//! | `ip-restriction`     |     3000 | access                              |
-//! | `cors`               |     2000 | rewrite, response_headers           |
-//! | `key-auth`           |     1250 | access                              |
-//! | `request-size-limit` |      951 | access                              |
-//! | `headers`            |      800 | upstream_request, response_headers  |
-//! | `mock`               |    -1000 | access                              |
+//! | name                 | band           | priority | phases                              |
+//! |----------------------|----------------|---------:|-------------------------------------|
+//! | `request-id`         | observe        |   100000 | rewrite, response_headers           |
+//! | `ip-restriction`     | admission      |     3000 | access                              |
+//! | `cors`               | admission      |     2000 | rewrite, response_headers           |
+//! | `key-auth`           | authentication |     1250 | access                              |
+//! | `request-size-limit` | policy         |      951 | access                              |
+//! | `headers`            | transform      |      800 | upstream_request, response_headers  |
+//! | `mock`               | respond        |    -1000 | access                              |
+//!
+//! The bands and the same table, for users, are in docs/plugins/README.md
+//! (checked against this registry by `tests/docs_examples.rs`).
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use gatehouse_core::{BuildEnv, Plugin, PluginError, PluginFactory};
+use gatehouse_core::{Band, BuildCx, Plugin, PluginError, PluginFactory, ProblemDef};
 
 mod config;
 #[cfg(test)]
@@ -33,10 +34,12 @@ pub mod mock;
 pub mod request_id;
 pub mod request_size_limit;
 
-pub use request_size_limit::BodyTooLarge;
+/// The registry type lives in core (the proxy and the control plane take
+/// one without depending on this crate); [`registry`] fills one.
+pub use gatehouse_core::Registry;
 
 /// Builds a plugin instance from its parsed config.
-pub type BuildFn<C> = fn(C, &BuildEnv) -> Result<Arc<dyn Plugin>, PluginError>;
+pub type BuildFn<C> = fn(C, &BuildCx<'_>) -> Result<Arc<dyn Plugin>, PluginError>;
 
 /// A [`PluginFactory`] for a plugin built from a typed, serde-parsed
 /// config: it parses `config` (reporting the path of a faulty field),
@@ -44,19 +47,30 @@ pub type BuildFn<C> = fn(C, &BuildEnv) -> Result<Arc<dyn Plugin>, PluginError>;
 pub struct TypedFactory<C> {
     name: &'static str,
     priority: i32,
+    band: Band,
+    problems: &'static [&'static ProblemDef],
     build: BuildFn<C>,
     config: PhantomData<fn() -> C>,
 }
 
 impl<C> TypedFactory<C> {
-    /// A factory for plugin `name` with a default `priority`.
-    pub const fn new(name: &'static str, priority: i32, build: BuildFn<C>) -> Self {
+    /// A factory for plugin `name` with a default `priority` inside `band`.
+    pub const fn new(name: &'static str, priority: i32, band: Band, build: BuildFn<C>) -> Self {
         Self {
             name,
             priority,
+            band,
+            problems: &[],
             build,
             config: PhantomData,
         }
+    }
+
+    /// The problem types the plugin answers with
+    /// ([`PluginFactory::problem_types`]).
+    pub const fn problems(mut self, problems: &'static [&'static ProblemDef]) -> Self {
+        self.problems = problems;
+        self
     }
 }
 
@@ -72,65 +86,24 @@ where
         self.priority
     }
 
+    fn band(&self) -> Band {
+        self.band
+    }
+
     fn schema(&self) -> serde_json::Value {
         config::schema_of::<C>()
+    }
+
+    fn problem_types(&self) -> &'static [&'static ProblemDef] {
+        self.problems
     }
 
     fn build(
         &self,
         value: &serde_json::Value,
-        env: &BuildEnv,
+        cx: &BuildCx<'_>,
     ) -> Result<Arc<dyn Plugin>, PluginError> {
-        (self.build)(config::parse::<C>(value)?, env)
-    }
-}
-
-/// Plugin factories by registry name.
-#[derive(Clone, Default)]
-pub struct Registry {
-    factories: BTreeMap<&'static str, Arc<dyn PluginFactory>>,
-}
-
-impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds (or replaces) the factory registered under its own name.
-    pub fn register(&mut self, factory: Arc<dyn PluginFactory>) {
-        self.factories.insert(factory.name(), factory);
-    }
-
-    /// The factory for `name`, if there is one.
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn PluginFactory>> {
-        self.factories.get(name)
-    }
-
-    /// Registered names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.factories.keys().copied()
-    }
-
-    /// Registered factories, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn PluginFactory>> + '_ {
-        self.factories.values()
-    }
-
-    /// Number of registered factories.
-    pub fn len(&self) -> usize {
-        self.factories.len()
-    }
-
-    /// Whether no factory is registered.
-    pub fn is_empty(&self) -> bool {
-        self.factories.is_empty()
-    }
-}
-
-impl fmt::Debug for Registry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.factories.keys()).finish()
+        (self.build)(config::parse::<C>(value)?, cx)
     }
 }
 
@@ -151,7 +124,29 @@ pub fn registry() -> Registry {
 mod tests {
     use super::*;
     use gatehouse_core::BuildEnv;
+    use gatehouse_core::plugin::testing::check_phases;
     use serde_json::json;
+
+    /// A config every built-in plugin accepts.
+    fn minimal(name: &str) -> serde_json::Value {
+        match name {
+            "ip-restriction" => json!({"allow": ["10.0.0.0/8"]}),
+            "request-size-limit" => json!({"max_bytes": 10}),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// A config under which the plugin takes part in every phase it can:
+    /// `headers` only declares the sides it has rules for.
+    fn every_phase(name: &str) -> serde_json::Value {
+        match name {
+            "headers" => json!({
+                "request": {"set": {"x-a": "1"}},
+                "response": {"set": {"x-b": "1"}}
+            }),
+            _ => minimal(name),
+        }
+    }
 
     #[test]
     fn registry_holds_every_plugin_with_its_priority() {
@@ -196,17 +191,80 @@ mod tests {
     #[test]
     fn built_plugins_report_their_name() {
         let env = BuildEnv::default();
-        let minimal = |name: &str| match name {
-            "ip-restriction" => json!({"allow": ["10.0.0.0/8"]}),
-            "request-size-limit" => json!({"max_bytes": 10}),
-            _ => serde_json::Value::Null,
-        };
         for factory in registry().iter() {
             let name = factory.name();
-            let plugin = factory
-                .build(&minimal(name), &env)
+            let plugin = testing::build_in(&**factory, &minimal(name), &env)
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));
             assert_eq!(plugin.name(), name);
+        }
+    }
+
+    #[test]
+    fn every_priority_lies_in_its_band() {
+        for factory in registry().iter() {
+            let (name, band, priority) = (factory.name(), factory.band(), factory.priority());
+            assert!(
+                band.range().contains(&priority),
+                "{name}: priority {priority} is outside band {} ({:?})",
+                band.name(),
+                band.range()
+            );
+        }
+    }
+
+    #[test]
+    fn every_plugin_declares_exactly_the_phases_it_implements() {
+        let env = BuildEnv::default();
+        let mut failures = Vec::new();
+        for factory in registry().iter() {
+            let name = factory.name();
+            let plugin = testing::build_in(&**factory, &every_phase(name), &env)
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            if let Err(e) = check_phases(&*plugin) {
+                failures.push(e);
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn capabilities_are_declared_where_the_proxy_needs_them() {
+        use gatehouse_core::Capabilities;
+        let env = BuildEnv::default();
+        let caps = |name: &str| {
+            let factory = registry().get(name).cloned().unwrap();
+            testing::build_in(&*factory, &minimal(name), &env)
+                .unwrap()
+                .capabilities()
+        };
+        assert!(caps("cors").contains(Capabilities::ANSWERS_PREFLIGHT));
+        assert!(caps("key-auth").contains(Capabilities::IDENTIFIES));
+        for name in [
+            "headers",
+            "ip-restriction",
+            "mock",
+            "request-id",
+            "request-size-limit",
+        ] {
+            assert_eq!(caps(name), Capabilities::NONE, "{name}");
+        }
+    }
+
+    #[test]
+    fn plugin_problem_slugs_are_unique_and_not_core_ones() {
+        let mut seen: std::collections::HashSet<&str> = gatehouse_core::problem::CORE_TYPES
+            .iter()
+            .map(|t| t.slug())
+            .collect();
+        for factory in registry().iter() {
+            for def in factory.problem_types() {
+                assert!(
+                    seen.insert(def.slug),
+                    "{}: slug {} taken",
+                    factory.name(),
+                    def.slug
+                );
+            }
         }
     }
 }

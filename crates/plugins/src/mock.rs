@@ -19,6 +19,8 @@ use serde::Deserialize;
 
 use gatehouse_core::{Ctx, Flow, Phase, Phases, Plugin, PluginError, Request, body};
 
+use gatehouse_core::Band;
+
 use crate::{TypedFactory, config};
 
 /// Registry name.
@@ -92,7 +94,9 @@ pub struct RuleConfig {
 
 /// Builds [`Mock`] instances from their `config`.
 pub const FACTORY: TypedFactory<Config> =
-    TypedFactory::new(NAME, PRIORITY, |cfg, _env| Ok(Arc::new(Mock::new(cfg)?)));
+    TypedFactory::new(NAME, PRIORITY, Band::Respond, |cfg, _cx| {
+        Ok(Arc::new(Mock::new(cfg)?))
+    });
 
 /// A piece of a body template.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,6 +16,8 @@ use serde::Deserialize;
 
 use gatehouse_core::{Ctx, Flow, Phase, Phases, Plugin, PluginError, Request};
 
+use gatehouse_core::Band;
+
 use crate::{TypedFactory, config};
 
 /// Registry name.
@@ -64,9 +66,10 @@ impl Default for Config {
 }
 
 /// Builds [`RequestId`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, _env| {
-    Ok(Arc::new(RequestId::new(cfg)?))
-});
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, Band::Observe, |cfg, _cx| {
+        Ok(Arc::new(RequestId::new(cfg)?))
+    });
 
 /// The running plugin.
 #[derive(Debug)]

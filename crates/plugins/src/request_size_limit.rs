@@ -4,10 +4,10 @@
 //! A declared `Content-Length` over the limit is answered 413 in the access
 //! phase, before anything is read. Every other body is wrapped in
 //! [`LimitedBody`], which counts bytes as they stream to the upstream and
-//! fails the stream with [`BodyTooLarge`] once the limit is passed; the
-//! proxy maps an upstream send that failed with that error to a 413.
+//! fails the stream with a [`BodyRejected`] 413 problem once the limit is
+//! passed; the proxy answers that problem when an upstream send failed
+//! with it (without knowing this plugin).
 
-use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -23,6 +23,8 @@ use gatehouse_core::{
     Body, BoxError, Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem, ProblemType, Request,
     body,
 };
+
+use gatehouse_core::{Band, BodyRejected};
 
 use crate::{TypedFactory, config};
 
@@ -44,46 +46,13 @@ pub struct Config {
 }
 
 /// Builds [`RequestSizeLimit`] instances from their `config`.
-pub const FACTORY: TypedFactory<Config> = TypedFactory::new(NAME, PRIORITY, |cfg, _env| {
-    Ok(Arc::new(RequestSizeLimit::new(cfg)?))
-});
-
-/// The error a [`LimitedBody`] fails with once more than `limit` bytes went
-/// through. The proxy looks for it in the error chain of a failed upstream
-/// request (see [`is_body_too_large`]) and answers 413.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("request body exceeds the limit of {limit} bytes")]
-pub struct BodyTooLarge {
-    limit: u64,
-}
-
-impl BodyTooLarge {
-    /// An error for a body that passed `limit` bytes.
-    pub fn new(limit: u64) -> Self {
-        Self { limit }
-    }
-
-    /// The configured limit in bytes.
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-}
-
-/// Finds a [`BodyTooLarge`] in `err` or its chain of sources (hyper and the
-/// client wrap body errors).
-pub fn is_body_too_large(err: &(dyn StdError + 'static)) -> Option<BodyTooLarge> {
-    let mut current = Some(err);
-    while let Some(err) = current {
-        if let Some(found) = err.downcast_ref::<BodyTooLarge>() {
-            return Some(*found);
-        }
-        current = err.source();
-    }
-    None
-}
+pub const FACTORY: TypedFactory<Config> =
+    TypedFactory::new(NAME, PRIORITY, Band::Policy, |cfg, _cx| {
+        Ok(Arc::new(RequestSizeLimit::new(cfg)?))
+    });
 
 pin_project_lite::pin_project! {
-    /// A body that streams `inner` through and fails with [`BodyTooLarge`]
+    /// A body that streams `inner` through and fails with [`BodyRejected`]
     /// as soon as more than `limit` bytes were seen. The chunk that passes
     /// the limit is not forwarded.
     pub struct LimitedBody<B> {
@@ -129,7 +98,7 @@ where
                     let len = data.len() as u64;
                     if len > *this.remaining {
                         *this.failed = true;
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge::new(*this.limit)))));
+                        return Poll::Ready(Some(Err(Box::new(too_large(*this.limit)))));
                     }
                     *this.remaining -= len;
                 }
@@ -147,6 +116,14 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The 413 a body over `limit` bytes gets, as the stream error.
+fn too_large(limit: u64) -> BodyRejected {
+    BodyRejected(
+        Problem::new(ProblemType::PayloadTooLarge)
+            .detail(format!("request body exceeds the limit of {limit} bytes")),
+    )
 }
 
 /// The running plugin.
@@ -172,13 +149,7 @@ impl RequestSizeLimit {
     }
 
     fn too_large(&self, ctx: &Ctx) -> Flow {
-        config::reject(
-            ctx,
-            Problem::new(ProblemType::PayloadTooLarge).detail(format!(
-                "request body exceeds the limit of {} bytes",
-                self.max_bytes
-            )),
-        )
+        config::reject(ctx, too_large(self.max_bytes).0)
     }
 }
 
@@ -324,11 +295,13 @@ mod tests {
         *req.body_mut() = chunked(&[b"0123", b"4567", b"89a", b"never read"]);
         assert!(continues(&p.access(&mut ctx(), &mut req).await));
         let err = req.into_body().collect().await.unwrap_err();
-        let found = is_body_too_large(&*err).expect("BodyTooLarge in the chain");
-        assert_eq!(found.limit(), 10);
-        assert_eq!(
-            err.to_string(),
-            "request body exceeds the limit of 10 bytes"
+        let found = BodyRejected::find(&*err).expect("BodyRejected in the chain");
+        assert_eq!(found.0.kind(), ProblemType::PayloadTooLarge);
+        let doc = found.0.clone().into_response(None);
+        assert_eq!(doc.status(), 413);
+        let body = bytes(doc.into_body()).await;
+        assert!(
+            String::from_utf8_lossy(&body).contains("request body exceeds the limit of 10 bytes")
         );
     }
 
@@ -338,7 +311,7 @@ mod tests {
         let mut req = with_length("3", chunked(&[b"abc", b"def"]));
         assert!(continues(&p.access(&mut ctx(), &mut req).await));
         let err = req.into_body().collect().await.unwrap_err();
-        assert!(err.downcast_ref::<BodyTooLarge>().is_some());
+        assert!(err.downcast_ref::<BodyRejected>().is_some());
     }
 
     #[tokio::test]
@@ -348,17 +321,6 @@ mod tests {
         assert!(first.is_err());
         assert!(limited.is_end_stream());
         assert!(limited.frame().await.is_none());
-    }
-
-    #[tokio::test]
-    async fn error_is_found_through_wrapping_errors() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("upstream send failed")]
-        struct Wrapper(#[source] BoxError);
-        let wrapped = Wrapper(Box::new(BodyTooLarge::new(7)));
-        assert_eq!(is_body_too_large(&wrapped), Some(BodyTooLarge::new(7)));
-        let other = Wrapper("io".into());
-        assert_eq!(is_body_too_large(&other), None);
     }
 
     #[tokio::test]

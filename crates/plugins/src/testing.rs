@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use gatehouse_core::{Body, BuildEnv, Ctx, Flow, Plugin, PluginError, PluginFactory, body};
+use gatehouse_core::{
+    Body, BuildCx, BuildEnv, Ctx, Flow, Plugin, PluginError, PluginFactory, Resources, Scope, body,
+};
 use http_body_util::BodyExt;
 
 /// A context for a client at `203.0.113.7:50000` with request id `rid-1`.
@@ -24,7 +26,22 @@ pub fn build(
     factory: &dyn PluginFactory,
     config: serde_json::Value,
 ) -> Result<Arc<dyn Plugin>, PluginError> {
-    factory.build(&config, &BuildEnv::default())
+    build_in(factory, &config, &BuildEnv::default())
+}
+
+/// Builds `factory` from `config` with `env`, at a test scope, with
+/// detached resources.
+pub fn build_in(
+    factory: &dyn PluginFactory,
+    config: &serde_json::Value,
+    env: &BuildEnv,
+) -> Result<Arc<dyn Plugin>, PluginError> {
+    let scope = Scope::Other("test".into());
+    let resources = Resources::detached();
+    factory.build(
+        config,
+        &BuildCx::new(factory.name(), env, &scope, &resources),
+    )
 }
 
 /// The response of a `Flow::Respond`, panicking on `Continue`.

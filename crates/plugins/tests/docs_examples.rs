@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use gatehouse_core::{BuildEnv, Consumer};
+use gatehouse_core::{Band, BuildCx, BuildEnv, Consumer, Resources, Scope};
 use serde_json::Value;
 
 fn docs_dir() -> PathBuf {
@@ -147,7 +147,9 @@ fn check_example(page: &str, yaml: &str) -> Vec<String> {
             .get(name)
             .unwrap_or_else(|| panic!("{page} {at}: unknown plugin {name}"));
         let config = entry.get("config").cloned().unwrap_or(Value::Null);
-        if let Err(err) = factory.build(&config, &env) {
+        let (scope, resources) = (Scope::Other("docs".into()), Resources::detached());
+        let cx = BuildCx::new(name, &env, &scope, &resources);
+        if let Err(err) = factory.build(&config, &cx) {
             panic!(
                 "{page} {at}: {name} config rejected at `{}`: {}",
                 err.path, err.message
@@ -189,6 +191,9 @@ fn no_page_without_a_plugin() {
     for entry in std::fs::read_dir(docs_dir()).unwrap() {
         let path = entry.unwrap().path();
         let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        if ["README", "AUTHORING"].contains(&stem.as_str()) {
+            continue;
+        }
         assert!(
             registry.get(&stem).is_some(),
             "{} documents no plugin",
@@ -202,4 +207,117 @@ fn a_broken_example_is_caught() {
     let yaml = "listeners:\n  - address: \"127.0.0.1:8080\"\nservices:\n  - name: echo\n    url: \"http://127.0.0.1:9000\"\nroutes:\n  - name: r\n    service: echo\n    paths: [\"/\"]\n    plugins:\n      - name: cors\n        config:\n          origins: [\"nope\"]\n";
     let result = std::panic::catch_unwind(|| check_example("test", yaml));
     assert!(result.is_err());
+}
+
+/// The cells of the table rows of `markdown` under the heading `heading`.
+fn table_rows(markdown: &str, heading: &str) -> Vec<Vec<String>> {
+    let section = markdown
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("no `## {heading}` section"));
+    section
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|--") && !l.starts_with("| --"))
+        .skip(1) // the header row
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The first `code` span of a cell.
+fn code(cell: &str) -> &str {
+    cell.split('`').nth(1).unwrap_or(cell)
+}
+
+#[test]
+fn readme_bands_and_priorities_match_the_registry() {
+    let text = std::fs::read_to_string(docs_dir().join("README.md")).unwrap();
+    let bands: Vec<(String, String)> = table_rows(&text, "Priority bands")
+        .into_iter()
+        .map(|r| (code(&r[0]).to_owned(), r[1].clone()))
+        .collect();
+    let want: Vec<(String, String)> = Band::ALL
+        .iter()
+        .map(|b| {
+            let r = b.range();
+            (b.name().to_owned(), format!("{} to {}", r.end(), r.start()))
+        })
+        .collect();
+    assert_eq!(bands, want, "docs/plugins/README.md bands");
+
+    let registry = gatehouse_plugins::registry();
+    let mut rows: Vec<(String, String, String)> = table_rows(&text, "Built-in plugins")
+        .into_iter()
+        .map(|r| {
+            (
+                code(&r[0]).to_owned(),
+                code(&r[1]).to_owned(),
+                code(&r[2]).to_owned(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let mut want: Vec<(String, String, String)> = registry
+        .iter()
+        .map(|f| {
+            (
+                f.name().to_owned(),
+                f.band().name().to_owned(),
+                f.priority().to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(rows, want, "docs/plugins/README.md plugin table");
+}
+
+#[test]
+fn errors_md_lists_every_problem_type_with_its_status_and_owner() {
+    let path = docs_dir().join("../errors.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // (slug, status, raised by) of every row of the one table.
+    let rows: Vec<(String, u16, String)> = table_rows(&text, "Problem types")
+        .into_iter()
+        .filter(|r| r[0].contains("urn:gatehouse:problem:"))
+        .map(|r| {
+            let slug = code(&r[0]).trim_start_matches("urn:gatehouse:problem:");
+            let status: String = r[1].chars().take_while(char::is_ascii_digit).collect();
+            (slug.to_owned(), status.parse().unwrap(), r[3].clone())
+        })
+        .collect();
+    let mut want: Vec<(String, u16, Option<&str>)> = gatehouse_core::problem::CORE_TYPES
+        .iter()
+        .map(|t| (t.slug().to_owned(), t.status().as_u16(), None))
+        .collect();
+    let registry = gatehouse_plugins::registry();
+    for factory in registry.iter() {
+        for def in factory.problem_types() {
+            want.push((def.slug.to_owned(), def.status, Some(factory.name())));
+        }
+    }
+    for (slug, status, owner) in &want {
+        let row = rows
+            .iter()
+            .find(|(s, st, _)| s == slug && st == status)
+            .unwrap_or_else(|| {
+                panic!("docs/errors.md has no row for `{slug}` with status {status}")
+            });
+        if let Some(owner) = owner {
+            assert!(
+                row.2.contains(&format!("`{owner}`")),
+                "docs/errors.md: `{slug}` is raised by `{owner}`, the table says {}",
+                row.2
+            );
+        }
+    }
+    for (slug, _, _) in &rows {
+        assert!(
+            want.iter().any(|(s, _, _)| s == slug),
+            "docs/errors.md lists `{slug}`, which neither the gateway nor a registered plugin has"
+        );
+    }
 }

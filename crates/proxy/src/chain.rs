@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::sync::Arc;
 
-use gatehouse_core::{Phase, Plugin};
+use gatehouse_core::{Capabilities, Phase, Plugin};
 
 /// One plugin instance with its effective priority.
 #[derive(Clone)]
@@ -88,6 +88,14 @@ impl Chain {
             Phase::Log => &self.log,
         };
         idx.iter().map(|&i| &self.entries[i])
+    }
+
+    /// Whether any plugin of the chain has capability `cap`: the proxy asks
+    /// for what a plugin does, never for a plugin by name.
+    pub fn any(&self, cap: Capabilities) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.plugin.capabilities().contains(cap))
     }
 
     /// Whether any plugin takes part in `phase`.

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use gatehouse_core::{Body, Ctx, Flow, Phase, Problem, ProblemType, TlsInfo, body};
+use gatehouse_core::{Body, Capabilities, Ctx, Flow, Phase, Problem, ProblemType, TlsInfo, body};
 use gatehouse_router::{Match, RequestInfo};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -193,7 +193,11 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
                     query: parts.uri.query(),
                 })
             }) {
-                Some(Match::Found(m)) if snap.routes[m.route].has_plugin("cors") => Match::Found(m),
+                Some(Match::Found(m))
+                    if snap.routes[m.route].any(Capabilities::ANSWERS_PREFLIGHT) =>
+                {
+                    Match::Found(m)
+                }
                 _ => found,
             }
         }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::{ConfigErrors, Loaded};
+use gatehouse_core::{Registry, Resources};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -66,18 +67,11 @@ pub struct Gateway {
 pub const DEFAULT_LISTENER: &str = "0.0.0.0:8080";
 
 impl Gateway {
-    /// Compiles `loaded`, binds its listeners and starts serving.
-    pub async fn start(loaded: &Loaded) -> Result<Self, StartError> {
-        Self::start_with_registry(loaded, gatehouse_plugins::registry()).await
-    }
-
-    /// Like [`Gateway::start`] with a plugin registry of your own, e.g.
-    /// [`gatehouse_plugins::registry`] plus plugins registered by an
-    /// embedding program (or a test). Reloads use the same registry.
-    pub async fn start_with_registry(
-        loaded: &Loaded,
-        registry: gatehouse_plugins::Registry,
-    ) -> Result<Self, StartError> {
+    /// Compiles `loaded` with the plugins of `registry` (the binary passes
+    /// `gatehouse_plugins::registry()`; an embedding program or a test may
+    /// add its own), binds its listeners and starts serving. Reloads use
+    /// the same registry.
+    pub async fn start(loaded: &Loaded, registry: Registry) -> Result<Self, StartError> {
         let shared = Arc::new(Shared::new(loaded, registry)?);
         let config = &loaded.config;
         if config.server.key_hash_secret.is_none()
@@ -167,6 +161,12 @@ impl Gateway {
         &self.shared
     }
 
+    /// The long-lived resources: plugin state, shared entries, the metrics
+    /// registry ([`Resources::metrics`]), plugin background tasks.
+    pub fn resources(&self) -> &Resources {
+        self.shared.resources()
+    }
+
     /// Validates, compiles and atomically swaps in a new configuration.
     /// On error the running configuration is untouched. Listener and
     /// thread settings only take effect on restart.
@@ -183,13 +183,23 @@ impl Gateway {
     }
 
     /// Like [`Gateway::shutdown`] with an explicit deadline.
+    /// Plugin background tasks are told to stop once requests drained,
+    /// and get what is left of the deadline to finish.
     pub async fn shutdown_within(self, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
         let _ = self.stop.send(true);
         self.listeners.wait().await;
         self.tracker.close();
-        tokio::time::timeout(deadline, self.tracker.wait())
+        let drained = tokio::time::timeout_at(until, self.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        self.shared.stop_background_tasks();
+        let tasks = self.shared.plugin_tasks().clone();
+        let stopped = tokio::time::timeout_at(until, tasks.wait()).await.is_ok();
+        if !stopped {
+            tracing::warn!("plugin background tasks still running at the shutdown deadline");
+        }
+        drained
     }
 }
 
@@ -200,9 +210,12 @@ impl Drop for Gateway {
     }
 }
 
-/// Compiles `loaded` without binding anything: every error a start or a
-/// reload would report, with file, line and field.
-pub fn check(loaded: &Loaded) -> Result<(), ConfigErrors> {
+/// Compiles `loaded` with the plugins of `registry` without binding
+/// anything: every error a start or a reload would report, with file, line
+/// and field. Plugins are built with detached resources, so nothing is
+/// kept and no background task starts.
+pub fn check(loaded: &Loaded, registry: &Registry) -> Result<(), ConfigErrors> {
     let clients = client::ClientCache::default();
-    snapshot::compile(loaded, &gatehouse_plugins::registry(), &clients, 0).map(|_| ())
+    let resources = Resources::detached();
+    snapshot::compile(loaded, registry, &resources.build(), &clients, 0).map(|_| ())
 }

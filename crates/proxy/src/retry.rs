@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gatehouse_config::{RetryCondition, RouteRetries};
-use gatehouse_core::{Body, Problem, ProblemType, body};
-use gatehouse_plugins::request_size_limit::BodyTooLarge;
+use gatehouse_core::{Body, BodyRejected, Problem, ProblemType, body};
 use gatehouse_upstream::Backoff;
 use http::uri::Authority;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
@@ -28,7 +27,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::circuit::{Admission, Breakers};
-use crate::client::{UpstreamClient, UpstreamFailure, caused_by, classify};
+use crate::client::{UpstreamClient, UpstreamFailure, classify};
 use crate::snapshot::ServiceRt;
 use crate::targets::TargetSet;
 
@@ -587,9 +586,10 @@ pub(crate) async fn send(
                 ((limit == Limit::PerTry).then_some(Failure::Timeout), Err(p))
             }
             Ok(Err(e)) => {
-                if caused_by::<BodyTooLarge>(&e) {
+                if let Some(rejected) = BodyRejected::find(&e) {
+                    // A plugin's body wrapper refused the streamed body.
                     attempt.report(Verdict::ClientSide);
-                    return Sent::Problem(Problem::new(ProblemType::PayloadTooLarge));
+                    return Sent::Problem(rejected.0.clone());
                 }
                 let class = classify(&e);
                 tracing::debug!(service = %svc.name, target = %attempt.authority(), error = ?e, failure = ?class, "upstream request failed");
@@ -711,7 +711,8 @@ fn timeout_problem(ex: &Exchange<'_>, limit: Limit, tries: u32) -> Problem {
 
 /// Why a body could not be buffered.
 enum BufferError {
-    TooLarge,
+    /// A plugin's body wrapper refused the body: its problem.
+    Rejected(Problem),
     Unreadable,
     Timeout,
 }
@@ -719,7 +720,7 @@ enum BufferError {
 impl BufferError {
     fn into_problem(self, svc: &ServiceRt, per_try: Duration) -> Problem {
         match self {
-            Self::TooLarge => Problem::new(ProblemType::PayloadTooLarge),
+            Self::Rejected(problem) => problem,
             Self::Unreadable => {
                 Problem::new(ProblemType::BadRequest).detail("the request body could not be read")
             }
@@ -739,12 +740,9 @@ async fn buffer(mut body: Body, len: u64, until: Instant) -> Result<Replay, Buff
         let mut data = Collector::new(len);
         let mut trailers = None;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                if caused_by::<BodyTooLarge>(&*e) {
-                    BufferError::TooLarge
-                } else {
-                    BufferError::Unreadable
-                }
+            let frame = frame.map_err(|e| match BodyRejected::find(&*e) {
+                Some(rejected) => BufferError::Rejected(rejected.0.clone()),
+                None => BufferError::Unreadable,
             })?;
             match frame.into_data() {
                 // More than announced: refuse rather than truncate.
@@ -867,9 +865,15 @@ mod tests {
     fn compile(yaml: &str) -> crate::snapshot::Snapshot {
         let loaded = gatehouse_config::parse_str(yaml, "t.yaml").unwrap();
         let clients = crate::client::ClientCache::default();
-        crate::snapshot::compile(&loaded, &gatehouse_plugins::registry(), &clients, 1)
-            .ok()
-            .unwrap()
+        crate::snapshot::compile(
+            &loaded,
+            &gatehouse_plugins::registry(),
+            &gatehouse_core::Resources::detached(),
+            &clients,
+            1,
+        )
+        .ok()
+        .unwrap()
     }
 
     const THREE: &str = "services:\n  - name: s\n    url: http://s.internal\n    targets:\n      - target: 127.0.0.1:1\n      - target: 127.0.0.1:2\n      - target: 127.0.0.1:3\n";

@@ -12,8 +12,10 @@ use std::time::Duration;
 use gatehouse_config::{
     ConfigError, ConfigErrors, Loaded, OneOrMany, PluginRef, Source, UpstreamProtocol,
 };
-use gatehouse_core::{App, AppKey, AppKeys, BuildEnv, Consumer, KeyHash, KeyHasher};
-use gatehouse_plugins::Registry;
+use gatehouse_core::{
+    App, AppKey, AppKeys, BuildCx, BuildEnv, Capabilities, Consumer, KeyHash, KeyHasher, Registry,
+    Resources, Scope,
+};
 use gatehouse_router::{RouteSpec, Router, ValueMatch, VersionSource, VersionSpec};
 use gatehouse_upstream::Algorithm;
 use http::header::{HeaderName, HeaderValue};
@@ -222,10 +224,10 @@ impl RouteRt {
         }
     }
 
-    /// Whether an enabled plugin called `name` is in any chain of the route
+    /// Whether a plugin with capability `cap` is in any chain of the route
     /// (its own or a split branch's).
-    pub fn has_plugin(&self, name: &str) -> bool {
-        let in_chain = |c: &Chain| c.entries().iter().any(|e| &*e.name == name);
+    pub fn any(&self, cap: Capabilities) -> bool {
+        let in_chain = |c: &Chain| c.any(cap);
         in_chain(&self.chain)
             || self
                 .split
@@ -296,12 +298,19 @@ impl Snapshot {
 }
 
 /// Compiles a validated config. Errors carry file, line and field.
+/// Plugins are built with `resources` (a build view of the gateway's, or
+/// detached ones for a check).
 pub fn compile(
     loaded: &Loaded,
     registry: &Registry,
+    resources: &Resources,
     clients: &ClientCache,
     version: u64,
 ) -> Result<Snapshot, ConfigErrors> {
+    let plugins = Plugins {
+        registry,
+        resources,
+    };
     let config = &loaded.config;
     let mut errs = Errors {
         source: &loaded.source,
@@ -345,10 +354,10 @@ pub fn compile(
                 source: errs.source,
                 list: Vec::new(),
             };
-            let built = build_plugins(
+            let built = plugins.build(
                 &config.plugins,
                 "plugins",
-                registry,
+                &Scope::Global,
                 &envs.global[w],
                 &mut ws_errs,
             );
@@ -390,10 +399,10 @@ pub fn compile(
     let mut service_plugins = Vec::with_capacity(config.services.len());
     let mut client_keys = Vec::new();
     for (i, s) in config.services.iter().enumerate() {
-        service_plugins.push(build_plugins(
+        service_plugins.push(plugins.build(
             &s.plugins,
             &format!("services[{i}].plugins"),
-            registry,
+            &Scope::Service(s.name.as_str().into()),
             &envs.own[tenancy.of("services", i)],
             &mut errs,
         ));
@@ -545,10 +554,10 @@ pub fn compile(
         let at = format!("routes[{i}]");
         let ws = tenancy.of("routes", i);
         let global = &global[ws];
-        let plugins = build_plugins(
+        let route_plugins = plugins.build(
             &r.plugins,
             &format!("{at}.plugins"),
-            registry,
+            &Scope::Route(r.name.as_str().into()),
             &envs.own[ws],
             &mut errs,
         );
@@ -558,12 +567,12 @@ pub fn compile(
             .and_then(|s| service_index.get(s).copied());
         let empty: Vec<Entry> = Vec::new();
         let svc_plugins = service.map_or(&empty, |s| &service_plugins[s]);
-        let chain = Chain::merge([&global[..], &svc_plugins[..], &plugins[..]]);
+        let chain = Chain::merge([&global[..], &svc_plugins[..], &route_plugins[..]]);
         let split = compile_split(
             r,
             &at,
             &service_index,
-            (global, &service_plugins, &plugins),
+            (global, &service_plugins, &route_plugins),
             &mut errs,
         );
 
@@ -678,14 +687,14 @@ pub fn compile(
         };
         if let Some(api) = &route.api
             && api.require_subscription
-            && !route.has_plugin(gatehouse_plugins::key_auth::NAME)
+            && !route.any(Capabilities::IDENTIFIES)
         {
-            // Not an error: other authentication plugins may identify apps
-            // in later releases. Today every request would get 401.
+            // Not an error (the check cannot know every way a request may
+            // be identified), but today every request would get 401.
             tracing::warn!(
                 route = %r.name,
                 api = %api.name,
-                "the API requires a subscription but no key-auth plugin runs on this route to identify apps; every request will be refused with 401"
+                "the API requires a subscription but no plugin that identifies apps (such as key-auth) runs on this route; every request will be refused with 401"
             );
         }
         routes.push(route);
@@ -693,10 +702,10 @@ pub fn compile(
 
     let mut consumer_plugins = HashMap::new();
     for (i, c) in config.consumers.iter().enumerate() {
-        let entries = build_plugins(
+        let entries = plugins.build(
             &c.plugins,
             &format!("consumers[{i}].plugins"),
-            registry,
+            &Scope::Consumer(c.username.as_str().into()),
             &envs.own[tenancy.of("consumers", i)],
             &mut errs,
         );
@@ -990,10 +999,31 @@ fn matchers(
     out
 }
 
+/// What plugins are built with: the registry and the resources.
+struct Plugins<'a> {
+    registry: &'a Registry,
+    resources: &'a Resources,
+}
+
+impl Plugins<'_> {
+    /// Builds the plugins of one attachment point (`scope`).
+    fn build(
+        &self,
+        refs: &[PluginRef],
+        at: &str,
+        scope: &Scope,
+        env: &BuildEnv,
+        errs: &mut Errors<'_>,
+    ) -> Vec<Entry> {
+        build_plugins(refs, at, self.registry, (scope, self.resources), env, errs)
+    }
+}
+
 fn build_plugins(
     refs: &[PluginRef],
     at: &str,
     registry: &Registry,
+    (scope, resources): (&Scope, &Resources),
     env: &BuildEnv,
     errs: &mut Errors<'_>,
 ) -> Vec<Entry> {
@@ -1011,7 +1041,8 @@ fn build_plugins(
             continue;
         };
         let config = r.config.clone().unwrap_or(serde_json::Value::Null);
-        match factory.build(&config, env) {
+        let cx = BuildCx::new(factory.name(), env, scope, resources);
+        match factory.build(&config, &cx) {
             Ok(plugin) => {
                 if r.enabled {
                     out.push(Entry {

@@ -3,13 +3,20 @@
 //! the next one, and the lifecycle of a snapshot's background tasks
 //! (active health checks, DNS discovery, the TLS file watch): started with
 //! it, aborted when a reload replaces it or the gateway stops.
+//!
+//! It also owns the gateway's long-lived [`Resources`]: each compile gets a
+//! build view, and after a swap the view is committed: entries the new
+//! snapshot did not ask for are dropped, plugin background tasks it asked
+//! for start (on [`Shared::plugin_tasks`]), those it no longer asks for are
+//! told to stop.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use gatehouse_config::{ConfigErrors, Loaded};
-use gatehouse_plugins::Registry;
+use gatehouse_core::{Registry, Resources};
+use tokio_util::task::TaskTracker;
 
 use crate::client::ClientCache;
 use crate::discovery::{self, Memory, TargetSource};
@@ -30,6 +37,11 @@ pub struct Shared {
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Last good DNS answers, kept across reloads.
     dns_memory: Arc<Memory>,
+    /// Plugin state, shared entries, metrics and background tasks: outlive
+    /// snapshots.
+    resources: Resources,
+    /// The running plugin background tasks.
+    plugin_tasks: TaskTracker,
 }
 
 impl Shared {
@@ -38,7 +50,11 @@ impl Shared {
     /// see [`Shared::first_resolution`].
     pub fn new(loaded: &Loaded, registry: Registry) -> Result<Self, ConfigErrors> {
         let clients = ClientCache::default();
-        let snap = compile(loaded, &registry, &clients, 1)?;
+        let resources = Resources::new();
+        let build = resources.build();
+        let snap = compile(loaded, &registry, &build, &clients, 1)?;
+        let plugin_tasks = TaskTracker::new();
+        spawn_plugin_tasks(&plugin_tasks, resources.commit(&build));
         let dns_memory = Arc::new(Memory::default());
         let tasks = start_tasks(&snap, &dns_memory);
         let mut started_tls: Vec<bool> = snap.listeners.iter().map(|l| l.tls.is_some()).collect();
@@ -54,7 +70,20 @@ impl Shared {
             reload_lock: tokio::sync::Mutex::new(()),
             tasks: std::sync::Mutex::new(tasks),
             dns_memory,
+            resources,
+            plugin_tasks,
         })
+    }
+
+    /// The gateway's long-lived resources (plugin state, shared entries,
+    /// the metrics registry, background tasks).
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// The running plugin background tasks (to wait for at shutdown).
+    pub fn plugin_tasks(&self) -> &TaskTracker {
+        &self.plugin_tasks
     }
 
     /// The snapshot a new request should use. The request keeps it until
@@ -80,7 +109,8 @@ impl Shared {
     pub async fn reload(&self, loaded: &Loaded) -> Result<u64, ConfigErrors> {
         let _serialized = self.reload_lock.lock().await;
         let version = self.versions.load(Ordering::Relaxed) + 1;
-        let snap = compile(loaded, &self.registry, &self.clients, version)?;
+        let build = self.resources.build();
+        let snap = compile(loaded, &self.registry, &build, &self.clients, version)?;
         self.check_listeners(loaded, &snap)?;
         self.clients.retain(&snap.client_keys);
         self.versions.store(version, Ordering::Relaxed);
@@ -89,6 +119,7 @@ impl Shared {
         let snap = Arc::new(snap);
         first_round(&snap).await;
         self.current.store(snap.clone());
+        spawn_plugin_tasks(&self.plugin_tasks, self.resources.commit(&build));
         let old = std::mem::replace(&mut *self.lock_tasks(), tasks);
         old.iter().for_each(tokio::task::JoinHandle::abort);
         let sources: Vec<&TargetSource> = snap
@@ -126,9 +157,12 @@ impl Shared {
         }
     }
 
-    /// Stops every background task (health checks, DNS discovery, TLS file watch).
+    /// Stops every background task (health checks, DNS discovery, TLS
+    /// file watch) and tells the plugins' background tasks to stop.
     pub fn stop_background_tasks(&self) {
         self.lock_tasks().drain(..).for_each(|h| h.abort());
+        self.resources.stop_all();
+        self.plugin_tasks.close();
     }
 
     fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
@@ -136,6 +170,25 @@ impl Shared {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A gateway that failed to bind (or was dropped without a
+        // shutdown) leaves no plugin task running.
+        self.resources.stop_all();
+    }
+}
+
+/// Spawns the plugin background tasks a commit started.
+fn spawn_plugin_tasks(
+    tracker: &TaskTracker,
+    tasks: Vec<(Arc<str>, gatehouse_core::resources::TaskFuture)>,
+) {
+    for (key, task) in tasks {
+        tracing::debug!(task = %key, "plugin background task started");
+        tracker.spawn(task);
     }
 }
 

@@ -28,7 +28,7 @@ impl TestGateway {
         };
         let loaded = gatehouse_config::parse_str(&yaml, "test.yaml")
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
-        let gateway = Gateway::start_with_registry(&loaded, registry)
+        let gateway = Gateway::start(&loaded, registry)
             .await
             .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
         Self { gateway }

@@ -1,10 +1,12 @@
 //! The plugin trait, its phases, and the factory that builds plugins from
 //! configuration.
 //!
-//! Phases run in this order for every request (see DESIGN.md):
-//! `rewrite -> access -> upstream_request -> response_headers ->
-//! response_body -> log`. Inside a phase, plugins run by descending
-//! priority; ties are broken by name, so the order is deterministic.
+//! Phases run in this order for every request (see
+//! docs/plugins/AUTHORING.md, "Phases"): `rewrite -> access -> upstream ->
+//! request_body -> upstream_request -> (send, retries; upstream_error on
+//! the final failure) -> response_headers -> response_body -> log`.
+//! Inside a phase, plugins run by descending priority; ties are broken by
+//! name, so the order is deterministic.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use async_trait::async_trait;
 
 use crate::body::Body;
 use crate::ctx::{Consumer, Ctx};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 
 /// A request as plugins see it: head plus streaming body.
 pub type Request = http::Request<Body>;
@@ -40,7 +42,7 @@ impl From<Problem> for Flow {
 
 /// One phase of the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
+#[repr(u16)]
 pub enum Phase {
     /// Before routing-dependent work: may change the request.
     Rewrite = 1,
@@ -54,12 +56,19 @@ pub enum Phase {
     ResponseBody = 16,
     /// After the response was sent (or aborted). Must not block.
     Log = 32,
+    /// After access and `upstream`: may read, replace or wrap the request
+    /// body.
+    RequestBody = 64,
+    /// After access: may choose where the request goes.
+    Upstream = 128,
+    /// After the last try failed: may answer, or try elsewhere once.
+    UpstreamError = 256,
 }
 
 /// A set of phases a plugin takes part in. The pipeline only calls a plugin
 /// in the phases it declares, so unused phases cost nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Phases(u8);
+pub struct Phases(u16);
 
 impl Phases {
     /// No phase.
@@ -67,10 +76,10 @@ impl Phases {
 
     /// The set with exactly these phases.
     pub const fn of(phases: &[Phase]) -> Self {
-        let mut bits = 0u8;
+        let mut bits = 0u16;
         let mut i = 0;
         while i < phases.len() {
-            bits |= phases[i] as u8;
+            bits |= phases[i] as u16;
             i += 1;
         }
         Phases(bits)
@@ -78,8 +87,62 @@ impl Phases {
 
     /// Whether `phase` is in the set.
     pub const fn contains(self, phase: Phase) -> bool {
-        self.0 & (phase as u8) != 0
+        self.0 & (phase as u16) != 0
     }
+}
+
+/// Where a request goes instead of its route's service (the `upstream`
+/// phase, or [`ErrorFlow::Retry`]).
+///
+/// The value comes from plugin code, never straight from the client: a
+/// plugin that builds a choice from request data (a header, a claim, a
+/// model name) must map it through its own configuration (an allow-list,
+/// a table), or it hands the client an open proxy to any host the gateway
+/// can reach (SSRF).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamChoice {
+    /// Another service, by name, in the route's workspace. Its targets,
+    /// balancer, breakers, retries, timeouts and TLS apply. A name the
+    /// workspace does not have answers `502 no-service`.
+    Service(Arc<str>),
+    /// One `host:port` of the chosen service (the route's, or the one an
+    /// earlier plugin chose), bypassing its balancer and health: the
+    /// service's scheme, client, timeouts and retries apply.
+    Target(http::uri::Authority),
+    /// An absolute `http`/`https` URL: its scheme and authority replace
+    /// the service's, its path and query replace the request's. Sent with
+    /// the chosen service's client, timeouts and retry policy (retries go
+    /// to the same URL).
+    Url(http::Uri),
+}
+
+/// What the proxy tells `upstream_error` about the final failure.
+#[derive(Debug, Clone)]
+pub struct UpstreamFailure {
+    /// The problem the gateway would answer (`upstream-timeout`,
+    /// `upstream-unreachable`, `no-healthy-upstream`, ...).
+    pub kind: ProblemType,
+    /// The service the request was sent to.
+    pub service: Arc<str>,
+    /// Tries made (0 when no target could be picked).
+    pub tries: u32,
+    /// Whether the request can be sent again ([`ErrorFlow::Retry`] is
+    /// ignored when it cannot: its body was streamed and not kept).
+    pub replayable: bool,
+}
+
+/// What `upstream_error` decided.
+#[derive(Debug)]
+pub enum ErrorFlow {
+    /// Let the next plugin decide; in the end the gateway answers its
+    /// problem.
+    Default,
+    /// Answer the client with this response (a fallback).
+    Respond(Response),
+    /// Send the request once more, somewhere else. Each plugin's retry is
+    /// honoured at most once per request, and only when the request is
+    /// replayable.
+    Retry(UpstreamChoice),
 }
 
 /// What the log phase sees about a finished exchange.
@@ -116,14 +179,42 @@ pub trait Plugin: Send + Sync + 'static {
         Flow::Continue
     }
 
-    /// Runs just before the request is sent upstream.
+    /// Upstream selection: runs after access (once the consumer, app and
+    /// plan are known), in priority order; the first `Some` wins and later
+    /// `upstream` plugins do not run. `None` keeps the route's service.
+    /// See [`UpstreamChoice`] for what a choice may carry: never pass
+    /// client input into it unchecked.
+    async fn upstream(&self, _ctx: &mut Ctx, _req: &Request) -> Option<UpstreamChoice> {
+        None
+    }
+
+    /// Request body: runs after `upstream`, before the upstream request is
+    /// built. May replace the body (`*req.body_mut() = ...`), wrap it, or
+    /// read it whole with [`crate::body::collect`] (always with a limit).
+    /// The proxy recomputes framing from the body left here (exact length:
+    /// `Content-Length`; otherwise chunked) and buffers it for retries
+    /// only afterwards.
+    async fn request_body(&self, _ctx: &mut Ctx, _req: &mut Request) -> Flow {
+        Flow::Continue
+    }
+
+    /// Runs just before the request is sent upstream, once the URI, Host
+    /// and forwarding headers are set. Framing is recomputed after it, too.
     async fn upstream_request(&self, _ctx: &mut Ctx, _req: &mut Request) -> Flow {
         Flow::Continue
     }
 
+    /// After the last try failed (retries exhausted, no target, timeout):
+    /// may answer with a fallback, or send the request elsewhere once.
+    /// Not called when an upstream answered, whatever its status.
+    async fn upstream_error(&self, _ctx: &mut Ctx, _failure: &UpstreamFailure) -> ErrorFlow {
+        ErrorFlow::Default
+    }
+
     /// May change the response status and headers, for upstream responses
-    /// and for responses made by the gateway or by plugins alike.
-    fn response_headers(&self, _ctx: &mut Ctx, _resp: &mut http::response::Parts) {}
+    /// and for responses made by the gateway or by plugins alike. Async:
+    /// may look something up, but the response waits for it.
+    async fn response_headers(&self, _ctx: &mut Ctx, _resp: &mut http::response::Parts) {}
 
     /// May wrap the response body stream. Must not buffer it unless the
     /// plugin's purpose needs it, and then only up to a configured limit.

@@ -47,8 +47,8 @@ pub struct BodyRejected(pub crate::problem::Problem);
 /// past the limit, `bad-request` when the body cannot be read (a wrapper's
 /// own `BodyRejected` is passed on as it is).
 pub async fn collect(mut body: Body, limit: u64) -> Result<Bytes, BodyRejected> {
-    use http_body::Body as _;
     use crate::problem::{Problem, ProblemType};
+    use http_body::Body as _;
     let too_large = || {
         BodyRejected(
             Problem::new(ProblemType::PayloadTooLarge)
@@ -122,7 +122,12 @@ mod tests {
         check(full("hello"), 5, Some(b"hello")).await;
         // Declared length above the limit: refused before reading.
         check(full("hello"), 4, None).await;
-        check(chunks(&[b"he", b"llo", b" world"]), 11, Some(b"hello world")).await;
+        check(
+            chunks(&[b"he", b"llo", b" world"]),
+            11,
+            Some(b"hello world"),
+        )
+        .await;
         // Unknown length, cut off when it passes the limit.
         check(chunks(&[b"he", b"llo", b" world"]), 10, None).await;
         check(chunks(&[b"", b"x"]), 1, Some(b"x")).await;

@@ -14,7 +14,8 @@ pub use body::{Body, BoxError};
 pub use ctx::{App, Consumer, Ctx};
 pub use keys::{AppKey, AppKeys, KeyHash, KeyHasher};
 pub use plugin::{
-    BuildEnv, Flow, LogRecord, Phase, Phases, Plugin, PluginError, PluginFactory, Request, Response,
+    BuildEnv, ErrorFlow, Flow, LogRecord, Phase, Phases, Plugin, PluginError, PluginFactory,
+    Request, Response, UpstreamChoice, UpstreamFailure,
 };
 pub use problem::{Problem, ProblemType};
 pub use tls::{ClientCert, SubjectAltName, TlsInfo};

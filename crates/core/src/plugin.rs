@@ -124,8 +124,6 @@ pub struct UpstreamFailure {
     pub kind: ProblemType,
     /// The service the request was sent to.
     pub service: Arc<str>,
-    /// Tries made (0 when no target could be picked).
-    pub tries: u32,
     /// Whether the request can be sent again ([`ErrorFlow::Retry`] is
     /// ignored when it cannot: its body was streamed and not kept).
     pub replayable: bool,
@@ -183,8 +181,12 @@ pub trait Plugin: Send + Sync + 'static {
     /// plan are known), in priority order; the first `Some` wins and later
     /// `upstream` plugins do not run. `None` keeps the route's service.
     /// See [`UpstreamChoice`] for what a choice may carry: never pass
-    /// client input into it unchecked.
-    async fn upstream(&self, _ctx: &mut Ctx, _req: &Request) -> Option<UpstreamChoice> {
+    /// client input into it unchecked. The request is `&mut` because a
+    /// shared reference to its body cannot cross an `await` (the body is
+    /// not `Sync`), and so that a plugin that routes on the body (a model
+    /// name in JSON) can read it with [`crate::body::collect`] and put it
+    /// back; the head should be left as it is.
+    async fn upstream(&self, _ctx: &mut Ctx, _req: &mut Request) -> Option<UpstreamChoice> {
         None
     }
 

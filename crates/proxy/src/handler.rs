@@ -1083,3 +1083,72 @@ fn handler_future_is_send(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request
     fn is_send<T: Send>(_: T) {}
     is_send(handle(shared, conn, req));
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Services `mine` (workspace 0) and `theirs` (workspace 1, which the
+    /// route `cross` reaches through its own `service`); routes `r` and
+    /// `cross` of workspace 0.
+    fn snapshot() -> Snapshot {
+        let yaml = "services:\n  - name: mine\n    url: http://mine.internal\n  - name: theirs\n    url: http://theirs.internal\nroutes:\n  - name: r\n    service: mine\n    paths: [/r]\n  - name: cross\n    service: theirs\n    paths: [/cross]\n";
+        let mut loaded = gatehouse_config::parse_str(yaml, "t.yaml").unwrap();
+        loaded.config.workspaces = gatehouse_config::Workspaces {
+            names: vec!["default".into(), "tenant".into()],
+            accepts: vec![vec![], vec![]],
+            services: vec![0, 1],
+            routes: vec![0, 0],
+            ..Default::default()
+        };
+        let clients = crate::client::ClientCache::default();
+        crate::snapshot::compile(&loaded, &gatehouse_plugins::registry(), &clients, 1)
+            .ok()
+            .unwrap()
+    }
+
+    #[test]
+    fn plugin_choices_stay_in_the_routes_workspace() {
+        let snap = snapshot();
+        let switched = crate::framing::Switched::default();
+        let up = |route: usize| Upstream {
+            route: &snap.routes[route],
+            service: snap.routes[route].service,
+            matched_prefix: 0,
+            version_prefix: 0,
+            switched: &switched,
+        };
+        let name = |c: Option<UpstreamChoice>, route: usize| {
+            let u = up(route);
+            resolve(&snap, &u, u.service, c.as_ref())
+                .map(|d| (d.svc.name.to_string(), d.fixed.map(|a| a.to_string())))
+                .map_err(|e| (e.kind(), e.source))
+        };
+        let service = |n: &str| Some(UpstreamChoice::Service(n.into()));
+        assert_eq!(name(None, 0), Ok(("mine".into(), None)));
+        assert_eq!(name(service("mine"), 0), Ok(("mine".into(), None)));
+        // Another tenant's service: refused, as if it did not exist.
+        let refused = Err((ProblemType::NoService, ErrorSource::Internal));
+        assert_eq!(name(service("theirs"), 0), refused);
+        assert_eq!(name(service("nope"), 0), refused);
+        assert_eq!(name(service(""), 0), refused);
+        // ...unless the configuration lets the route reach it.
+        assert_eq!(name(service("theirs"), 1), Ok(("theirs".into(), None)));
+        // Target: the current service, at that address.
+        let target = Some(UpstreamChoice::Target("10.0.0.9:81".parse().unwrap()));
+        assert_eq!(
+            name(target, 0),
+            Ok(("mine".into(), Some("10.0.0.9:81".into())))
+        );
+        // URL: absolute, with the service's scheme only.
+        let url = |u: &str| Some(UpstreamChoice::Url(u.parse().unwrap()));
+        assert_eq!(
+            name(url("http://other.internal:8080/x?y=1"), 0),
+            Ok(("mine".into(), Some("other.internal:8080".into())))
+        );
+        assert_eq!(name(url("https://other.internal/x"), 0), refused);
+        assert_eq!(name(url("/relative"), 0), refused);
+        assert_eq!(name(url("https://other.internal/x"), 1), refused);
+    }
+}

@@ -1226,8 +1226,8 @@ pub struct AppKey {
     pub revoked: bool,
 }
 
-/// A plan: the terms an app subscribes to an API under (limits and quotas
-/// attach to plans in later releases).
+/// A plan: the terms an app subscribes to an API under, and the plugins
+/// (limits, quotas, ...) that apply to calls made under it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
@@ -1239,6 +1239,12 @@ pub struct Plan {
     /// Free-form labels.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Plugins for calls of apps subscribed under this plan (approved
+    /// subscriptions only). They run once the access phase identified the
+    /// app, and override route, service and global plugins of the same
+    /// name; a consumer's plugins override them in turn.
+    #[serde(default)]
+    pub plugins: Vec<PluginRef>,
 }
 
 /// An app's subscription to an API (every version, or one).

@@ -1004,6 +1004,9 @@ fn consumers(config: &Config, c: &mut Collector<'_>) {
         }
         plugin_refs(&consumer.plugins, &format!("consumers[{i}].plugins"), c);
     }
+    for (i, plan) in config.plans.iter().enumerate() {
+        plugin_refs(&plan.plugins, &format!("plans[{i}].plugins"), c);
+    }
 }
 
 fn plugin_refs(plugins: &[PluginRef], at: &str, c: &mut Collector<'_>) {

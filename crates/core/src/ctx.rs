@@ -57,6 +57,9 @@ pub struct Ctx {
     /// The app identified by an authentication plugin (with `consumer`
     /// set to the app's consumer). Subscriptions are checked against it.
     pub app: Option<App>,
+    /// The plan of the app's approved subscription to the route's API, set
+    /// after the access phase (its plugins run from then on).
+    pub plan: Option<Arc<str>>,
     /// Free-form per-request data for plugins, keyed by type.
     pub extensions: Extensions,
 }
@@ -75,6 +78,7 @@ impl Ctx {
             captures: Vec::new(),
             consumer: None,
             app: None,
+            plan: None,
             extensions: Extensions::new(),
         }
     }

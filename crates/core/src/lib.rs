@@ -19,8 +19,8 @@ pub use ctx::{App, Consumer, Ctx};
 pub use keys::{AppKey, AppKeys, KeyHash, KeyHasher};
 pub use metrics::Metrics;
 pub use plugin::{
-    Band, BuildEnv, Capabilities, Flow, LogRecord, Phase, Phases, Plugin, PluginError,
-    PluginFactory, Request, Response,
+    Band, BuildEnv, Capabilities, ErrorFlow, Flow, LogRecord, Phase, Phases, Plugin,
+    PluginError, PluginFactory, Request, Response, UpstreamChoice, UpstreamFailure,
 };
 pub use problem::{Problem, ProblemDef, ProblemType};
 pub use registry::Registry;

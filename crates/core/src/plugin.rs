@@ -1,10 +1,12 @@
 //! The plugin trait, its phases, and the factory that builds plugins from
 //! configuration.
 //!
-//! Phases run in this order for every request (see DESIGN.md):
-//! `rewrite -> access -> upstream_request -> response_headers ->
-//! response_body -> log`. Inside a phase, plugins run by descending
-//! priority; ties are broken by name, so the order is deterministic.
+//! Phases run in this order for every request (see
+//! docs/plugins/AUTHORING.md, "Phases"): `rewrite -> access -> upstream ->
+//! request_body -> upstream_request -> (send, retries; upstream_error on
+//! the final failure) -> response_headers -> response_body -> log`.
+//! Inside a phase, plugins run by descending priority; ties are broken by
+//! name, so the order is deterministic.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use async_trait::async_trait;
 
 use crate::body::Body;
 use crate::ctx::{Consumer, Ctx};
-use crate::problem::{Problem, ProblemDef};
+use crate::problem::{Problem, ProblemDef, ProblemType};
 use crate::resources::BuildCx;
 
 /// A request as plugins see it: head plus streaming body.
@@ -41,7 +43,7 @@ impl From<Problem> for Flow {
 
 /// One phase of the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
+#[repr(u16)]
 pub enum Phase {
     /// Before routing-dependent work: may change the request.
     Rewrite = 1,
@@ -55,12 +57,19 @@ pub enum Phase {
     ResponseBody = 16,
     /// After the response was sent (or aborted). Must not block.
     Log = 32,
+    /// After access and `upstream`: may read, replace or wrap the request
+    /// body.
+    RequestBody = 64,
+    /// After access: may choose where the request goes.
+    Upstream = 128,
+    /// After the last try failed: may answer, or try elsewhere once.
+    UpstreamError = 256,
 }
 
 /// A set of phases a plugin takes part in. The pipeline only calls a plugin
 /// in the phases it declares, so unused phases cost nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Phases(u8);
+pub struct Phases(u16);
 
 impl Phases {
     /// No phase.
@@ -68,10 +77,10 @@ impl Phases {
 
     /// The set with exactly these phases.
     pub const fn of(phases: &[Phase]) -> Self {
-        let mut bits = 0u8;
+        let mut bits = 0u16;
         let mut i = 0;
         while i < phases.len() {
-            bits |= phases[i] as u8;
+            bits |= phases[i] as u16;
             i += 1;
         }
         Phases(bits)
@@ -79,7 +88,7 @@ impl Phases {
 
     /// Whether `phase` is in the set.
     pub const fn contains(self, phase: Phase) -> bool {
-        self.0 & (phase as u8) != 0
+        self.0 & (phase as u16) != 0
     }
 }
 
@@ -184,6 +193,58 @@ impl Band {
     }
 }
 
+/// Where a request goes instead of its route's service (the `upstream`
+/// phase, or [`ErrorFlow::Retry`]).
+///
+/// The value comes from plugin code, never straight from the client: a
+/// plugin that builds a choice from request data (a header, a claim, a
+/// model name) must map it through its own configuration (an allow-list,
+/// a table), or it hands the client an open proxy to any host the gateway
+/// can reach (SSRF).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamChoice {
+    /// Another service, by name, in the route's workspace. Its targets,
+    /// balancer, breakers, retries, timeouts and TLS apply. A name the
+    /// workspace does not have answers `502 no-service`.
+    Service(Arc<str>),
+    /// One `host:port` of the chosen service (the route's, or the one an
+    /// earlier plugin chose), bypassing its balancer and health: the
+    /// service's scheme, client, timeouts and retries apply.
+    Target(http::uri::Authority),
+    /// An absolute `http`/`https` URL: its scheme and authority replace
+    /// the service's, its path and query replace the request's. Sent with
+    /// the chosen service's client, timeouts and retry policy (retries go
+    /// to the same URL).
+    Url(http::Uri),
+}
+
+/// What the proxy tells `upstream_error` about the final failure.
+#[derive(Debug, Clone)]
+pub struct UpstreamFailure {
+    /// The problem the gateway would answer (`upstream-timeout`,
+    /// `upstream-unreachable`, `no-healthy-upstream`, ...).
+    pub kind: ProblemType,
+    /// The service the request was sent to.
+    pub service: Arc<str>,
+    /// Whether the request can be sent again ([`ErrorFlow::Retry`] is
+    /// ignored when it cannot: its body was streamed and not kept).
+    pub replayable: bool,
+}
+
+/// What `upstream_error` decided.
+#[derive(Debug)]
+pub enum ErrorFlow {
+    /// Let the next plugin decide; in the end the gateway answers its
+    /// problem.
+    Default,
+    /// Answer the client with this response (a fallback).
+    Respond(Response),
+    /// Send the request once more, somewhere else. Each plugin's retry is
+    /// honoured at most once per request, and only when the request is
+    /// replayable.
+    Retry(UpstreamChoice),
+}
+
 /// What the log phase sees about a finished exchange.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
@@ -231,15 +292,50 @@ pub trait Plugin: Send + Sync + 'static {
         Flow::Continue
     }
 
-    /// Runs just before the request is sent upstream.
+    /// Upstream selection: runs after access (once the consumer, app and
+    /// plan are known), in priority order; the first `Some` wins and later
+    /// `upstream` plugins do not run. `None` keeps the route's service.
+    /// See [`UpstreamChoice`] for what a choice may carry: never pass
+    /// client input into it unchecked. The request is `&mut` because a
+    /// shared reference to its body cannot cross an `await` (the body is
+    /// not `Sync`), and so that a plugin that routes on the body (a model
+    /// name in JSON) can read it with [`crate::body::collect`] and put it
+    /// back; the head should be left as it is.
+    async fn upstream(&self, _ctx: &mut Ctx, _req: &mut Request) -> Option<UpstreamChoice> {
+        testing::ran(Phase::Upstream);
+        None
+    }
+
+    /// Request body: runs after `upstream`, before the upstream request is
+    /// built. May replace the body (`*req.body_mut() = ...`), wrap it, or
+    /// read it whole with [`crate::body::collect`] (always with a limit).
+    /// The proxy recomputes framing from the body left here (exact length:
+    /// `Content-Length`; otherwise chunked) and buffers it for retries
+    /// only afterwards.
+    async fn request_body(&self, _ctx: &mut Ctx, _req: &mut Request) -> Flow {
+        testing::ran(Phase::RequestBody);
+        Flow::Continue
+    }
+
+    /// Runs just before the request is sent upstream, once the URI, Host
+    /// and forwarding headers are set. Framing is recomputed after it, too.
     async fn upstream_request(&self, _ctx: &mut Ctx, _req: &mut Request) -> Flow {
         testing::ran(Phase::UpstreamRequest);
         Flow::Continue
     }
 
+    /// After the last try failed (retries exhausted, no target, timeout):
+    /// may answer with a fallback, or send the request elsewhere once.
+    /// Not called when an upstream answered, whatever its status.
+    async fn upstream_error(&self, _ctx: &mut Ctx, _failure: &UpstreamFailure) -> ErrorFlow {
+        testing::ran(Phase::UpstreamError);
+        ErrorFlow::Default
+    }
+
     /// May change the response status and headers, for upstream responses
-    /// and for responses made by the gateway or by plugins alike.
-    fn response_headers(&self, _ctx: &mut Ctx, _resp: &mut http::response::Parts) {
+    /// and for responses made by the gateway or by plugins alike. Async:
+    /// may look something up, but the response waits for it.
+    async fn response_headers(&self, _ctx: &mut Ctx, _resp: &mut http::response::Parts) {
         testing::ran(Phase::ResponseHeaders);
     }
 
@@ -345,7 +441,7 @@ pub mod testing {
     use std::task::{Context, Waker};
     use std::time::Duration;
 
-    use super::{LogRecord, Phase, Plugin, Request};
+    use super::{LogRecord, Phase, Plugin, Request, UpstreamFailure};
     use crate::ctx::Ctx;
 
     thread_local! {
@@ -395,7 +491,23 @@ pub mod testing {
         }),
         (Phase::ResponseHeaders, "response_headers", |p, ctx| {
             let mut parts = http::Response::new(()).into_parts().0;
-            p.response_headers(ctx, &mut parts);
+            poll_once(p.response_headers(ctx, &mut parts));
+        }),
+        (Phase::Upstream, "upstream", |p, ctx| {
+            let mut req = request();
+            poll_once(p.upstream(ctx, &mut req));
+        }),
+        (Phase::RequestBody, "request_body", |p, ctx| {
+            let mut req = request();
+            poll_once(p.request_body(ctx, &mut req));
+        }),
+        (Phase::UpstreamError, "upstream_error", |p, ctx| {
+            let failure = UpstreamFailure {
+                kind: crate::problem::ProblemType::UpstreamUnreachable,
+                service: Arc::from("phase-check"),
+                replayable: true,
+            };
+            poll_once(p.upstream_error(ctx, &failure));
         }),
         (Phase::ResponseBody, "response_body", |p, ctx| {
             let _ = p.response_body(ctx, crate::body::empty());

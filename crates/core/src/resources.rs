@@ -57,13 +57,8 @@ pub enum Scope {
     Service(Arc<str>),
     /// A route's `plugins`.
     Route(Arc<str>),
-    /// A plan's `plugins` (API name, plan name).
-    Plan {
-        /// The API the plan belongs to.
-        api: Arc<str>,
-        /// The plan's name.
-        name: Arc<str>,
-    },
+    /// A plan's `plugins`.
+    Plan(Arc<str>),
     /// A consumer's `plugins`.
     Consumer(Arc<str>),
     /// Anything else a caller needs a scope for (tests, tools).
@@ -76,7 +71,7 @@ impl fmt::Display for Scope {
             Self::Global => f.write_str("global"),
             Self::Service(n) => write!(f, "service:{n}"),
             Self::Route(n) => write!(f, "route:{n}"),
-            Self::Plan { api, name } => write!(f, "plan:{api}/{name}"),
+            Self::Plan(n) => write!(f, "plan:{n}"),
             Self::Consumer(n) => write!(f, "consumer:{n}"),
             Self::Other(n) => write!(f, "other:{n}"),
         }
@@ -426,13 +421,7 @@ mod tests {
         check(Scope::Global, "global");
         check(Scope::Service("acme/orders".into()), "service:acme/orders");
         check(Scope::Route("r".into()), "route:r");
-        check(
-            Scope::Plan {
-                api: "pets".into(),
-                name: "gold".into(),
-            },
-            "plan:pets/gold",
-        );
+        check(Scope::Plan("acme/gold".into()), "plan:acme/gold");
         check(Scope::Consumer("alice".into()), "consumer:alice");
     }
 

@@ -417,7 +417,7 @@ impl Plugin for Cors {
         Flow::Continue
     }
 
-    fn response_headers(&self, ctx: &mut Ctx, resp: &mut http::response::Parts) {
+    async fn response_headers(&self, ctx: &mut Ctx, resp: &mut http::response::Parts) {
         let Some(AllowOrigin(origin)) = ctx.extensions.get::<AllowOrigin>() else {
             return;
         };
@@ -470,7 +470,7 @@ mod tests {
         let mut req = actual_req(origin);
         assert!(continues(&plugin.rewrite(&mut ctx, &mut req).await));
         let mut parts = response_parts();
-        plugin.response_headers(&mut ctx, &mut parts);
+        plugin.response_headers(&mut ctx, &mut parts).await;
         parts.headers
     }
 
@@ -560,7 +560,7 @@ mod tests {
         let mut req = preflight_req("https://a.example", "GET");
         assert!(continues(&plugin.rewrite(&mut ctx, &mut req).await));
         let mut parts = response_parts();
-        plugin.response_headers(&mut ctx, &mut parts);
+        plugin.response_headers(&mut ctx, &mut parts).await;
         assert_eq!(parts.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     }
 
@@ -681,13 +681,13 @@ mod tests {
             header::VARY,
             HeaderValue::from_static("accept-encoding, origin"),
         );
-        plugin.response_headers(&mut ctx, &mut parts);
+        plugin.response_headers(&mut ctx, &mut parts).await;
         assert_eq!(parts.headers.get_all(header::VARY).iter().count(), 1);
         let mut parts = response_parts();
         parts
             .headers
             .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-        plugin.response_headers(&mut ctx, &mut parts);
+        plugin.response_headers(&mut ctx, &mut parts).await;
         assert_eq!(parts.headers.get_all(header::VARY).iter().count(), 2);
     }
 
@@ -699,7 +699,7 @@ mod tests {
             &plugin.rewrite(&mut ctx, &mut request("GET", "/")).await
         ));
         let mut parts = response_parts();
-        plugin.response_headers(&mut ctx, &mut parts);
+        plugin.response_headers(&mut ctx, &mut parts).await;
         assert!(parts.headers.is_empty());
     }
 

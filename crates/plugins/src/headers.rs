@@ -312,7 +312,7 @@ impl Plugin for Headers {
         Flow::Continue
     }
 
-    fn response_headers(&self, ctx: &mut Ctx, resp: &mut http::response::Parts) {
+    async fn response_headers(&self, ctx: &mut Ctx, resp: &mut http::response::Parts) {
         self.response.apply(ctx, &mut resp.headers);
     }
 }
@@ -410,8 +410,8 @@ mod tests {
         assert!(req.headers().get("x-route").is_none());
     }
 
-    #[test]
-    fn response_edits_apply_to_response_parts() {
+    #[tokio::test]
+    async fn response_edits_apply_to_response_parts() {
         let plugin = build(
             &FACTORY,
             json!({"response": {"remove": ["server"], "set": {"x-request": "$(request_id)"}, "add": {"cache-control": "no-store"}}}),
@@ -422,7 +422,7 @@ mod tests {
         parts
             .headers
             .insert("server", HeaderValue::from_static("nginx/1.2.3"));
-        plugin.response_headers(&mut ctx(), &mut parts);
+        plugin.response_headers(&mut ctx(), &mut parts).await;
         assert!(parts.headers.get("server").is_none());
         assert_eq!(parts.headers["x-request"], "rid-1");
         assert_eq!(parts.headers["cache-control"], "no-store");

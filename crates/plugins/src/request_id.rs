@@ -171,7 +171,7 @@ impl Plugin for RequestId {
         Flow::Continue
     }
 
-    fn response_headers(&self, ctx: &mut Ctx, resp: &mut http::response::Parts) {
+    async fn response_headers(&self, ctx: &mut Ctx, resp: &mut http::response::Parts) {
         if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
             resp.headers.insert(self.header.clone(), value);
         }
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(&*ctx.request_id, "abc-123");
         assert_eq!(req.headers()["x-request-id"], "abc-123");
         let mut parts = response_parts();
-        plugin.response_headers(&mut ctx, &mut parts);
+        plugin.response_headers(&mut ctx, &mut parts).await;
         assert_eq!(parts.headers["x-request-id"], "abc-123");
     }
 

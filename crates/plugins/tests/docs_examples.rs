@@ -191,7 +191,8 @@ fn no_page_without_a_plugin() {
     for entry in std::fs::read_dir(docs_dir()).unwrap() {
         let path = entry.unwrap().path();
         let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
-        if ["README", "AUTHORING"].contains(&stem.as_str()) {
+        // AUTHORING.md and README.md are about plugins in general.
+        if stem.chars().all(|c| c.is_ascii_uppercase()) {
             continue;
         }
         assert!(

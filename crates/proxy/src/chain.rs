@@ -1,9 +1,13 @@
 //! A compiled plugin chain: the plugins that apply to one route, merged
-//! from the global, service and route levels, sorted once, and split per
-//! phase so that a phase with no plugin costs nothing.
+//! from the global, service and route levels (and, once they are known,
+//! the plan's and the consumer's: see [`Merged`]), sorted once, and split
+//! per phase so that a phase with no plugin costs nothing.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use gatehouse_core::{Capabilities, Phase, Plugin};
 
@@ -33,7 +37,10 @@ pub struct Chain {
     /// Per phase, indices into `entries`.
     rewrite: Vec<usize>,
     access: Vec<usize>,
+    upstream: Vec<usize>,
+    request_body: Vec<usize>,
     upstream_request: Vec<usize>,
+    upstream_error: Vec<usize>,
     response_headers: Vec<usize>,
     response_body: Vec<usize>,
     log: Vec<usize>,
@@ -64,7 +71,10 @@ impl Chain {
         Self {
             rewrite: pick(Phase::Rewrite),
             access: pick(Phase::Access),
+            upstream: pick(Phase::Upstream),
+            request_body: pick(Phase::RequestBody),
             upstream_request: pick(Phase::UpstreamRequest),
+            upstream_error: pick(Phase::UpstreamError),
             response_headers: pick(Phase::ResponseHeaders),
             response_body: pick(Phase::ResponseBody),
             log: pick(Phase::Log),
@@ -82,7 +92,10 @@ impl Chain {
         let idx = match phase {
             Phase::Rewrite => &self.rewrite,
             Phase::Access => &self.access,
+            Phase::Upstream => &self.upstream,
+            Phase::RequestBody => &self.request_body,
             Phase::UpstreamRequest => &self.upstream_request,
+            Phase::UpstreamError => &self.upstream_error,
             Phase::ResponseHeaders => &self.response_headers,
             Phase::ResponseBody => &self.response_body,
             Phase::Log => &self.log,
@@ -104,35 +117,37 @@ impl Chain {
     }
 
     /// The access plugins of this chain — just merged with a consumer's
-    /// plugins `consumer` — that came from `consumer` and sort at or before
-    /// `at`, the plugin that identified the consumer. The access phase is
-    /// already past them, so the proxy runs them at once, in this order.
+    /// or a plan's plugins `extra` — that came from `extra` and sort at or
+    /// before `at`, the plugin that identified the consumer (`None`: the
+    /// whole access phase is past, as when the plan becomes known after
+    /// it). The proxy runs them at once, in this order.
     ///
-    /// A consumer plugin that replaced a route (or service, or global)
-    /// plugin of the same name which already ran is among them: the
-    /// earlier instance ran before anyone was identified, and the
-    /// consumer's runs as well, so a consumer-level check can only add to
-    /// the route's, never undo it.
+    /// A consumer (or plan) plugin that replaced a route (or service, or
+    /// global) plugin of the same name which already ran is among them:
+    /// the earlier instance ran before anyone was identified, and the
+    /// later one runs as well, so a consumer- or plan-level check can only
+    /// add to the route's, never undo it.
     pub fn catch_up<'a>(
         &'a self,
-        consumer: &'a [Entry],
-        at: &'a Entry,
+        extra: &'a [Entry],
+        at: Option<&'a Entry>,
     ) -> impl Iterator<Item = &'a Entry> + 'a {
         self.phase(Phase::Access).filter(move |e| {
-            !Self::runs_after(e, at) && consumer.iter().any(|c| Arc::ptr_eq(&c.plugin, &e.plugin))
+            at.is_none_or(|at| !Self::runs_after(e, at))
+                && extra.iter().any(|c| Arc::ptr_eq(&c.plugin, &e.plugin))
         })
     }
 
-    /// Why a plugin cannot be attached to a consumer, if it cannot: a
-    /// consumer is identified in the access phase, after every `rewrite`
-    /// plugin ran, so a plugin with a `rewrite` phase would be partly or
-    /// wholly ignored. `None` when every phase of the plugin can run once
-    /// its consumer is known.
+    /// Why a plugin cannot be attached to a consumer or a plan, if it
+    /// cannot: both are known only in (consumer) or after (plan) the access
+    /// phase, after every `rewrite` plugin ran, so a plugin with a
+    /// `rewrite` phase would be partly or wholly ignored. `None` when every
+    /// phase of the plugin can run once its consumer is known.
     pub fn consumer_level_problem(e: &Entry) -> Option<&'static str> {
         let phases = e.plugin.phases();
         if phases.contains(Phase::Rewrite) {
             Some(
-                "its `rewrite` phase runs before any consumer is identified, so it would never run for this consumer; attach it to the route, service or globally instead",
+                "its `rewrite` phase runs before any consumer or plan is known, so it would never run there; attach it to the route, service or globally instead",
             )
         } else if phases == gatehouse_core::Phases::NONE {
             Some("it takes part in no phase, so it would never run")
@@ -144,6 +159,98 @@ impl Chain {
     /// Whether `a` runs strictly after `b`.
     pub fn runs_after(a: &Entry, b: &Entry) -> bool {
         a.key() > b.key()
+    }
+}
+
+/// Chains merged with a consumer's and a plan's plugins, by (branch
+/// chain, consumer, plan), computed once per snapshot and then shared.
+///
+/// Read-mostly and lock-free: a lookup is one atomic load and one hash
+/// probe; a miss merges the chain and publishes a new map with it
+/// (copy-on-write, racing writers may both merge, one insert wins — the
+/// result is the same). The number of combinations that requests can
+/// reach is bounded by the configuration (branches × consumers with
+/// plugins × plans with plugins), and the cache stops growing at
+/// [`Merged::MAX`] entries: past it, the merge is made per request
+/// (correct, only slower) and a warning is logged once.
+#[derive(Default)]
+pub struct Merged {
+    map: ArcSwap<HashMap<MergedKey, Arc<Chain>>>,
+    full_warned: std::sync::atomic::AtomicBool,
+}
+
+/// What a merged chain is made of. The base is named by its address: it
+/// lives in the snapshot that owns this cache, so it neither moves nor is
+/// reused while the cache exists.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MergedKey {
+    base: usize,
+    consumer: Option<Arc<str>>,
+    plan: Option<Arc<str>>,
+}
+
+impl Merged {
+    /// Largest number of cached chains.
+    pub const MAX: usize = 10_000;
+
+    /// `base` (a route's or a split branch's chain) merged with the plan's
+    /// `plan` and the consumer's `consumer` plugins, in the order of the
+    /// levels: global < service < route < plan < consumer.
+    pub fn get(
+        &self,
+        base: &Arc<Chain>,
+        consumer: Option<(&Arc<str>, &[Entry])>,
+        plan: Option<(&Arc<str>, &[Entry])>,
+    ) -> Arc<Chain> {
+        if consumer.is_none() && plan.is_none() {
+            return base.clone();
+        }
+        let key = MergedKey {
+            base: Arc::as_ptr(base) as usize,
+            consumer: consumer.map(|(n, _)| n.clone()),
+            plan: plan.map(|(n, _)| n.clone()),
+        };
+        if let Some(c) = self.map.load().get(&key) {
+            return c.clone();
+        }
+        let empty: &[Entry] = &[];
+        let merged = Arc::new(Chain::merge([
+            base.entries(),
+            plan.map_or(empty, |(_, e)| e),
+            consumer.map_or(empty, |(_, e)| e),
+        ]));
+        let mut full = false;
+        self.map.rcu(|map| {
+            if map.len() >= Self::MAX {
+                full = true;
+                return map.clone();
+            }
+            full = false;
+            let mut next = HashMap::clone(map);
+            next.insert(key.clone(), merged.clone());
+            Arc::new(next)
+        });
+        if full
+            && !self
+                .full_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                max = Self::MAX,
+                "the cache of merged plugin chains is full; further consumer/plan chains are merged per request"
+            );
+        }
+        merged
+    }
+
+    /// How many chains are cached (for tests).
+    pub fn len(&self) -> usize {
+        self.map.load().len()
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -214,10 +321,13 @@ mod tests {
             .find(|x| &*x.name == "key-auth")
             .unwrap();
         let merged = Chain::merge([base.entries(), &consumer[..]]);
-        let caught: Vec<&str> = merged.catch_up(&consumer, at).map(|x| &*x.name).collect();
+        let caught: Vec<&str> = merged
+            .catch_up(&consumer, Some(at))
+            .map(|x| &*x.name)
+            .collect();
         assert_eq!(caught, ["ip-restriction", "early"]);
         // The caught-up ip-restriction is the consumer's instance.
-        let first = merged.catch_up(&consumer, at).next().unwrap();
+        let first = merged.catch_up(&consumer, Some(at)).next().unwrap();
         assert!(Arc::ptr_eq(&first.plugin, &consumer[0].plugin));
         let after: Vec<&str> = merged
             .phase(Phase::Access)
@@ -225,6 +335,50 @@ mod tests {
             .map(|x| &*x.name)
             .collect();
         assert_eq!(after, ["size", "late"]);
+    }
+
+    #[test]
+    fn plan_plugins_sit_between_route_and_consumer_and_are_caught_up_whole() {
+        let route = Arc::new(Chain::merge([&[
+            e("key-auth", 1250, &[Phase::Access]),
+            e("limit", 1000, &[Phase::Access]),
+        ][..]]));
+        let plan = [
+            e("limit", 1000, &[Phase::Access]),
+            e("quota", 900, &[Phase::Access, Phase::Log]),
+            e("tag", 5, &[Phase::UpstreamRequest]),
+        ];
+        let consumer = [e("quota", 900, &[Phase::Access])];
+        let cache = Merged::default();
+        let (c, p): (Arc<str>, Arc<str>) = ("alice".into(), "gold".into());
+        let merged = cache.get(&route, Some((&c, &consumer)), Some((&p, &plan)));
+        // The plan's limit replaced the route's; the consumer's quota the
+        // plan's.
+        let limit = merged
+            .entries()
+            .iter()
+            .find(|x| &*x.name == "limit")
+            .unwrap();
+        assert!(Arc::ptr_eq(&limit.plugin, &plan[0].plugin));
+        let quota = merged
+            .entries()
+            .iter()
+            .find(|x| &*x.name == "quota")
+            .unwrap();
+        assert!(Arc::ptr_eq(&quota.plugin, &consumer[0].plugin));
+        assert!(!merged.has(Phase::Log), "the plan's quota is gone");
+        // After the access phase, every access plugin of the plan runs.
+        let caught: Vec<&str> = merged.catch_up(&plan, None).map(|x| &*x.name).collect();
+        assert_eq!(caught, ["limit"]);
+        // Computed once: the same Arc again, one entry in the cache.
+        let again = cache.get(&route, Some((&c, &consumer)), Some((&p, &plan)));
+        assert!(Arc::ptr_eq(&merged, &again));
+        assert_eq!(cache.len(), 1);
+        // Nothing to merge: the base itself, nothing cached.
+        assert!(Arc::ptr_eq(&cache.get(&route, None, None), &route));
+        let only_plan = cache.get(&route, None, Some((&p, &plan)));
+        assert!(!Arc::ptr_eq(&only_plan, &merged));
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

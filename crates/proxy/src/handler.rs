@@ -1,11 +1,16 @@
 //! The request path: limits, request id, client address, routing, the
 //! plugin phases, forwarding upstream, and the response back through the
-//! chain. Every rejection leaves as problem+json with the request id.
+//! chain. `serve` runs named steps that return `Result<_, GatewayError>`;
+//! every rejection becomes problem+json with the request id in one place
+//! (`serve`, through `GatewayError::into_response`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use gatehouse_core::{Body, Capabilities, Ctx, Flow, Phase, Problem, ProblemType, TlsInfo, body};
+use gatehouse_core::{
+    Body, Capabilities, Ctx, ErrorFlow, Flow, Phase, Problem, ProblemType, TlsInfo,
+    UpstreamChoice, UpstreamFailure, body,
+};
 use gatehouse_router::{Match, RequestInfo};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -13,10 +18,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::chain::Chain;
+use crate::error::{ErrorSource, GatewayError};
 use crate::forward::{self, Hop};
 use crate::lifecycle::ApiRt;
+use crate::outbound::{self, Outbound, PathSource};
 use crate::retry;
-use crate::snapshot::{HashOn, RouteRt, ServiceRt, Snapshot};
+use crate::snapshot::{HashOn, RouteRt, ServiceRt, Settings, Snapshot};
 use crate::split::RequestView;
 use crate::state::Shared;
 
@@ -81,20 +88,123 @@ fn new_request_id() -> Arc<str> {
     Arc::from(&*uuid::Uuid::new_v4().simple().encode_lower(&mut buf))
 }
 
+/// What a request reached, for the response phases: the chain in force
+/// (none before routing) and the route's API (lifecycle headers).
+#[derive(Default)]
+struct Reached<'s> {
+    chain: Option<Arc<Chain>>,
+    api: Option<&'s ApiRt>,
+}
+
 async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
-    let settings = &snap.settings;
-    let (mut parts, incoming) = req.into_parts();
-    let request_id = match parts.headers.get(&settings.request_id_header) {
+    let (parts, incoming) = req.into_parts();
+    let request_id = match parts.headers.get(&snap.settings.request_id_header) {
         Some(v) if valid_request_id(v) => Arc::from(v.to_str().unwrap_or_default()),
         _ => new_request_id(),
     };
     let mut ctx = Ctx::new(request_id, conn.peer);
     ctx.tls.clone_from(&conn.tls);
-    if let Some(p) = refused_method(&parts.method).or_else(|| method_override(&parts)) {
-        return finish_problem(snap, &ctx, p);
+    let mut reached = Reached::default();
+    let result = run(snap, conn, &mut ctx, parts, incoming, &mut reached).await;
+    // The one error edge: every gateway error becomes problem+json here,
+    // then goes through the response phases like any other response.
+    let mut resp = result.unwrap_or_else(|e| e.into_response(&ctx.request_id));
+    if let Some(api) = reached.api {
+        // Deprecation, Sunset and Link on every response of a deprecated
+        // (or retired) API, errors included.
+        api.decorate(resp.headers_mut());
     }
+    finish(snap, reached.chain.as_ref(), ctx, resp).await
+}
 
-    // Header limits: count and total size of names plus values.
+/// The request path, step by step. `Ok` is the response to send (the
+/// upstream's or a plugin's), `Err` the gateway's refusal.
+async fn run<'s>(
+    snap: &'s Snapshot,
+    conn: &ConnInfo,
+    ctx: &mut Ctx,
+    mut parts: http::request::Parts,
+    incoming: Incoming,
+    reached: &mut Reached<'s>,
+) -> Result<Response<Body>, GatewayError> {
+    check_head(&snap.settings, &parts)?;
+    let hop_host = decide_host(&mut parts)?;
+    decide_path(snap, conn, &mut parts)?;
+    let trusted = snap.settings.trusted.contains(conn.peer.ip());
+    ctx.client_ip = snap
+        .settings
+        .trusted
+        .client_ip(conn.peer.ip(), &parts.headers);
+
+    let host = hop_host.as_ref().and_then(|h| h.to_str().ok());
+    let m = find_route(snap, &parts, host)?;
+    let route = &snap.routes[m.route];
+    // The service (a split route's branch) and its chain, chosen before
+    // any plugin runs.
+    let (service, base) = route.target(&RequestView {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        client_ip: ctx.client_ip,
+    });
+    ctx.route = Some(route.name.clone());
+    ctx.service = service.map(|s| snap.services[s].name.clone());
+    ctx.captures = m.captures;
+    reached.api = route.api.as_deref();
+    let chain = reached.chain.insert(base.clone());
+    let mut req = Request::from_parts(parts, body::boxed(incoming));
+
+    if let Some(p) = reached.api.and_then(ApiRt::retired) {
+        // A retired API answers 410 before any plugin runs; the response
+        // phases still run (CORS headers reach browsers).
+        return Err(GatewayError::client(p));
+    }
+    if let Some(resp) = request_phases(snap, base, chain, ctx, &mut req).await {
+        return Ok(resp);
+    }
+    // Subscriptions are checked after the access phase, which identified
+    // the app; the plan of its subscription brings its plugins.
+    if let Some(api) = reached.api
+        && let Some(plan) = api.admit(ctx).map_err(GatewayError::client)?
+        && let Some(resp) = plan_phase(snap, base, chain, ctx, &mut req, plan).await
+    {
+        return Ok(resp);
+    }
+    let choice = choose_upstream(chain, ctx, &mut req).await;
+    for e in chain.phase(Phase::RequestBody) {
+        if let Flow::Respond(r) = e.plugin.request_body(ctx, &mut req).await {
+            return Ok(r);
+        }
+    }
+    let hop = Hop {
+        peer: &conn.text,
+        trusted,
+        proto: conn.proto(),
+        host: hop_host,
+        client: ctx.client_ip,
+    };
+    let upstream = Upstream {
+        route,
+        service,
+        matched_prefix: m.matched_prefix,
+        version_prefix: m.version_prefix,
+        switched: &conn.switched,
+    };
+    // Boxed: the upstream exchange is the largest part of the request's
+    // state; keeping it off the handler future keeps the future hyper
+    // stores (and moves) per request small.
+    let chain = chain.clone();
+    Box::pin(forward_upstream(
+        snap, &chain, ctx, req, &upstream, &hop, choice,
+    ))
+    .await
+}
+
+/// Refuses methods the gateway never forwards, method overrides, and heads
+/// over the header limits (count and total size of names plus values).
+fn check_head(settings: &Settings, parts: &http::request::Parts) -> Result<(), GatewayError> {
+    if let Some(p) = refused_method(&parts.method).or_else(|| method_override(parts)) {
+        return Err(GatewayError::client(p));
+    }
     let count = parts.headers.len();
     let bytes: usize = parts
         .headers
@@ -106,68 +216,60 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
             "{count} header fields, {bytes} bytes; limits are {} fields and {} bytes",
             settings.max_header_count, settings.max_header_bytes
         );
-        return finish_problem(
-            snap,
-            &ctx,
+        return Err(GatewayError::client(
             Problem::new(ProblemType::HeadersTooLarge).detail(detail),
-        );
+        ));
     }
+    Ok(())
+}
 
-    // The effective host, decided once (RFC 9112 section 3.2.2): the
-    // request target's authority (absolute-form, HTTP/2 `:authority`)
-    // wins over Host. It is what routing, `preserve_host`,
-    // X-Forwarded-Host and `Forwarded: host=` all use, in one spelling
-    // (canon::host: lower case, no trailing dot, `host[:port]` only).
-    let hop_host = match effective_host(&parts) {
-        Ok(h) => h,
-        Err(p) => return finish_problem(snap, &ctx, p),
-    };
+/// The effective host, decided once (RFC 9112 section 3.2.2): the request
+/// target's authority (absolute-form, HTTP/2 `:authority`) wins over Host.
+/// It is what routing, `preserve_host`, X-Forwarded-Host and `Forwarded:
+/// host=` all use, in one spelling (canon::host: lower case, no trailing
+/// dot, `host[:port]` only); plugins see it as Host too.
+fn decide_host(parts: &mut http::request::Parts) -> Result<Option<HeaderValue>, GatewayError> {
+    let hop_host = effective_host(parts).map_err(GatewayError::client)?;
     if let Some(h) = &hop_host
         && parts.headers.get(header::HOST) != Some(h)
     {
-        // Plugins see the one host too.
         parts.headers.insert(header::HOST, h.clone());
     }
-    let host = hop_host.as_ref().and_then(|h| h.to_str().ok());
+    Ok(hop_host)
+}
 
-    // The canonical path, decided once: routing, plugins and forwarding
-    // all see it (canon::path; borrowed, no allocation, when the path is
-    // already canonical).
-    let canonical = match crate::canon::path(parts.uri.path(), &snap.path_options(conn.listener)) {
-        Ok(std::borrow::Cow::Borrowed(_)) => None,
-        Ok(std::borrow::Cow::Owned(p)) => Some(p),
-        Err(e) => {
-            return finish_problem(
-                snap,
-                &ctx,
-                Problem::new(ProblemType::BadPath).detail(e.to_string()),
-            );
-        }
+/// The canonical path, decided once: routing, plugins and forwarding all
+/// see it (canon::path; borrowed, no allocation, when the path is already
+/// canonical).
+fn decide_path(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    parts: &mut http::request::Parts,
+) -> Result<(), GatewayError> {
+    let bad =
+        |detail: String| GatewayError::client(Problem::new(ProblemType::BadPath).detail(detail));
+    let path = match crate::canon::path(parts.uri.path(), &snap.path_options(conn.listener)) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(()),
+        Ok(std::borrow::Cow::Owned(p)) => p,
+        Err(e) => return Err(bad(e.to_string())),
     };
-    if let Some(path) = canonical {
-        let pq = match parts.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        let mut uri = std::mem::take(&mut parts.uri).into_parts();
-        uri.path_and_query =
-            http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq)).ok();
-        match http::Uri::from_parts(uri) {
-            Ok(u) => parts.uri = u,
-            Err(_) => {
-                return finish_problem(
-                    snap,
-                    &ctx,
-                    Problem::new(ProblemType::BadPath)
-                        .detail("the canonical path is not a valid URI"),
-                );
-            }
-        }
-    }
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.path_and_query = http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq)).ok();
+    parts.uri = http::Uri::from_parts(uri)
+        .map_err(|_| bad("the canonical path is not a valid URI".into()))?;
+    Ok(())
+}
 
-    let trusted = settings.trusted.contains(conn.peer.ip());
-    ctx.client_ip = settings.trusted.client_ip(conn.peer.ip(), &parts.headers);
-
+/// The route for the request, or why there is none (404, 405 with Allow).
+fn find_route(
+    snap: &Snapshot,
+    parts: &http::request::Parts,
+    host: Option<&str>,
+) -> Result<gatehouse_router::RouteMatch, GatewayError> {
     let found = snap.router.find(&RequestInfo {
         host,
         path: parts.uri.path(),
@@ -179,7 +281,7 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
     // as that method, so a route's `cors` plugin can answer it without the
     // route having to list OPTIONS.
     let found = match found {
-        Match::MethodNotAllowed { .. } if is_preflight(&parts) => {
+        Match::MethodNotAllowed { .. } if is_preflight(parts) => {
             let asked = parts
                 .headers
                 .get(header::ACCESS_CONTROL_REQUEST_METHOD)
@@ -203,15 +305,13 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
         }
         other => other,
     };
-    let m = match found {
-        Match::Found(m) => m,
+    match found {
+        Match::Found(m) => Ok(m),
         Match::NotFound => {
             let detail = format!("no route for {} {}", parts.method, parts.uri.path());
-            return finish_problem(
-                snap,
-                &ctx,
+            Err(GatewayError::client(
                 Problem::new(ProblemType::NoRoute).detail(detail),
-            );
+            ))
         }
         Match::MethodNotAllowed { allowed } => {
             let allow = allowed
@@ -226,69 +326,9 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 p = p.header(header::ALLOW, v);
             }
-            return finish_problem(snap, &ctx, p);
+            Err(GatewayError::client(p))
         }
-    };
-    let route = &snap.routes[m.route];
-    // The service (a split route's branch) and its chain, chosen before
-    // any plugin runs.
-    let (service, route_chain) = route.target(&RequestView {
-        headers: &parts.headers,
-        query: parts.uri.query(),
-        client_ip: ctx.client_ip,
-    });
-    ctx.route = Some(route.name.clone());
-    ctx.service = service.map(|s| snap.services[s].name.clone());
-    ctx.captures = m.captures;
-    let mut req = Request::from_parts(parts, body::boxed(incoming));
-
-    let mut chain = route_chain.clone();
-    let api = route.api.as_deref();
-    let resp = if let Some(p) = api.and_then(ApiRt::retired) {
-        // A retired API answers 410 before any plugin runs; the response
-        // phases still run (CORS headers reach browsers).
-        ctx_problem(&ctx, p)
-    } else {
-        match request_phases(snap, &mut chain, &mut ctx, &mut req).await {
-            Some(resp) => resp,
-            // Subscriptions are checked after the access phase, which
-            // identified the app.
-            None => match api.map(|a| a.admit(&ctx)) {
-                Some(Err(p)) => ctx_problem(&ctx, p),
-                _ => {
-                    let hop = Hop {
-                        peer: &conn.text,
-                        trusted,
-                        proto: conn.proto(),
-                        host: hop_host,
-                        client: ctx.client_ip,
-                    };
-                    let upstream = Upstream {
-                        route,
-                        service,
-                        matched_prefix: m.matched_prefix,
-                        version_prefix: m.version_prefix,
-                        switched: &conn.switched,
-                    };
-                    // Boxed: the upstream exchange is the largest part of
-                    // the request's state; keeping it off the handler future
-                    // keeps the future hyper stores (and moves) per request
-                    // small.
-                    Box::pin(forward_upstream(
-                        snap, &chain, &mut ctx, req, &upstream, &hop,
-                    ))
-                    .await
-                }
-            },
-        }
-    };
-    let mut resp = resp;
-    if let Some(api) = api {
-        // Deprecation, Sunset and Link on every response of a deprecated
-        // (or retired) API, errors included.
-        api.decorate(resp.headers_mut());
     }
-    finish(snap, &chain, ctx, resp)
 }
 
 /// Methods the gateway never forwards, whatever the route: `CONNECT`
@@ -425,10 +465,12 @@ fn is_preflight(parts: &http::request::Parts) -> bool {
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
-/// Runs rewrite, access and upstream_request phases that happen before
-/// the upstream is chosen. Returns a response if a plugin answered.
+/// Runs the rewrite and access phases. Returns a response if a plugin
+/// answered. `chain` starts as `base` (the route's or the branch's chain)
+/// and is replaced by the merged chain when a consumer is identified.
 async fn request_phases(
     snap: &Snapshot,
+    base: &Arc<Chain>,
     chain: &mut Arc<Chain>,
     ctx: &mut Ctx,
     req: &mut Request<Body>,
@@ -439,10 +481,11 @@ async fn request_phases(
         }
     }
     // Access: when a plugin identifies a consumer with plugins of its own,
-    // the chain is re-merged with them. The consumer's access plugins that
-    // sort at or before the identifying plugin run at once, in order (they
-    // would otherwise never run: the access phase is past them); then the
-    // rest of the phase runs on the merged chain.
+    // the chain is switched to the base merged with them (computed once
+    // per snapshot, see `chain::Merged`). The consumer's access plugins
+    // that sort at or before the identifying plugin run at once, in order
+    // (they would otherwise never run: the access phase is past them);
+    // then the rest of the phase runs on the merged chain.
     let mut last: Option<crate::chain::Entry> = None;
     loop {
         let current = chain.clone();
@@ -460,10 +503,10 @@ async fn request_phases(
             last = Some(e.clone());
             if !had_consumer
                 && let Some(c) = &ctx.consumer
-                && let Some(extra) = snap.consumer_plugins.get(&c.username)
+                && let Some((name, extra)) = snap.consumer_plugins.get_key_value(&c.username)
             {
-                let merged = Arc::new(Chain::merge([current.entries(), &extra[..]]));
-                for late in merged.catch_up(extra, e) {
+                let merged = snap.merged.get(base, Some((name, extra)), None);
+                for late in merged.catch_up(extra, Some(e)) {
                     if let Flow::Respond(r) = late.plugin.access(ctx, req).await {
                         *chain = merged.clone();
                         return Some(r);
@@ -480,6 +523,48 @@ async fn request_phases(
     }
 }
 
+/// The plan is known (the app's approved subscription): its plugins join
+/// the chain, between the route's and the consumer's, and its access
+/// plugins run now, in order, since the access phase is past.
+async fn plan_phase(
+    snap: &Snapshot,
+    base: &Arc<Chain>,
+    chain: &mut Arc<Chain>,
+    ctx: &mut Ctx,
+    req: &mut Request<Body>,
+    plan: Arc<str>,
+) -> Option<Response<Body>> {
+    ctx.plan = Some(plan.clone());
+    let (plan, extra) = snap.plan_plugins.get_key_value(&plan)?;
+    let consumer = ctx
+        .consumer
+        .as_ref()
+        .and_then(|c| snap.consumer_plugins.get_key_value(&c.username))
+        .map(|(k, v)| (k, &v[..]));
+    let merged = snap.merged.get(base, consumer, Some((plan, extra)));
+    *chain = merged.clone();
+    for e in merged.catch_up(extra, None) {
+        if let Flow::Respond(r) = e.plugin.access(ctx, req).await {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// The `upstream` phase: the first plugin that chooses wins.
+async fn choose_upstream(
+    chain: &Chain,
+    ctx: &mut Ctx,
+    req: &mut Request<Body>,
+) -> Option<UpstreamChoice> {
+    for e in chain.phase(Phase::Upstream) {
+        if let Some(choice) = e.plugin.upstream(ctx, req).await {
+            return Some(choice);
+        }
+    }
+    None
+}
+
 struct Upstream<'a> {
     route: &'a RouteRt,
     /// The route's service, or the split branch chosen for this request.
@@ -490,37 +575,157 @@ struct Upstream<'a> {
     switched: &'a crate::framing::Switched,
 }
 
-fn upstream_path(
-    route: &RouteRt,
-    svc: &ServiceRt,
-    path: &str,
-    m: &Upstream<'_>,
-    ctx: &Ctx,
-) -> String {
-    let mut p: std::borrow::Cow<'_, str> = path.into();
-    if let Some(template) = &route.rewrite {
-        p = gatehouse_router::expand_template(template, &ctx.captures).into();
-    } else {
-        if route.strip_prefix && m.matched_prefix <= p.len() && p.is_char_boundary(m.matched_prefix)
-        {
-            p = p[m.matched_prefix..].to_string().into();
-        } else if route.strip_version
-            && m.version_prefix <= p.len()
-            && p.is_char_boundary(m.version_prefix)
-        {
-            p = p[m.version_prefix..].to_string().into();
+/// Where a request goes: a service, and where a plugin chose one, a fixed
+/// target or URL instead of the service's balancer and path.
+struct Dest<'s> {
+    index: usize,
+    svc: &'s ServiceRt,
+    /// A target (or a URL's authority) chosen by a plugin.
+    fixed: Option<http::uri::Authority>,
+    /// A URL chosen by a plugin: its path and query, and its Host.
+    url: Option<(http::uri::PathAndQuery, HeaderValue)>,
+}
+
+/// Resolves a plugin's choice (or none: the route's service) against the
+/// snapshot. `current` is the service chosen so far.
+fn resolve<'s>(
+    snap: &'s Snapshot,
+    up: &Upstream<'_>,
+    current: Option<usize>,
+    choice: Option<&UpstreamChoice>,
+) -> Result<Dest<'s>, GatewayError> {
+    let dest = |index: usize| Dest {
+        index,
+        svc: &snap.services[index],
+        fixed: None,
+        url: None,
+    };
+    let route = up.route;
+    let no_service = || {
+        let detail = if route.split.is_some() {
+            "no split branch takes this request (no `when` matched and every weight is 0)"
+        } else {
+            "the route has no service and no plugin answered"
+        };
+        GatewayError::upstream(Problem::new(ProblemType::NoService).detail(detail))
+    };
+    let chosen_by_plugin = |detail: String| {
+        GatewayError::internal(Problem::new(ProblemType::NoService).detail(detail))
+    };
+    match choice {
+        None => current.map(dest).ok_or_else(no_service),
+        Some(UpstreamChoice::Service(name)) => {
+            // The route's workspace only, or a service the route itself
+            // reaches (the config allowed that one): a plugin cannot send
+            // requests to another tenant's service.
+            let own = snap
+                .service_names
+                .get(&(route.workspace, name.clone()))
+                .copied();
+            let reached = || {
+                let named = |i: &usize| *snap.services[*i].name == **name;
+                route.service.filter(named).or_else(|| {
+                    route
+                        .split
+                        .as_ref()
+                        .and_then(|s| s.branches().iter().map(|b| b.service).find(named))
+                })
+            };
+            own.or_else(reached).map(dest).ok_or_else(|| {
+                chosen_by_plugin(format!(
+                    "an `upstream` plugin chose service `{name}`, which this route's workspace does not have"
+                ))
+            })
         }
-        if !p.starts_with('/') {
-            p = format!("/{p}").into();
+        Some(UpstreamChoice::Target(authority)) => {
+            let mut d = current.map(dest).ok_or_else(no_service)?;
+            d.fixed = Some(authority.clone());
+            Ok(d)
         }
-    }
-    if svc.base_path.is_empty() {
-        p.into_owned()
-    } else {
-        format!("{}{}", svc.base_path, p)
+        Some(UpstreamChoice::Url(uri)) => {
+            let mut d = current.map(dest).ok_or_else(no_service)?;
+            let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+                return Err(chosen_by_plugin(
+                    "an `upstream` plugin chose a URL that is not absolute".into(),
+                ));
+            };
+            if *scheme != d.svc.scheme {
+                return Err(chosen_by_plugin(format!(
+                    "an `upstream` plugin chose a `{scheme}` URL for `{}`, a `{}` service",
+                    d.svc.name, d.svc.scheme
+                )));
+            }
+            let default_port = if *scheme == http::uri::Scheme::HTTPS {
+                443
+            } else {
+                80
+            };
+            let host = match authority.port_u16() {
+                Some(p) if p != default_port => authority.as_str(),
+                _ => authority.host(),
+            };
+            let host = HeaderValue::from_str(host).map_err(|_| {
+                chosen_by_plugin("the chosen URL's host is not a valid Host".into())
+            })?;
+            let pq = uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            d.fixed = Some(authority.clone());
+            d.url = Some((pq, host));
+            Ok(d)
+        }
     }
 }
 
+/// A request kept so that an `upstream_error` plugin may send it again:
+/// its head, and its body if it has one (of known length, within the
+/// retry policy's `buffer_body`).
+struct Kept {
+    method: http::Method,
+    uri: http::Uri,
+    version: Version,
+    headers: http::HeaderMap,
+    body: Option<bytes::Bytes>,
+}
+
+impl Kept {
+    async fn of(req: &mut Request<Body>, limit: u64) -> Result<Option<Self>, GatewayError> {
+        let body = match retry::BodyKind::of(req) {
+            retry::BodyKind::Empty => None,
+            retry::BodyKind::Sized(n) if n <= limit => {
+                let taken = std::mem::replace(req.body_mut(), body::empty());
+                let bytes = body::collect(taken, n)
+                    .await
+                    .map_err(|r| GatewayError::client(r.0))?;
+                *req.body_mut() = body::full(bytes.clone());
+                Some(bytes)
+            }
+            retry::BodyKind::Sized(_) | retry::BodyKind::Unknown => return Ok(None),
+        };
+        Ok(Some(Self {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            body,
+        }))
+    }
+
+    fn request(&self) -> Request<Body> {
+        let mut req = Request::new(self.body.clone().map_or_else(body::empty, body::full));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Sends the request to its destination (the route's service, or where an
+/// `upstream` plugin sent it); on a final upstream failure the
+/// `upstream_error` plugins may answer or send it elsewhere (each plugin at
+/// most once per request).
 async fn forward_upstream(
     snap: &Snapshot,
     chain: &Chain,
@@ -528,154 +733,209 @@ async fn forward_upstream(
     mut req: Request<Body>,
     up: &Upstream<'_>,
     hop: &Hop<'_>,
-) -> Response<Body> {
-    let route = up.route;
-    let Some(svc) = up.service.map(|i| &snap.services[i]) else {
-        let detail = if route.split.is_some() {
-            "no split branch takes this request (no `when` matched and every weight is 0)"
-        } else {
-            "the route has no service and no plugin answered"
+    mut choice: Option<UpstreamChoice>,
+) -> Result<Response<Body>, GatewayError> {
+    let mut current = up.service;
+    let mut kept: Option<Kept> = None;
+    let mut retried: Vec<usize> = Vec::new();
+    loop {
+        let dest = resolve(snap, up, current, choice.as_ref())?;
+        if current != Some(dest.index) {
+            ctx.service = Some(dest.svc.name.clone());
+        }
+        current = Some(dest.index);
+        let handles_errors = chain.has(Phase::UpstreamError);
+        if handles_errors
+            && kept.is_none()
+            && !(req.version() == Version::HTTP_11 && forward::is_upgrade_request(req.headers()))
+        {
+            let limit =
+                retry::Effective::new(&dest.svc.retry, up.route.retry.as_deref()).buffer_body();
+            kept = Kept::of(&mut req, limit).await?;
+        }
+        let err = match send(snap, chain, ctx, req, up, hop, &dest).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) if e.source == ErrorSource::Upstream && handles_errors => e,
+            Err(e) => return Err(e),
         };
-        return ctx_problem(ctx, Problem::new(ProblemType::NoService).detail(detail));
-    };
+        let failure = UpstreamFailure {
+            kind: err.kind(),
+            service: dest.svc.name.clone(),
+            replayable: kept.is_some(),
+        };
+        match upstream_error_phase(chain, ctx, &failure, &mut retried).await {
+            ErrorFlow::Respond(r) => return Ok(r),
+            ErrorFlow::Retry(next) => match &kept {
+                Some(k) => {
+                    tracing::debug!(problem = err.kind().slug(), choice = ?next, "an upstream_error plugin sends the request again");
+                    req = k.request();
+                    choice = Some(next);
+                }
+                None => return Err(err),
+            },
+            ErrorFlow::Default => return Err(err),
+        }
+    }
+}
+
+/// The `upstream_error` phase: the first plugin that does not leave it to
+/// the default decides. A plugin's `Retry` is honoured once per request,
+/// and only for a request that can be sent again.
+async fn upstream_error_phase(
+    chain: &Chain,
+    ctx: &mut Ctx,
+    failure: &UpstreamFailure,
+    retried: &mut Vec<usize>,
+) -> ErrorFlow {
+    for (i, e) in chain.phase(Phase::UpstreamError).enumerate() {
+        match e.plugin.upstream_error(ctx, failure).await {
+            ErrorFlow::Default => {}
+            ErrorFlow::Respond(r) => return ErrorFlow::Respond(r),
+            ErrorFlow::Retry(c) if failure.replayable && !retried.contains(&i) => {
+                retried.push(i);
+                return ErrorFlow::Retry(c);
+            }
+            ErrorFlow::Retry(_) => {}
+        }
+    }
+    ErrorFlow::Default
+}
+
+/// One trip to `dest`: path, service breaker, concurrency slot, first
+/// target, the upstream request built and handed to `upstream_request`,
+/// framing, then send with retries; the response back.
+async fn send(
+    snap: &Snapshot,
+    chain: &Chain,
+    ctx: &mut Ctx,
+    mut req: Request<Body>,
+    up: &Upstream<'_>,
+    hop: &Hop<'_>,
+    dest: &Dest<'_>,
+) -> Result<Response<Body>, GatewayError> {
+    let route = up.route;
+    let svc = dest.svc;
     let settings = &snap.settings;
     let downstream_version = req.version();
     let upgrade =
         downstream_version == Version::HTTP_11 && forward::is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-    // The common case forwards the path untouched: reuse the parsed
-    // path-and-query (a reference-counted buffer) instead of re-parsing.
-    let unchanged = route.rewrite.is_none()
-        && !route.strip_prefix
-        && !route.strip_version
-        && svc.base_path.is_empty();
-    let pq = match req.uri().path_and_query() {
-        Some(pq) if unchanged => Ok(pq.clone()),
-        _ => {
-            let path = upstream_path(route, svc, req.uri().path(), up, ctx);
-            // What the upstream receives must name what the route matched:
-            // no dot segment (however spelled) may climb out of the base
-            // path after strip_prefix or a rewrite template.
-            if !crate::canon::upstream_path_ok(&path) {
-                return ctx_problem(
-                    ctx,
-                    Problem::new(ProblemType::PathOutsideRoute)
-                        .detail("the rewritten upstream path would leave the route's base path"),
-                );
-            }
-            let pq = match req.uri().query() {
-                // A rewrite template may bring its own query string.
-                Some(q) if path.contains('?') => format!("{path}&{q}"),
-                Some(q) => format!("{path}?{q}"),
-                None => path,
-            };
-            http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))
+    let source = match &dest.url {
+        Some((pq, _)) => PathSource::Exact(pq.clone()),
+        // The common case forwards the path untouched: the parsed
+        // path-and-query (a reference-counted buffer) is reused.
+        None if route.rewrite.is_none()
+            && !route.strip_prefix
+            && !route.strip_version
+            && svc.base_path.is_empty() =>
+        {
+            PathSource::Unchanged
         }
+        None => PathSource::Joined {
+            rewritten: route
+                .rewrite
+                .as_ref()
+                .map(|t| gatehouse_router::expand_template(t, &ctx.captures)),
+            strip: if route.strip_prefix {
+                up.matched_prefix
+            } else if route.strip_version {
+                up.version_prefix
+            } else {
+                0
+            },
+            base: &svc.base_path,
+        },
     };
+    let pq = outbound::path_and_query(req.uri(), &source).map_err(GatewayError::client)?;
     // The service's circuit breaker: fail fast, before waiting for a slot.
     let service_ticket = match &svc.breakers {
         None => None,
-        Some(b) => match b.admit_service() {
-            Ok(t) => Some(t),
-            Err(p) => return ctx_problem(ctx, p),
-        },
+        Some(b) => Some(b.admit_service().map_err(GatewayError::upstream)?),
     };
     // Concurrency limit: hold a slot until the response body has been sent.
     let permit = match &svc.limit {
         None => None,
-        Some(limit) => match limit.acquire().await {
-            Ok(p) => Some(p),
-            Err(why) => {
-                let detail = match why {
-                    crate::limit::Rejected::QueueFull => {
-                        format!(
-                            "`{}` is at its concurrency limit and its queue is full",
-                            svc.name
-                        )
-                    }
-                    crate::limit::Rejected::Timeout => format!(
-                        "`{}` is at its concurrency limit; no slot within {:?}",
-                        svc.name,
-                        limit.queue_timeout()
-                    ),
-                };
-                return ctx_problem(
-                    ctx,
-                    Problem::new(ProblemType::ServiceOverloaded)
-                        .detail(detail)
-                        .header(header::RETRY_AFTER, HeaderValue::from_static("1")),
-                );
-            }
-        },
+        Some(limit) => Some(limit.acquire().await.map_err(|why| {
+            let detail = match why {
+                crate::limit::Rejected::QueueFull => format!(
+                    "`{}` is at its concurrency limit and its queue is full",
+                    svc.name
+                ),
+                crate::limit::Rejected::Timeout => format!(
+                    "`{}` is at its concurrency limit; no slot within {:?}",
+                    svc.name,
+                    limit.queue_timeout()
+                ),
+            };
+            GatewayError::upstream(
+                Problem::new(ProblemType::ServiceOverloaded)
+                    .detail(detail)
+                    .header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            )
+        })?),
     };
     let started = std::time::Instant::now();
-    let body_kind = retry::BodyKind::of(&req);
     // Choose the first target (health, per-target breakers, balancer)
     // from the current set: DNS discovery may replace it meanwhile, and
-    // this request keeps reporting to the one it loaded.
+    // this request keeps reporting to the one it loaded. A target chosen
+    // by a plugin bypasses the balancer.
     let set = svc.targets.load();
-    let first = {
-        let key = if retry::balanced(svc, &set) {
-            hash_key(svc, &set.balancer, ctx, &req)
-        } else {
-            None
-        };
-        match retry::pick_target(svc, &set, key.as_deref(), &[], started) {
-            Ok(a) => a,
-            Err(p) => return ctx_problem(ctx, p),
-        }
-    };
-    let mut uri_parts = http::uri::Parts::default();
-    uri_parts.scheme = Some(svc.scheme.clone());
-    uri_parts.authority = Some(first.authority().clone());
-    uri_parts.path_and_query = pq.ok();
-    let uri = match http::Uri::from_parts(uri_parts) {
-        Ok(u) => u,
-        Err(_) => {
-            return ctx_problem(
-                ctx,
-                Problem::new(ProblemType::BadRequest)
-                    .detail("the rewritten path is not a valid URI"),
-            );
+    let first = match &dest.fixed {
+        Some(a) => retry::fixed_attempt(svc, &set, a, started),
+        None => {
+            let key = if retry::balanced(svc, &set) {
+                hash_key(svc, &set.balancer, ctx, &req)
+            } else {
+                None
+            };
+            retry::pick_target(svc, &set, key.as_deref(), &[], started)
+                .map_err(GatewayError::upstream)?
         }
     };
 
     // The effective host decided before routing, not whatever Host a
     // plugin left (the upstream_request phase below may still set one).
-    let client_host = hop.host.clone();
-    {
-        let headers = req.headers_mut();
-        // Room for Host, X-Forwarded-*, Forwarded, Via and the request id,
-        // so the map grows at most once.
-        headers.reserve(8);
-        forward::strip_hop_by_hop(headers, upgrade, true);
-        headers.remove(header::EXPECT);
-        let host = if route.preserve_host {
-            client_host.unwrap_or_else(|| svc.host_header.clone())
-        } else if let Some(h) = &route.host_rewrite {
-            h.clone()
-        } else {
-            svc.host_header.clone()
-        };
-        headers.insert(header::HOST, host);
-        forward::set_forwarding_headers(headers, hop);
-        if settings.via {
-            forward::append_via(headers, downstream_version);
+    let host = match &dest.url {
+        Some((_, host)) => host.clone(),
+        None => outbound::host(
+            route.preserve_host,
+            route.host_rewrite.as_ref(),
+            hop.host.as_ref(),
+            &svc.host_header,
+        ),
+    };
+    let out = Outbound {
+        scheme: svc.scheme.clone(),
+        authority: first.authority().clone(),
+        path_and_query: pq,
+        host,
+        hop,
+        via: settings.via,
+        request_id: (&settings.request_id_header, &ctx.request_id),
+        version: svc.version,
+        upgrade,
+    };
+    let (parts, body) = req.into_parts();
+    let parts = match outbound::build(parts, &out) {
+        Ok(p) => p,
+        Err(p) => {
+            first.cancel();
+            return Err(GatewayError::client(p));
         }
-        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-            headers.insert(settings.request_id_header.clone(), v);
-        }
-    }
-    *req.uri_mut() = uri;
-    *req.version_mut() = svc.version;
+    };
+    let mut req = Request::from_parts(parts, body);
 
     for e in chain.phase(Phase::UpstreamRequest) {
         if let Flow::Respond(r) = e.plugin.upstream_request(ctx, &mut req).await {
             first.cancel();
-            return r;
+            return Ok(r);
         }
     }
+    // The body is final now (request_body and upstream_request are past):
+    // framing follows it, and only then is it sized for a replay.
+    outbound::reframe(&mut req);
+    let body_kind = retry::BodyKind::of(&req);
 
     // Send, with retries, under the per-try and total timeouts (the
     // route's where it sets them).
@@ -683,16 +943,15 @@ async fn forward_upstream(
     let exchange = retry::Exchange {
         svc,
         set: &set,
-        client: up
-            .service
-            .zip(timeouts)
-            .and_then(|(i, t)| t.client_for(i))
+        client: timeouts
+            .and_then(|t| t.client_for(dest.index))
             .unwrap_or(&svc.client),
         policy: retry::Effective::new(&svc.retry, route.retry.as_deref()),
         per_try: timeouts.and_then(|t| t.per_try).unwrap_or(svc.timeout),
         total: timeouts.and_then(|t| t.total).or(svc.total_timeout),
         started,
         upgrade,
+        fixed: dest.fixed.as_ref(),
     };
     let (mut resp, target, sent_at) =
         match retry::send(&exchange, req, body_kind, first, service_ticket).await {
@@ -701,7 +960,7 @@ async fn forward_upstream(
                 target,
                 sent_at,
             } => (resp, target, sent_at),
-            retry::Sent::Problem(p) => return ctx_problem(ctx, p),
+            retry::Sent::Problem(p) => return Err(GatewayError::from_send(p)),
         };
 
     if let Some(client_upgrade) = client_upgrade
@@ -731,7 +990,7 @@ async fn forward_upstream(
         if settings.via {
             forward::append_via(&mut parts.headers, Version::HTTP_11);
         }
-        return Response::from_parts(parts, body::empty());
+        return Ok(Response::from_parts(parts, body::empty()));
     }
 
     let (mut parts, incoming) = resp.into_parts();
@@ -750,7 +1009,7 @@ async fn forward_upstream(
         let ok = !parts.status.is_server_error();
         out = crate::logbody::finish_target(out, set.balancer.clone(), t, sent_at.elapsed(), ok);
     }
-    Response::from_parts(parts, out)
+    Ok(Response::from_parts(parts, out))
 }
 
 /// The bytes `consistent-hash` hashes for this request, if it uses it.
@@ -790,24 +1049,12 @@ fn hash_key<'r>(
     }
 }
 
-fn ctx_problem(ctx: &Ctx, p: Problem) -> Response<Body> {
-    p.into_response(Some(&ctx.request_id))
-}
-
-fn finish_problem(snap: &Snapshot, ctx: &Ctx, p: Problem) -> Response<Body> {
-    let mut resp = ctx_problem(ctx, p);
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        resp.headers_mut()
-            .insert(snap.settings.request_id_header.clone(), v);
-    }
-    resp
-}
-
 /// Response phases: request id echo, response_headers, response_body, and
-/// the log phase attached to the end of the body stream.
-fn finish(
+/// the log phase attached to the end of the body stream. `chain` is `None`
+/// for requests refused before routing: only the request id is added.
+async fn finish(
     snap: &Snapshot,
-    chain: &Arc<Chain>,
+    chain: Option<&Arc<Chain>>,
     mut ctx: Ctx,
     resp: Response<Body>,
 ) -> Response<Body> {
@@ -817,8 +1064,11 @@ fn finish(
             .headers
             .insert(snap.settings.request_id_header.clone(), v);
     }
+    let Some(chain) = chain else {
+        return Response::from_parts(parts, body);
+    };
     for e in chain.phase(Phase::ResponseHeaders) {
-        e.plugin.response_headers(&mut ctx, &mut parts);
+        e.plugin.response_headers(&mut ctx, &mut parts).await;
     }
     for e in chain.phase(Phase::ResponseBody) {
         body = e.plugin.response_body(&ctx, body);
@@ -836,4 +1086,79 @@ fn finish(
 fn handler_future_is_send(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) {
     fn is_send<T: Send>(_: T) {}
     is_send(handle(shared, conn, req));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Services `mine` (workspace 0) and `theirs` (workspace 1, which the
+    /// route `cross` reaches through its own `service`); routes `r` and
+    /// `cross` of workspace 0.
+    fn snapshot() -> Snapshot {
+        let yaml = "services:\n  - name: mine\n    url: http://mine.internal\n  - name: theirs\n    url: http://theirs.internal\nroutes:\n  - name: r\n    service: mine\n    paths: [/r]\n  - name: cross\n    service: theirs\n    paths: [/cross]\n";
+        let mut loaded = gatehouse_config::parse_str(yaml, "t.yaml").unwrap();
+        loaded.config.workspaces = gatehouse_config::Workspaces {
+            names: vec!["default".into(), "tenant".into()],
+            accepts: vec![vec![], vec![]],
+            services: vec![0, 1],
+            routes: vec![0, 0],
+            ..Default::default()
+        };
+        let clients = crate::client::ClientCache::default();
+        crate::snapshot::compile(
+            &loaded,
+            &gatehouse_plugins::registry(),
+            &gatehouse_core::Resources::detached(),
+            &clients,
+            1,
+        )
+        .ok()
+        .unwrap()
+    }
+
+    #[test]
+    fn plugin_choices_stay_in_the_routes_workspace() {
+        let snap = snapshot();
+        let switched = crate::framing::Switched::default();
+        let up = |route: usize| Upstream {
+            route: &snap.routes[route],
+            service: snap.routes[route].service,
+            matched_prefix: 0,
+            version_prefix: 0,
+            switched: &switched,
+        };
+        let name = |c: Option<UpstreamChoice>, route: usize| {
+            let u = up(route);
+            resolve(&snap, &u, u.service, c.as_ref())
+                .map(|d| (d.svc.name.to_string(), d.fixed.map(|a| a.to_string())))
+                .map_err(|e| (e.kind(), e.source))
+        };
+        let service = |n: &str| Some(UpstreamChoice::Service(n.into()));
+        assert_eq!(name(None, 0), Ok(("mine".into(), None)));
+        assert_eq!(name(service("mine"), 0), Ok(("mine".into(), None)));
+        // Another tenant's service: refused, as if it did not exist.
+        let refused = Err((ProblemType::NoService, ErrorSource::Internal));
+        assert_eq!(name(service("theirs"), 0), refused);
+        assert_eq!(name(service("nope"), 0), refused);
+        assert_eq!(name(service(""), 0), refused);
+        // ...unless the configuration lets the route reach it.
+        assert_eq!(name(service("theirs"), 1), Ok(("theirs".into(), None)));
+        // Target: the current service, at that address.
+        let target = Some(UpstreamChoice::Target("10.0.0.9:81".parse().unwrap()));
+        assert_eq!(
+            name(target, 0),
+            Ok(("mine".into(), Some("10.0.0.9:81".into())))
+        );
+        // URL: absolute, with the service's scheme only.
+        let url = |u: &str| Some(UpstreamChoice::Url(u.parse().unwrap()));
+        assert_eq!(
+            name(url("http://other.internal:8080/x?y=1"), 0),
+            Ok(("mine".into(), Some("other.internal:8080".into())))
+        );
+        assert_eq!(name(url("https://other.internal/x"), 0), refused);
+        assert_eq!(name(url("/relative"), 0), refused);
+        assert_eq!(name(url("https://other.internal/x"), 1), refused);
+    }
 }

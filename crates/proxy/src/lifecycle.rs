@@ -28,9 +28,9 @@ pub struct ApiRt {
     successor: Option<String>,
     /// Whether callers need an approved subscription.
     pub require_subscription: bool,
-    /// Subscription status by app name: a subscription to this version
-    /// wins over one to every version of the API.
-    subscribers: HashMap<Arc<str>, SubscriptionStatus>,
+    /// Subscription status and plan by app name: a subscription to this
+    /// version wins over one to every version of the API.
+    subscribers: HashMap<Arc<str>, (SubscriptionStatus, Arc<str>)>,
 }
 
 impl ApiRt {
@@ -69,7 +69,10 @@ impl ApiRt {
                     Some(v) => specific && *v == api.version,
                 };
                 if applies && s.api == api.name {
-                    subscribers.insert(Arc::from(s.app.as_str()), s.status);
+                    subscribers.insert(
+                        Arc::from(s.app.as_str()),
+                        (s.status, Arc::from(s.plan.as_str())),
+                    );
                 }
             }
         }
@@ -102,10 +105,16 @@ impl ApiRt {
 
     /// Whether the request may go on: with `require_subscription`, the
     /// identified app must hold an approved subscription. Runs after the
-    /// access phase, so `key-auth` has identified the app.
-    pub fn admit(&self, ctx: &Ctx) -> Result<(), Problem> {
+    /// access phase, so `key-auth` has identified the app. `Ok` carries
+    /// the plan of the app's approved subscription, if it has one (with or
+    /// without `require_subscription`): the plan's plugins apply.
+    pub fn admit(&self, ctx: &Ctx) -> Result<Option<Arc<str>>, Problem> {
+        let approved = |app: &gatehouse_core::App| match self.subscribers.get(&*app.name) {
+            Some((SubscriptionStatus::Approved, plan)) => Some(plan.clone()),
+            _ => None,
+        };
         if !self.require_subscription {
-            return Ok(());
+            return Ok(ctx.app.as_ref().and_then(approved));
         }
         let Some(app) = &ctx.app else {
             return Err(Problem::new(ProblemType::Unauthorized)
@@ -118,8 +127,8 @@ impl ApiRt {
                     HeaderValue::from_static("Key realm=\"gatehouse\""),
                 ));
         };
-        let detail = match self.subscribers.get(&*app.name) {
-            Some(SubscriptionStatus::Approved) => return Ok(()),
+        let detail = match self.subscribers.get(&*app.name).map(|(s, _)| s) {
+            Some(SubscriptionStatus::Approved) => return Ok(approved(app)),
             Some(SubscriptionStatus::Pending) => format!(
                 "subscription of app `{}` to `{}` awaits approval",
                 app.name, self.name

@@ -193,6 +193,11 @@ pub(crate) struct Effective<'a> {
 }
 
 impl<'a> Effective<'a> {
+    /// Largest body buffered for a replay.
+    pub(crate) fn buffer_body(&self) -> u64 {
+        self.buffer_body
+    }
+
     pub(crate) fn new(svc: &'a RetryPolicy, route: Option<&'a RetryOverride>) -> Self {
         let Some(r) = route else {
             return Self {
@@ -311,6 +316,8 @@ impl Head {
 /// back (see [`Admission`]).
 pub(crate) struct Attempt<'a> {
     svc: &'a ServiceRt,
+    /// Where an `upstream` plugin sent the request, bypassing the balancer.
+    fixed: Option<&'a Authority>,
     /// The target set the request loaded (its balancer, health, breakers).
     set: &'a TargetSet,
     /// The balancer index of the target, if the balancer picked one.
@@ -336,7 +343,10 @@ enum Verdict {
 impl<'a> Attempt<'a> {
     /// Where the attempt's connection goes.
     pub(crate) fn authority(&self) -> &'a Authority {
-        &self.set.targets[self.target.unwrap_or(0)]
+        match self.fixed {
+            Some(a) => a,
+            None => &self.set.targets[self.target.unwrap_or(0)],
+        }
     }
 
     /// The request was answered before it was sent (a plugin responded).
@@ -408,6 +418,7 @@ pub(crate) fn pick_target<'a>(
     let mut attempt = Attempt {
         svc,
         set,
+        fixed: None,
         target: None,
         target_ticket: None,
         service_ticket: None,
@@ -462,6 +473,27 @@ pub(crate) fn pick_target<'a>(
     }
 }
 
+/// An attempt to `authority`, chosen by a plugin: no balancer pick, no
+/// per-target breaker or passive health (the target is not one of the
+/// set's); the service's breaker still applies.
+pub(crate) fn fixed_attempt<'a>(
+    svc: &'a ServiceRt,
+    set: &'a TargetSet,
+    authority: &'a Authority,
+    now: Instant,
+) -> Attempt<'a> {
+    Attempt {
+        svc,
+        set,
+        fixed: Some(authority),
+        target: None,
+        target_ticket: None,
+        service_ticket: None,
+        started: now,
+        owed: false,
+    }
+}
+
 /// Whether requests to `svc` go through the balancer: a set of other than
 /// one target, or one target that health checks or breakers track.
 #[inline]
@@ -487,6 +519,8 @@ pub(crate) struct Exchange<'a> {
     pub started: Instant,
     /// Upgrade requests are never retried.
     pub upgrade: bool,
+    /// Where an `upstream` plugin sent the request (retries go there too).
+    pub fixed: Option<&'a Authority>,
 }
 
 /// How the exchange ended.
@@ -680,7 +714,10 @@ fn prepare_retry<'a>(
     {
         tried.push(t);
     }
-    let mut next = pick_target(svc, ex.set, None, tried, Instant::now()).ok()?;
+    let mut next = match ex.fixed {
+        Some(a) => fixed_attempt(svc, ex.set, a, Instant::now()),
+        None => pick_target(svc, ex.set, None, tried, Instant::now()).ok()?,
+    };
     if !svc.budget.try_withdraw() {
         next.cancel();
         tracing::debug!(service = %svc.name, "retry budget exhausted");

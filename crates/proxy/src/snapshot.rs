@@ -81,6 +81,8 @@ pub struct ListenerRt {
 pub struct ServiceRt {
     /// Name.
     pub name: Arc<str>,
+    /// Workspace id (`Config::workspaces`; 0 for a file configuration).
+    pub workspace: usize,
     /// `http` or `https`.
     pub scheme: Scheme,
     /// TLS settings of an `https` service (also used by health checks).
@@ -160,6 +162,9 @@ impl HashOn {
 pub struct RouteRt {
     /// Name.
     pub name: Arc<str>,
+    /// Workspace id: an `upstream` plugin's service choice is looked up
+    /// among this workspace's services.
+    pub workspace: usize,
     /// Index into [`Snapshot::services`] (`None` for split routes).
     pub service: Option<usize>,
     /// Merged global + service + route plugins. For a split route, global +
@@ -249,6 +254,13 @@ pub struct Snapshot {
     pub services: Vec<ServiceRt>,
     /// Plugins attached to consumers, by username.
     pub consumer_plugins: HashMap<Arc<str>, Vec<Entry>>,
+    /// Plugins attached to plans, by plan name.
+    pub plan_plugins: HashMap<Arc<str>, Vec<Entry>>,
+    /// Route and branch chains merged with consumer and plan plugins,
+    /// computed once per combination that requests reach.
+    pub merged: crate::chain::Merged,
+    /// Service index by workspace and name (for `upstream` plugins).
+    pub service_names: HashMap<(usize, Arc<str>), usize>,
     /// Node settings.
     pub settings: Settings,
     /// Listeners in config order (empty when the config names none and
@@ -525,6 +537,7 @@ pub fn compile(
                 .as_ref()
                 .map(crate::health::ProbeSpec::new),
             name: s.name.as_str().into(),
+            workspace: tenancy.of("services", i),
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
@@ -672,6 +685,7 @@ pub fn compile(
                 .as_ref()
                 .map(|rr| Box::new(crate::retry::RetryOverride::compile(rr))),
             name: r.name.as_str().into(),
+            workspace: ws,
             service,
             chain: Arc::new(chain),
             split,
@@ -729,6 +743,42 @@ pub fn compile(
         }
     }
 
+    let mut plan_plugins = HashMap::new();
+    for (i, p) in config.plans.iter().enumerate() {
+        let entries = plugins.build(
+            &p.plugins,
+            &format!("plans[{i}].plugins"),
+            &Scope::Plan(p.name.as_str().into()),
+            &envs.own[tenancy.of("plans", i)],
+            &mut errs,
+        );
+        // Like a consumer's: the plan is known only after the access
+        // phase, so a plugin that could not run there is refused.
+        for (j, r) in p.plugins.iter().enumerate() {
+            if let Some(e) = entries.iter().find(|e| *e.name == *r.name)
+                && let Some(why) = Chain::consumer_level_problem(e)
+            {
+                errs.push(
+                    &format!("plans[{i}].plugins[{j}].name"),
+                    format!(
+                        "plan `{}`: plugin `{}` cannot be attached to a plan: {}",
+                        p.name,
+                        r.name,
+                        why.replace("consumer or plan", "plan")
+                    ),
+                );
+            }
+        }
+        if !entries.is_empty() {
+            plan_plugins.insert(Arc::from(p.name.as_str()), entries);
+        }
+    }
+    let service_names: HashMap<(usize, Arc<str>), usize> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.workspace, s.name.clone()), i))
+        .collect();
+
     let router = match Router::build(specs) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -753,6 +803,9 @@ pub fn compile(
             routes,
             services,
             consumer_plugins,
+            plan_plugins,
+            merged: crate::chain::Merged::default(),
+            service_names,
             settings: Settings {
                 trusted: TrustedProxies::new(nets),
                 max_header_bytes: s.max_header_bytes,

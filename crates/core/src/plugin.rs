@@ -475,7 +475,8 @@ pub mod testing {
     /// Calls one phase of a plugin with a dummy request or response.
     pub type Probe = fn(&dyn Plugin, &mut Ctx);
 
-    /// One row per phase: the phase, its method's name, how to call it.
+    /// One row per phase, in execution order: the phase, its method's
+    /// name, how to call it.
     pub const PROBES: &[(Phase, &str, Probe)] = &[
         (Phase::Rewrite, "rewrite", |p, ctx| {
             let mut req = request();
@@ -485,14 +486,6 @@ pub mod testing {
             let mut req = request();
             poll_once(p.access(ctx, &mut req));
         }),
-        (Phase::UpstreamRequest, "upstream_request", |p, ctx| {
-            let mut req = request();
-            poll_once(p.upstream_request(ctx, &mut req));
-        }),
-        (Phase::ResponseHeaders, "response_headers", |p, ctx| {
-            let mut parts = http::Response::new(()).into_parts().0;
-            poll_once(p.response_headers(ctx, &mut parts));
-        }),
         (Phase::Upstream, "upstream", |p, ctx| {
             let mut req = request();
             poll_once(p.upstream(ctx, &mut req));
@@ -501,6 +494,10 @@ pub mod testing {
             let mut req = request();
             poll_once(p.request_body(ctx, &mut req));
         }),
+        (Phase::UpstreamRequest, "upstream_request", |p, ctx| {
+            let mut req = request();
+            poll_once(p.upstream_request(ctx, &mut req));
+        }),
         (Phase::UpstreamError, "upstream_error", |p, ctx| {
             let failure = UpstreamFailure {
                 kind: crate::problem::ProblemType::UpstreamUnreachable,
@@ -508,6 +505,10 @@ pub mod testing {
                 replayable: true,
             };
             poll_once(p.upstream_error(ctx, &failure));
+        }),
+        (Phase::ResponseHeaders, "response_headers", |p, ctx| {
+            let mut parts = http::Response::new(()).into_parts().0;
+            poll_once(p.response_headers(ctx, &mut parts));
         }),
         (Phase::ResponseBody, "response_body", |p, ctx| {
             let _ = p.response_body(ctx, crate::body::empty());
@@ -619,7 +620,10 @@ mod tests {
             [
                 Phase::Rewrite,
                 Phase::Access,
+                Phase::Upstream,
+                Phase::RequestBody,
                 Phase::UpstreamRequest,
+                Phase::UpstreamError,
                 Phase::ResponseHeaders,
                 Phase::ResponseBody,
                 Phase::Log

@@ -268,7 +268,10 @@ async fn a_counter_keeps_counting_across_admin_writes_on_a_store_backed_node() {
             let (status, text) = http(&admin, "PUT", &path, Some(&token), Some(&body))
                 .await
                 .unwrap();
-            assert!(status == 200 || status == 201, "PUT {path}: {status} {text}");
+            assert!(
+                status == 200 || status == 201,
+                "PUT {path}: {status} {text}"
+            );
         }
     };
 

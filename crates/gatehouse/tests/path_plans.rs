@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Resp, TestGateway, empty, req, send};
+use common::{Resp, TestGateway, req, send};
 use gatehouse_core::KeyHasher;
 use gatehouse_testkit::Upstream;
 

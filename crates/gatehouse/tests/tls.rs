@@ -391,6 +391,7 @@ async fn a_config_reload_rereads_certificates() {
 /// headers.
 struct TlsEcho;
 
+#[async_trait::async_trait]
 impl Plugin for TlsEcho {
     fn name(&self) -> &'static str {
         "tls-echo"
@@ -400,7 +401,7 @@ impl Plugin for TlsEcho {
         Phases::of(&[Phase::ResponseHeaders])
     }
 
-    fn response_headers(&self, ctx: &mut Ctx, resp: &mut http::response::Parts) {
+    async fn response_headers(&self, ctx: &mut Ctx, resp: &mut http::response::Parts) {
         let h = &mut resp.headers;
         let mut set = |name: &'static str, value: String| {
             h.insert(name, HeaderValue::from_str(&value).unwrap());

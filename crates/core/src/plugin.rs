@@ -205,7 +205,7 @@ impl Band {
 pub enum UpstreamChoice {
     /// Another service, by name, in the route's workspace. Its targets,
     /// balancer, breakers, retries, timeouts and TLS apply. A name the
-    /// workspace does not have answers `502 no-service`.
+    /// workspace does not have answers `503 no-service`.
     Service(Arc<str>),
     /// One `host:port` of the chosen service (the route's, or the one an
     /// earlier plugin chose), bypassing its balancer and health: the

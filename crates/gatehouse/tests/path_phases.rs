@@ -403,13 +403,13 @@ async fn an_upstream_plugin_picks_another_service_a_target_or_a_url() {
     assert_eq!(j["query"], "from=plugin");
     assert_eq!(j["headers"]["host"], b.addr().to_string());
     assert_eq!(j["headers"]["x-forwarded-for"], "127.0.0.1");
-    // A service the workspace does not have: 502, nothing sent.
+    // A service the workspace does not have: 503, nothing sent.
     let hits = a.hits() + b.hits();
     let r = send(empty(
         req("GET", &gw.url("/nowhere")).header("x-route-me", "service"),
     ))
     .await;
-    r.assert_problem(502, "no-service");
+    r.assert_problem(503, "no-service");
     assert_eq!(a.hits() + b.hits(), hits);
 }
 

@@ -157,9 +157,21 @@ pub fn check_documents_for(
     node: &Config,
     viewer: Viewer<'_>,
 ) -> Result<Config, Vec<String>> {
+    check_documents_with(documents, node, viewer, &gatehouse_plugins::registry())
+}
+
+/// [`check_documents_for`] with a plugin registry of your own: its plugins
+/// check the plugin configs and its credential schemes the consumers'
+/// credentials (an embedding program's, or a test's, extra schemes).
+pub fn check_documents_with(
+    documents: &[Document],
+    node: &Config,
+    viewer: Viewer<'_>,
+    registry: &gatehouse_plugins::Registry,
+) -> Result<Config, Vec<String>> {
     let run = || {
         let loaded = prepare_issues(documents, node)?;
-        gatehouse_proxy::check(&loaded).map_err(|e| {
+        gatehouse_proxy::check_with(&loaded, registry).map_err(|e| {
             e.0.iter()
                 .map(|err| issue(err, &loaded.config))
                 .collect::<Vec<_>>()

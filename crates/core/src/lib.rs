@@ -4,6 +4,7 @@
 //! and the plugins all depend on it, and it depends on none of them.
 
 pub mod body;
+pub mod credentials;
 pub mod ctx;
 pub mod keys;
 pub mod plugin;
@@ -11,6 +12,7 @@ pub mod problem;
 pub mod tls;
 
 pub use body::{Body, BoxError};
+pub use credentials::{CredentialScheme, Schemes};
 pub use ctx::{App, Consumer, Ctx};
 pub use keys::{AppKey, AppKeys, KeyHash, KeyHasher};
 pub use plugin::{

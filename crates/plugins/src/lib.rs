@@ -19,7 +19,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use gatehouse_core::{BuildEnv, Plugin, PluginError, PluginFactory};
+use gatehouse_core::{BuildEnv, CredentialScheme, Plugin, PluginError, PluginFactory, Schemes};
 
 mod config;
 #[cfg(test)]
@@ -85,10 +85,12 @@ where
     }
 }
 
-/// Plugin factories by registry name.
+/// Plugin factories by registry name, and the credential schemes the
+/// authentication plugins bring (see [`gatehouse_core::credentials`]).
 #[derive(Clone, Default)]
 pub struct Registry {
     factories: BTreeMap<&'static str, Arc<dyn PluginFactory>>,
+    schemes: Schemes,
 }
 
 impl Registry {
@@ -100,6 +102,19 @@ impl Registry {
     /// Adds (or replaces) the factory registered under its own name.
     pub fn register(&mut self, factory: Arc<dyn PluginFactory>) {
         self.factories.insert(factory.name(), factory);
+    }
+
+    /// Adds (or replaces) a credential scheme: its credentials are then
+    /// accepted under `consumers[].credentials.<field>` and in credential
+    /// documents, checked, kept secret and indexed for its plugin
+    /// (docs/plugins/AUTHORING.md, "Credential schemes").
+    pub fn register_scheme(&mut self, scheme: Arc<dyn CredentialScheme>) {
+        self.schemes.register(scheme);
+    }
+
+    /// The registered credential schemes.
+    pub fn schemes(&self) -> &Schemes {
+        &self.schemes
     }
 
     /// The factory for `name`, if there is one.
@@ -130,7 +145,10 @@ impl Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.factories.keys()).finish()
+        f.debug_struct("Registry")
+            .field("factories", &self.factories.keys())
+            .field("schemes", &self.schemes)
+            .finish()
     }
 }
 
@@ -144,6 +162,7 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(mock::FACTORY));
     registry.register(Arc::new(headers::FACTORY));
     registry.register(Arc::new(key_auth::FACTORY));
+    registry.register_scheme(Arc::new(key_auth::SCHEME));
     registry
 }
 
@@ -181,6 +200,12 @@ mod tests {
         let iterated: Vec<_> = r.iter().map(|f| f.name()).collect();
         assert_eq!(iterated, names);
         assert_eq!(r.len(), 7);
+        let schemes: Vec<_> = r.schemes().iter().map(|s| (s.name(), s.field())).collect();
+        assert_eq!(schemes, [("key-auth", "key_auth")]);
+        // Every scheme belongs to a registered plugin of its name.
+        for s in r.schemes().iter() {
+            assert!(r.get(s.name()).is_some(), "{}", s.name());
+        }
     }
 
     #[test]

@@ -203,6 +203,15 @@ impl Drop for Gateway {
 /// Compiles `loaded` without binding anything: every error a start or a
 /// reload would report, with file, line and field.
 pub fn check(loaded: &Loaded) -> Result<(), ConfigErrors> {
+    check_with(loaded, &gatehouse_plugins::registry())
+}
+
+/// [`check`] with a plugin registry of your own (its plugins and
+/// credential schemes), as [`Gateway::start_with_registry`] would compile.
+pub fn check_with(
+    loaded: &Loaded,
+    registry: &gatehouse_plugins::Registry,
+) -> Result<(), ConfigErrors> {
     let clients = client::ClientCache::default();
-    snapshot::compile(loaded, &gatehouse_plugins::registry(), &clients, 0).map(|_| ())
+    snapshot::compile(loaded, registry, &clients, 0).map(|_| ())
 }

@@ -118,6 +118,7 @@ pub fn redact(schemes: &Schemes, kind: Kind, body: &mut Value, hasher: Option<&K
     {
         *cert = stripped;
     }
+    hide_unknown_schemes(schemes, kind, body);
     each_holder(schemes, kind, body, &mut |m, field| {
         let fp_field = format!("{field}{FINGERPRINT_SUFFIX}");
         match m.get(field) {
@@ -142,6 +143,27 @@ pub fn redact(schemes: &Schemes, kind: Kind, body: &mut Value, hasher: Option<&K
             None => {}
         }
     });
+}
+
+/// Credentials of a scheme `schemes` does not know (written by a program
+/// with another registry, or of a scheme since removed): which of their
+/// fields are secret is unknown, so none is shown — the whole value reads
+/// `null`. Such bodies are refused on write, so this view never has to
+/// round-trip.
+fn hide_unknown_schemes(schemes: &Schemes, kind: Kind, body: &mut Value) {
+    let holder = match kind {
+        Kind::Credential => Some(body),
+        Kind::Consumer => body.get_mut("credentials"),
+        _ => None,
+    };
+    if let Some(Value::Object(m)) = holder {
+        for (field, value) in m.iter_mut() {
+            let known = schemes.by_field(field).is_some();
+            if !known && !(kind == Kind::Credential && field == "consumer") {
+                *value = Value::Null;
+            }
+        }
+    }
 }
 
 /// Whether `pem` holds a private key block (`-----BEGIN ... PRIVATE
@@ -304,6 +326,25 @@ mod tests {
 
     fn hasher() -> KeyHasher {
         KeyHasher::new(b"unit-test-node-secret-0123")
+    }
+
+    #[test]
+    fn credentials_of_unknown_schemes_are_never_shown() {
+        let mut cred = json!({"consumer": "a", "other_scheme": {"secret": "s-1", "name": "n"}});
+        redact(&s(), Kind::Credential, &mut cred, Some(&hasher()));
+        assert_eq!(cred, json!({"consumer": "a", "other_scheme": null}));
+        let mut consumer = json!({"username": "a", "credentials": {
+            "other_scheme": [{"secret": "s-1"}], "key_auth": [{"key": "k-1"}]
+        }});
+        redact(&s(), Kind::Consumer, &mut consumer, None);
+        assert_eq!(
+            consumer,
+            json!({"username": "a", "credentials": {"other_scheme": null, "key_auth": [{"key": null}]}})
+        );
+        // Without any scheme, no credential value is shown at all.
+        let mut cred = json!({"consumer": "a", "key_auth": {"key": "k-1"}});
+        redact(&Schemes::new(), Kind::Credential, &mut cred, None);
+        assert_eq!(cred, json!({"consumer": "a", "key_auth": null}));
     }
 
     #[test]

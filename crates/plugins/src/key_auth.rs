@@ -665,7 +665,7 @@ mod tests {
             (json!({"key": ""}), Some("key")),
             (json!({"key": 5}), Some("key")),
             (json!({}), Some("")),
-            (json!({"key": "long-enough", "extra": 1}), Some("")),
+            (json!({"key": "long-enough", "extra": 1}), Some("extra")),
             (json!("long-enough"), Some("")),
             (json!(null), Some("")),
         ];

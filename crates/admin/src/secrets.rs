@@ -158,8 +158,9 @@ fn hide_unknown_schemes(schemes: &Schemes, kind: Kind, body: &mut Value) {
     };
     if let Some(Value::Object(m)) = holder {
         for (field, value) in m.iter_mut() {
-            let known = schemes.by_field(field).is_some();
-            if !known && !(kind == Kind::Credential && field == "consumer") {
+            let shown = schemes.by_field(field).is_some()
+                || (kind == Kind::Credential && field == "consumer");
+            if !shown {
                 *value = Value::Null;
             }
         }

@@ -160,7 +160,7 @@ async fn save_app(
 ) -> ApiResult<Document> {
     let mut body = serde_json::to_value(app)
         .map_err(|e| ApiError::new(ProblemType::Internal, format!("app document: {e}")))?;
-    validate(Kind::App, &current.name, &mut body)?;
+    validate(&state.schemes, Kind::App, &current.name, &mut body)?;
     let doc = NewDocument {
         workspace: current.workspace.clone(),
         kind: Kind::App,
@@ -285,7 +285,7 @@ pub async fn revoke_app_key(
         %hash,
         "admin API: app key revoked"
     );
-    Ok(doc_response(StatusCode::OK, &written, &state.key_hasher))
+    Ok(doc_response(StatusCode::OK, &written, &state))
 }
 
 async fn decide(
@@ -320,7 +320,7 @@ async fn decide(
                 )));
             };
             map.insert("status".to_owned(), Value::String(status.to_owned()));
-            validate(Kind::Subscription, &name, &mut body)?;
+            validate(&state.schemes, Kind::Subscription, &name, &mut body)?;
             let doc = NewDocument {
                 workspace: ws.clone(),
                 kind: Kind::Subscription,
@@ -344,7 +344,7 @@ async fn decide(
         reason = input.reason.as_deref().unwrap_or(""),
         "admin API: subscription {status}"
     );
-    let mut v = doc_json(&written.document, &state.key_hasher);
+    let mut v = doc_json(&written.document, &state);
     v["previous_status"] = previous;
     v["reason"] = input.reason.map_or(Value::Null, Value::String);
     let mut resp = axum::Json(v).into_response();

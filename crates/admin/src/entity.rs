@@ -7,6 +7,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use gatehouse_core::Schemes;
+use gatehouse_core::credentials::join_path;
+
 use crate::error::{ApiError, ApiResult};
 
 /// The plural path segments and their kinds.
@@ -141,25 +144,66 @@ fn check_app(body: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// A credential document: exactly one scheme.
-fn check_credential(body: &Value) -> ApiResult<()> {
+/// A credential document: `consumer` plus exactly one field of a
+/// registered credential scheme, whose value that scheme checks.
+fn check_credential(schemes: &Schemes, body: &Value) -> ApiResult<()> {
     let c = parse::<gatehouse_config::CredentialDocument>(body)?;
-    let schemes = [c.key_auth.is_some()];
-    match schemes.iter().filter(|s| **s).count() {
-        1 => Ok(()),
-        0 => Err(ApiError::invalid(
-            "body: set exactly one credential scheme (`key_auth`), found none",
-        )),
-        _ => Err(ApiError::invalid(
-            "body: set exactly one credential scheme, found several",
-        )),
+    let registered = || {
+        let mut fields: Vec<String> = schemes.iter().map(|s| format!("`{}`", s.field())).collect();
+        fields.sort();
+        fields.join(", ")
+    };
+    let mut fields = c.schemes.iter();
+    let Some((field, credential)) = fields.next() else {
+        return Err(ApiError::invalid(format!(
+            "body: set exactly one credential scheme ({}), found none",
+            registered()
+        )));
+    };
+    if let Some((other, _)) = fields.next() {
+        return Err(ApiError::invalid(format!(
+            "body: set exactly one credential scheme, found several (`{field}` and `{other}`)"
+        )));
     }
+    schemes.check(field, credential).map_err(|(path, message)| {
+        ApiError::invalid(format!(
+            "{}: {message}",
+            join_path(&format!("body.{field}"), &path)
+        ))
+    })
+}
+
+/// A consumer document: the configuration type, then each inline
+/// credential (`credentials.<field>[i]`) checked by its scheme.
+fn check_consumer(schemes: &Schemes, body: &Value) -> ApiResult<()> {
+    let c = parse::<gatehouse_config::Consumer>(body)?;
+    for (field, list) in &c.credentials.0 {
+        for (i, credential) in list.iter().enumerate() {
+            schemes
+                .check(field, credential)
+                .map_err(|(path, message)| {
+                    let at = if path.is_empty() && schemes.by_field(field).is_none() {
+                        format!("body.credentials.{field}")
+                    } else {
+                        join_path(&format!("body.credentials.{field}[{i}]"), &path)
+                    };
+                    ApiError::invalid(format!("{at}: {message}"))
+                })?;
+        }
+        if list.is_empty() && schemes.by_field(field).is_none() {
+            return Err(ApiError::invalid(format!(
+                "body.credentials.{field}: {}",
+                schemes.unknown(field)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a document body: a JSON object that deserializes into the kind's
 /// configuration type, whose name field (if any) equals `name`. A missing
 /// name field is filled in from `name`.
-pub fn validate(kind: Kind, name: &str, body: &mut Value) -> ApiResult<()> {
+pub fn validate(schemes: &Schemes, kind: Kind, name: &str, body: &mut Value) -> ApiResult<()> {
     let Value::Object(map) = body else {
         return Err(ApiError::invalid("body: must be a JSON object"));
     };
@@ -183,9 +227,9 @@ pub fn validate(kind: Kind, name: &str, body: &mut Value) -> ApiResult<()> {
         Kind::Service => check::<c::Service>(body),
         Kind::Route => check::<c::Route>(body),
         Kind::Plugin => check::<c::PluginRef>(body),
-        Kind::Consumer => check::<c::Consumer>(body),
+        Kind::Consumer => check_consumer(schemes, body),
         Kind::App => check_app(body),
-        Kind::Credential => check_credential(body),
+        Kind::Credential => check_credential(schemes, body),
         Kind::Plan => check::<c::Plan>(body),
         Kind::Subscription => check::<c::Subscription>(body),
         Kind::Api => check::<c::Api>(body),
@@ -228,8 +272,9 @@ pub fn body_schema(kind: Kind, generator: &mut SchemaGenerator) -> Schema {
 }
 
 /// A small valid body of a kind, the example of the OpenAPI document (and
-/// what the docs page pre-fills).
-pub fn example(kind: Kind) -> Value {
+/// what the docs page pre-fills); a credential's is the first registered
+/// scheme's example.
+pub fn example(schemes: &Schemes, kind: Kind) -> Value {
     match kind {
         Kind::Service => json!({ "name": "example", "url": "http://127.0.0.1:8080" }),
         Kind::Route => json!({ "name": "example", "paths": ["/example"] }),
@@ -241,7 +286,13 @@ pub fn example(kind: Kind) -> Value {
         }),
         Kind::Api => json!({ "name": "example", "version": "v1" }),
         Kind::App => json!({ "consumer": "example", "name": "example" }),
-        Kind::Credential => json!({ "consumer": "example", "key_auth": { "key": "example-key" } }),
+        Kind::Credential => {
+            let mut body = json!({ "consumer": "example" });
+            if let Some(s) = schemes.iter().next() {
+                body[s.field()] = s.example();
+            }
+            body
+        }
         Kind::Certificate => json!({
             "cert": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
             "key": "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n"

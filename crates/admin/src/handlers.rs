@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_core::ProblemType;
-use gatehouse_core::keys::KeyHasher;
 use gatehouse_store::{
     AdminToken, AuditQuery, Document, Expect, Kind, ListQuery, MAX_PAGE_SIZE, NewDocument, Outcome,
     Role, StoreError, WORKSPACE_SCOPE, Written,
@@ -120,9 +119,9 @@ fn parse_limit(limit: Option<&str>) -> ApiResult<usize> {
 
 /// The JSON view of a document: its secrets redacted to fingerprints under
 /// `hasher` (the node secret), see [`crate::secrets`].
-pub fn doc_json(d: &Document, hasher: &KeyHasher) -> Value {
+pub fn doc_json(d: &Document, state: &AppState) -> Value {
     let mut body = d.body.clone();
-    secrets::redact(d.kind, &mut body, Some(hasher));
+    secrets::redact(&state.schemes, d.kind, &mut body, Some(&state.key_hasher));
     json!({
         "id": d.id,
         "workspace": d.workspace,
@@ -141,8 +140,8 @@ pub(crate) fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
-pub(crate) fn doc_response(status: StatusCode, d: &Document, hasher: &KeyHasher) -> Response {
-    let mut resp = (status, axum::Json(doc_json(d, hasher))).into_response();
+pub(crate) fn doc_response(status: StatusCode, d: &Document, state: &AppState) -> Response {
+    let mut resp = (status, axum::Json(doc_json(d, state))).into_response();
     resp.headers_mut().insert(header::ETAG, etag(d.version));
     resp
 }
@@ -211,11 +210,7 @@ async fn list(
             limit: parse_limit(p.limit.as_deref())?,
         })
         .await?;
-    let data: Vec<Value> = page
-        .items
-        .iter()
-        .map(|d| doc_json(d, &state.key_hasher))
-        .collect();
+    let data: Vec<Value> = page.items.iter().map(|d| doc_json(d, state)).collect();
     Ok(axum::Json(json!({ "data": data, "next": page.next })).into_response())
 }
 
@@ -229,13 +224,13 @@ async fn put(
         fill_subscription_status(state, &mut doc).await?;
     }
     let expect = keep_secrets(state, &mut doc, expect).await?;
-    validate(doc.kind, &doc.name, &mut doc.body)?;
+    validate(&state.schemes, doc.kind, &doc.name, &mut doc.body)?;
     let written = write(state, caller, doc, expect).await?;
     let status = match written.outcome {
         Outcome::Created => StatusCode::CREATED,
         Outcome::Updated | Outcome::Unchanged => StatusCode::OK,
     };
-    Ok(doc_response(status, &written.document, &state.key_hasher))
+    Ok(doc_response(status, &written.document, state))
 }
 
 /// Secrets are write-only: a body that leaves a secret out (or sends the
@@ -248,7 +243,7 @@ async fn keep_secrets(
     doc: &mut NewDocument,
     expect: Expect,
 ) -> ApiResult<Expect> {
-    if !secrets::has_secrets(doc.kind) {
+    if !secrets::has_secrets(&state.schemes, doc.kind) {
         return Ok(expect);
     }
     let current = match state.store.get(&doc.workspace, doc.kind, &doc.name).await {
@@ -265,10 +260,17 @@ async fn keep_secrets(
             ))
             .into());
         }
-        secrets::restore(doc.kind, &mut doc.body, None, &state.key_hasher)?;
+        secrets::restore(
+            &state.schemes,
+            doc.kind,
+            &mut doc.body,
+            None,
+            &state.key_hasher,
+        )?;
         return Ok(expect);
     }
     let used = secrets::restore(
+        &state.schemes,
         doc.kind,
         &mut doc.body,
         current.as_ref().map(|d| &d.body),
@@ -575,7 +577,7 @@ pub async fn get_doc(
     let kind = kind_of(&kind)?;
     caller.read_docs(&ws)?;
     let d = state.store.get(&ws, kind, &name).await?;
-    Ok(doc_response(StatusCode::OK, &d, &state.key_hasher))
+    Ok(doc_response(StatusCode::OK, &d, &state))
 }
 
 /// `PUT /workspaces/{ws}/{kind}/{name}`
@@ -662,7 +664,7 @@ pub async fn get_workspace(
         .store
         .get(WORKSPACE_SCOPE, Kind::Workspace, &ws)
         .await?;
-    Ok(doc_response(StatusCode::OK, &d, &state.key_hasher))
+    Ok(doc_response(StatusCode::OK, &d, &state))
 }
 
 /// `PUT /workspaces/{ws}`
@@ -761,7 +763,7 @@ pub async fn audit(
     let mut entries = entries;
     for e in &mut entries {
         for v in [&mut e.before, &mut e.after].into_iter().flatten() {
-            secrets::redact_audit_value(&e.kind, v, Some(&state.key_hasher));
+            secrets::redact_audit_value(&state.schemes, &e.kind, v, Some(&state.key_hasher));
         }
     }
     Ok(axum::Json(json!({ "data": entries, "next": next })).into_response())

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use gatehouse_core::Schemes;
 use gatehouse_core::keys::KeyHasher;
 use gatehouse_store::{Document, Store};
 
@@ -31,7 +32,7 @@ pub use docs::CSP as DOCS_CSP;
 pub use entity::{Certificate, KINDS, Workspace};
 pub use error::ApiError;
 pub use handlers::parse_role;
-pub use openapi::openapi;
+pub use openapi::{openapi, openapi_for};
 pub use serve::ServeLimits;
 
 /// Cross-entity checks run before every document write: `documents` is
@@ -67,6 +68,10 @@ pub struct AppState {
     /// Cross-entity checks before every write; `None`: only each body's
     /// own validation.
     pub validator: Option<Arc<dyn Validator>>,
+    /// The credential schemes credential and consumer documents are
+    /// checked, redacted and described with (the plugin registry's,
+    /// `gatehouse_plugins::Registry::schemes`).
+    pub schemes: Schemes,
     /// The last snapshot the cross-entity check read, reused while the
     /// store's revision has not moved (a cheap read) instead of reading
     /// every document again on each write.
@@ -78,13 +83,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `store`, hashing keys with the built-in (public) secret
-    /// and without a validator.
+    /// State over `store`, hashing keys with the built-in (public) secret,
+    /// without a validator, with the built-in plugins' credential schemes.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
             key_hasher: KeyHasher::default(),
             validator: None,
+            schemes: gatehouse_plugins::registry().schemes().clone(),
             snapshot_cache: Arc::default(),
             write_lock: Arc::default(),
         }
@@ -94,6 +100,15 @@ impl AppState {
     #[must_use]
     pub fn with_key_hasher(mut self, hasher: KeyHasher) -> Self {
         self.key_hasher = hasher;
+        self
+    }
+
+    /// Accepts, checks and redacts the credentials of these schemes (a
+    /// registry's: `registry.schemes().clone()`) instead of the built-in
+    /// ones. Pair it with a validator that checks with the same registry.
+    #[must_use]
+    pub fn with_schemes(mut self, schemes: Schemes) -> Self {
+        self.schemes = schemes;
         self
     }
 

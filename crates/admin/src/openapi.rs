@@ -2,13 +2,15 @@
 //! JSON Schema of every document kind's body (schemars, draft 2020-12 —
 //! the dialect OpenAPI 3.1 uses) under `components.schemas`.
 
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use gatehouse_core::Schemes;
 use gatehouse_store::Kind;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::entity::{self, KINDS};
-use crate::{ENDPOINTS, Endpoint};
+use crate::{AppState, ENDPOINTS, Endpoint};
 
 const SCHEMAS: &str = "#/components/schemas/";
 fn param(name: &str, location: &str, description: &str, schema: Value) -> Value {
@@ -56,7 +58,7 @@ fn rewrite_refs(v: &mut Value) {
 /// The component schemas: every kind's body (and what those use), the
 /// request and response envelopes per kind, and `Problem`. Returns them
 /// with the body schema name of each kind the API serves.
-fn schemas() -> (Map<String, Value>, Vec<(Kind, String)>) {
+fn schemas(schemes: &Schemes) -> (Map<String, Value>, Vec<(Kind, String)>) {
     let mut settings = SchemaSettings::draft2020_12();
     settings.definitions_path = "/components/schemas".into();
     let mut generator = settings.into_generator();
@@ -80,7 +82,18 @@ fn schemas() -> (Map<String, Value>, Vec<(Kind, String)>) {
     for (name, value) in inline {
         schemas.insert(name, value);
     }
-    write_only_secrets(&mut schemas);
+    credential_schemas(schemes, &mut schemas);
+    let mut secret_holders: Vec<(String, Vec<&str>)> = schemes
+        .iter()
+        .map(|s| {
+            (
+                credential_schema_name(s.field()),
+                s.secret_fields().to_vec(),
+            )
+        })
+        .collect();
+    secret_holders.push(("Certificate".to_owned(), vec!["key"]));
+    write_only_secrets(&mut schemas, &secret_holders);
     for (kind, name) in &names {
         // The API fills the name field in from the document name.
         if let Some(field) = entity::name_field(*kind)
@@ -196,43 +209,125 @@ fn schemas() -> (Map<String, Value>, Vec<(Kind, String)>) {
     (schemas, names)
 }
 
-/// The schemas holding a secret field (`key`): reads show `null` and a
-/// fingerprint instead (`crate::secrets`); a write may send `null` or leave
-/// the field out to keep the stored secret.
-fn write_only_secrets(schemas: &mut Map<String, Value>) {
-    for name in ["KeyAuthCredential", "Certificate"] {
+/// The component name of one credential of the scheme written under
+/// `field`: `key_auth` -> `KeyAuthCredential`.
+fn credential_schema_name(field: &str) -> String {
+    let mut name: String = field
+        .split(['_', '-'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect();
+    name.push_str("Credential");
+    name
+}
+
+/// The registered credential schemes in the schemas: one component per
+/// scheme (its own JSON Schema), consumers' `Credentials` as an object of
+/// lists of them, and `CredentialDocument` as `consumer` plus exactly one
+/// scheme field. The config types hold credentials as raw values (the
+/// schemes are the plugins'), so schemars alone cannot say this.
+fn credential_schemas(schemes: &Schemes, schemas: &mut Map<String, Value>) {
+    let mut fields = Map::new();
+    let mut document = Map::new();
+    let mut one_of = Vec::new();
+    for scheme in schemes.iter() {
+        let name = credential_schema_name(scheme.field());
+        let mut schema = scheme.schema();
+        if let Value::Object(m) = &mut schema {
+            m.remove("$schema");
+            if let Some(Value::Object(defs)) = m.remove("$defs") {
+                for (k, mut v) in defs {
+                    rewrite_refs(&mut v);
+                    schemas.entry(k).or_insert(v);
+                }
+            }
+            m.entry("description").or_insert_with(|| {
+                json!(format!(
+                    "One credential of the `{}` scheme ({}).",
+                    scheme.name(),
+                    scheme.noun()
+                ))
+            });
+        }
+        rewrite_refs(&mut schema);
+        schemas.insert(name.clone(), schema);
+        fields.insert(
+            scheme.field().to_owned(),
+            json!({
+                "type": "array",
+                "items": schema_ref(&name),
+                "description": format!("Credentials of the `{}` scheme.", scheme.name()),
+            }),
+        );
+        document.insert(scheme.field().to_owned(), schema_ref(&name));
+        one_of.push(json!({ "required": [scheme.field()] }));
+    }
+    schemas.insert(
+        "Credentials".to_owned(),
+        json!({
+            "type": "object",
+            "description": "A consumer's credentials, per registered credential scheme.",
+            "properties": fields,
+            "additionalProperties": false,
+        }),
+    );
+    if let Some(Value::Object(doc)) = schemas.get_mut("CredentialDocument") {
+        let mut properties = match doc.remove("properties") {
+            Some(Value::Object(p)) => p,
+            _ => Map::new(),
+        };
+        properties.extend(document);
+        doc.insert("properties".into(), Value::Object(properties));
+        doc.insert("additionalProperties".into(), json!(false));
+        if !one_of.is_empty() {
+            doc.insert("oneOf".into(), Value::Array(one_of));
+        }
+    }
+}
+
+/// The schemas holding secret fields: reads show `null` and a fingerprint
+/// instead (`crate::secrets`); a write may send `null` or leave the field
+/// out to keep the stored secret.
+fn write_only_secrets(schemas: &mut Map<String, Value>, holders: &[(String, Vec<&str>)]) {
+    for (name, fields) in holders {
         let Some(Value::Object(s)) = schemas.get_mut(name) else {
             continue;
         };
         if let Some(Value::Array(req)) = s.get_mut("required") {
-            req.retain(|f| f != "key");
+            req.retain(|f| !fields.iter().any(|x| f == *x));
         }
         let Some(Value::Object(props)) = s.get_mut("properties") else {
             continue;
         };
-        if let Some(Value::Object(key)) = props.get_mut("key") {
-            let d = key
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            key.insert("type".into(), json!(["string", "null"]));
-            key.insert(
-                "description".into(),
-                Value::String(format!(
-                    "{d} Write-only: reads return `null` (see `key_fingerprint`); on a write, `null` or leaving it out keeps the stored value (an update only; a new document needs it), a new value replaces it."
-                )),
+        for field in fields {
+            if let Some(Value::Object(key)) = props.get_mut(*field) {
+                let d = key
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                key.insert("type".into(), json!(["string", "null"]));
+                key.insert(
+                    "description".into(),
+                    Value::String(format!(
+                        "{d} Write-only: reads return `null` (see `{field}_fingerprint`); on a write, `null` or leaving it out keeps the stored value (an update only; a new document needs it), a new value replaces it."
+                    )),
+                );
+            }
+            props.insert(
+                format!("{field}_fingerprint"),
+                json!({
+                    "type": "string",
+                    "readOnly": true,
+                    "pattern": "^hmac-sha256:[0-9a-f]{16}$",
+                    "description": "Fingerprint of the stored secret: the first 64 bits of HMAC-SHA256 under the node secret, hex. Tells secrets apart without revealing them; ignored on writes except to pick which stored secret a `null` keeps."
+                }),
             );
         }
-        props.insert(
-            "key_fingerprint".into(),
-            json!({
-                "type": "string",
-                "readOnly": true,
-                "pattern": "^hmac-sha256:[0-9a-f]{16}$",
-                "description": "Fingerprint of the stored secret: the first 64 bits of HMAC-SHA256 under the node secret, hex. Tells keys apart without revealing them; ignored on writes except to pick which stored key a `null` keeps."
-            }),
-        );
     }
 }
 
@@ -254,7 +349,7 @@ struct Target<'a> {
     schema: &'a str,
 }
 
-fn operation(e: &Endpoint, path: &str, target: Option<&Target>) -> Value {
+fn operation(schemes: &Schemes, e: &Endpoint, path: &str, target: Option<&Target>) -> Value {
     let mut params = Vec::new();
     for seg in path.split('/') {
         let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
@@ -393,7 +488,7 @@ fn operation(e: &Endpoint, path: &str, target: Option<&Target>) -> Value {
             }),
             ("POST" | "PUT", Some(t)) => {
                 let mut media = json!({ "schema": schema_ref(&format!("{}Input", t.schema)) });
-                let mut body = entity::example(t.kind);
+                let mut body = entity::example(schemes, t.kind);
                 // PUT takes the name from the path.
                 if e.method == "PUT"
                     && let (Some(f), Value::Object(b)) = (entity::name_field(t.kind), &mut body)
@@ -439,9 +534,16 @@ fn operation(e: &Endpoint, path: &str, target: Option<&Target>) -> Value {
 
 /// The OpenAPI 3.1 document of the admin API. Endpoints on
 /// `/workspaces/{ws}/{kind}` are listed once per kind with the kind's
-/// schemas (the router itself stays generic over `{kind}`).
+/// schemas (the router itself stays generic over `{kind}`). Credentials
+/// are described with the built-in plugins' credential schemes.
 pub fn openapi() -> Value {
-    let (schemas, names) = schemas();
+    openapi_for(gatehouse_plugins::registry().schemes())
+}
+
+/// [`openapi`] with these credential schemes (what an [`crate::AppState`]
+/// with [`crate::AppState::with_schemes`] serves).
+pub fn openapi_for(schemes: &Schemes) -> Value {
+    let (schemas, names) = schemas(schemes);
     let schema_of = |kind: Kind| {
         names
             .iter()
@@ -451,7 +553,7 @@ pub fn openapi() -> Value {
     let mut paths: Map<String, Value> = Map::new();
     let mut tags: Vec<String> = Vec::new();
     let mut add = |path: String, e: &Endpoint, target: Option<Target>| {
-        let op = operation(e, &path, target.as_ref());
+        let op = operation(schemes, e, &path, target.as_ref());
         let tag = tag_of(&path);
         if !tags.contains(&tag) {
             tags.push(tag);
@@ -496,6 +598,6 @@ pub fn openapi() -> Value {
 }
 
 /// `GET /openapi.json`
-pub async fn serve_openapi() -> Response {
-    axum::Json(openapi()).into_response()
+pub async fn serve_openapi(State(state): State<AppState>) -> Response {
+    axum::Json(openapi_for(&state.schemes)).into_response()
 }

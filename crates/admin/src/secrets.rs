@@ -3,11 +3,13 @@
 //! sends the redacted view back keeps the stored secret (docs/security.md,
 //! "Secrets").
 //!
-//! The secret fields are the key-auth keys (`credential` documents'
-//! `key_auth.key`, `consumer` documents' inline
-//! `credentials.key_auth[].key`) and certificate private keys
-//! (`certificate` documents' `key`). App documents hold only `k1:` key
-//! hashes, which authenticate nothing, and stay visible.
+//! The secret fields are those the registered credential schemes declare
+//! (`CredentialScheme::secret_fields`: for key-auth, `credential`
+//! documents' `key_auth.key` and `consumer` documents' inline
+//! `credentials.key_auth[].key`; likewise `<field>.<secret>` and
+//! `credentials.<field>[].<secret>` for any other scheme) and certificate
+//! private keys (`certificate` documents' `key`). App documents hold only
+//! `k1:` key hashes, which authenticate nothing, and stay visible.
 //!
 //! A redacted field reads `"key": null` with `"key_fingerprint":
 //! "hmac-sha256:<16 hex>"` next to it: the first 64 bits of HMAC-SHA256
@@ -16,6 +18,7 @@
 //! fingerprint cannot be used to test guessed keys offline, unlike a plain
 //! SHA-256 of a low-entropy key.
 
+use gatehouse_core::Schemes;
 use gatehouse_core::keys::KeyHasher;
 use std::sync::Arc;
 
@@ -30,20 +33,30 @@ pub const FINGERPRINT_PREFIX: &str = "hmac-sha256:";
 /// The suffix of the field that carries a redacted field's fingerprint.
 pub const FINGERPRINT_SUFFIX: &str = "_fingerprint";
 
-/// Where a kind's secrets are: a path of object fields (`*` walks every
+/// Where a kind's secrets are: paths of object fields (`*` walks every
 /// element of an array), the last element names the secret field.
-fn paths(kind: Kind) -> &'static [&'static [&'static str]] {
+fn paths(schemes: &Schemes, kind: Kind) -> Vec<Vec<&str>> {
     match kind {
-        Kind::Credential => &[&["key_auth", "key"]],
-        Kind::Consumer => &[&["credentials", "key_auth", "*", "key"]],
-        Kind::Certificate => &[&["key"]],
-        _ => &[],
+        Kind::Credential => schemes
+            .iter()
+            .flat_map(|s| s.secret_fields().iter().map(|f| vec![s.field(), *f]))
+            .collect(),
+        Kind::Consumer => schemes
+            .iter()
+            .flat_map(|s| {
+                s.secret_fields()
+                    .iter()
+                    .map(|f| vec!["credentials", s.field(), "*", *f])
+            })
+            .collect(),
+        Kind::Certificate => vec![vec!["key"]],
+        _ => Vec::new(),
     }
 }
 
 /// Whether documents of `kind` hold secrets.
-pub fn has_secrets(kind: Kind) -> bool {
-    !paths(kind).is_empty()
+pub fn has_secrets(schemes: &Schemes, kind: Kind) -> bool {
+    !paths(schemes, kind).is_empty()
 }
 
 /// The fingerprint of a secret under `hasher`'s key.
@@ -59,7 +72,12 @@ pub fn fingerprint(hasher: &KeyHasher, secret: &str) -> String {
 
 /// Calls `f` with every object holding a secret field of `kind` in
 /// `body`, and the field's name.
-fn each_holder(kind: Kind, body: &mut Value, f: &mut dyn FnMut(&mut Map<String, Value>, &str)) {
+fn each_holder(
+    schemes: &Schemes,
+    kind: Kind,
+    body: &mut Value,
+    f: &mut dyn FnMut(&mut Map<String, Value>, &str),
+) {
     fn walk(v: &mut Value, path: &[&str], f: &mut dyn FnMut(&mut Map<String, Value>, &str)) {
         match path {
             [] => {}
@@ -82,15 +100,15 @@ fn each_holder(kind: Kind, body: &mut Value, f: &mut dyn FnMut(&mut Map<String, 
             }
         }
     }
-    for path in paths(kind) {
-        walk(body, path, f);
+    for path in paths(schemes, kind) {
+        walk(body, &path, f);
     }
 }
 
 /// Replaces every secret of a `kind` body with `null` and, with a hasher,
 /// puts its fingerprint next to it (`<field>_fingerprint`). Already
 /// redacted fields (`null`) keep their fingerprint. Idempotent.
-pub fn redact(kind: Kind, body: &mut Value, hasher: Option<&KeyHasher>) {
+pub fn redact(schemes: &Schemes, kind: Kind, body: &mut Value, hasher: Option<&KeyHasher>) {
     // A private key pasted into a certificate's `cert` (a combined PEM, as
     // some tools write them) is refused on write (`entity::validate`);
     // one written past the API, or before that check, is never shown.
@@ -100,7 +118,8 @@ pub fn redact(kind: Kind, body: &mut Value, hasher: Option<&KeyHasher>) {
     {
         *cert = stripped;
     }
-    each_holder(kind, body, &mut |m, field| {
+    hide_unknown_schemes(schemes, kind, body);
+    each_holder(schemes, kind, body, &mut |m, field| {
         let fp_field = format!("{field}{FINGERPRINT_SUFFIX}");
         match m.get(field) {
             Some(Value::Null) => {}
@@ -124,6 +143,28 @@ pub fn redact(kind: Kind, body: &mut Value, hasher: Option<&KeyHasher>) {
             None => {}
         }
     });
+}
+
+/// Credentials of a scheme `schemes` does not know (written by a program
+/// with another registry, or of a scheme since removed): which of their
+/// fields are secret is unknown, so none is shown — the whole value reads
+/// `null`. Such bodies are refused on write, so this view never has to
+/// round-trip.
+fn hide_unknown_schemes(schemes: &Schemes, kind: Kind, body: &mut Value) {
+    let holder = match kind {
+        Kind::Credential => Some(body),
+        Kind::Consumer => body.get_mut("credentials"),
+        _ => None,
+    };
+    if let Some(Value::Object(m)) = holder {
+        for (field, value) in m.iter_mut() {
+            let shown = schemes.by_field(field).is_some()
+                || (kind == Kind::Credential && field == "consumer");
+            if !shown {
+                *value = Value::Null;
+            }
+        }
+    }
 }
 
 /// Whether `pem` holds a private key block (`-----BEGIN ... PRIVATE
@@ -162,28 +203,34 @@ fn strip_private_keys(pem: &str) -> Option<String> {
 /// The redacted view of an audit entry's `before` / `after`
 /// (`{"id", "version", "tags", "body"}`) for an entry of `kind` (a kind
 /// name; other audit entries are left alone).
-pub fn redact_audit_value(kind: &str, value: &mut Value, hasher: Option<&KeyHasher>) {
+pub fn redact_audit_value(
+    schemes: &Schemes,
+    kind: &str,
+    value: &mut Value,
+    hasher: Option<&KeyHasher>,
+) {
     if let Ok(kind) = kind.parse::<Kind>()
         && let Some(body) = value.get_mut("body")
     {
-        redact(kind, body, hasher);
+        redact(schemes, kind, body, hasher);
     }
 }
 
 /// The store's audit redactor for this policy: every document body the
 /// store writes into its audit log has its secrets replaced by fingerprints
-/// under `hasher` (without one: by `null` only). Pass it to
+/// under `hasher` (without one: by `null` only); the secrets of
+/// credentials are those `schemes` declare. Pass it to
 /// `gatehouse_store::open_with`.
-pub fn audit_redactor(hasher: Option<KeyHasher>) -> AuditRedactor {
-    Arc::new(move |kind, body: &mut Value| redact(kind, body, hasher.as_ref()))
+pub fn audit_redactor(schemes: Schemes, hasher: Option<KeyHasher>) -> AuditRedactor {
+    Arc::new(move |kind, body: &mut Value| redact(&schemes, kind, body, hasher.as_ref()))
 }
 
 /// Whether a body holds a secret value (anything but `null` in a secret
 /// field): false for every redacted view.
-pub fn holds_secret(kind: Kind, body: &Value) -> bool {
+pub fn holds_secret(schemes: &Schemes, kind: Kind, body: &Value) -> bool {
     let mut found = false;
     let mut copy = body.clone();
-    each_holder(kind, &mut copy, &mut |m, field| {
+    each_holder(schemes, kind, &mut copy, &mut |m, field| {
         if m.get(field).is_some_and(|v| !v.is_null()) {
             found = true;
         }
@@ -202,19 +249,20 @@ pub fn holds_secret(kind: Kind, body: &Value) -> bool {
 /// nothing stored, is refused with a message that names the field.
 /// Returns whether a stored secret was used.
 pub fn restore(
+    schemes: &Schemes,
     kind: Kind,
     body: &mut Value,
     old: Option<&Value>,
     hasher: &KeyHasher,
 ) -> ApiResult<bool> {
-    if !has_secrets(kind) {
+    if !has_secrets(schemes, kind) {
         return Ok(false);
     }
     // The stored secrets, by their place and fingerprint.
     let mut stored: Vec<String> = Vec::new();
     if let Some(old) = old {
         let mut old = old.clone();
-        each_holder(kind, &mut old, &mut |m, field| {
+        each_holder(schemes, kind, &mut old, &mut |m, field| {
             if let Some(Value::String(s)) = m.get(field) {
                 stored.push(s.clone());
             } else {
@@ -226,7 +274,7 @@ pub fn restore(
     let mut used = false;
     let mut error: Option<String> = None;
     let mut index = 0usize;
-    each_holder(kind, body, &mut |m, field| {
+    each_holder(schemes, kind, body, &mut |m, field| {
         let at = index;
         index += 1;
         let fp_field = format!("{field}{FINGERPRINT_SUFFIX}");
@@ -273,8 +321,31 @@ mod tests {
 
     use super::*;
 
+    fn s() -> Schemes {
+        gatehouse_plugins::registry().schemes().clone()
+    }
+
     fn hasher() -> KeyHasher {
         KeyHasher::new(b"unit-test-node-secret-0123")
+    }
+
+    #[test]
+    fn credentials_of_unknown_schemes_are_never_shown() {
+        let mut cred = json!({"consumer": "a", "other_scheme": {"secret": "s-1", "name": "n"}});
+        redact(&s(), Kind::Credential, &mut cred, Some(&hasher()));
+        assert_eq!(cred, json!({"consumer": "a", "other_scheme": null}));
+        let mut consumer = json!({"username": "a", "credentials": {
+            "other_scheme": [{"secret": "s-1"}], "key_auth": [{"key": "k-1"}]
+        }});
+        redact(&s(), Kind::Consumer, &mut consumer, None);
+        assert_eq!(
+            consumer,
+            json!({"username": "a", "credentials": {"other_scheme": null, "key_auth": [{"key": null}]}})
+        );
+        // Without any scheme, no credential value is shown at all.
+        let mut cred = json!({"consumer": "a", "key_auth": {"key": "k-1"}});
+        redact(&Schemes::new(), Kind::Credential, &mut cred, None);
+        assert_eq!(cred, json!({"consumer": "a", "key_auth": null}));
     }
 
     #[test]
@@ -301,11 +372,11 @@ mod tests {
     #[test]
     fn redact_every_secret_field() {
         fn check(kind: Kind, mut body: Value, expect: Value) {
-            redact(kind, &mut body, Some(&hasher()));
+            redact(&s(), kind, &mut body, Some(&hasher()));
             assert_eq!(body, expect, "{kind}");
-            assert!(!holds_secret(kind, &body), "{kind}");
+            assert!(!holds_secret(&s(), kind, &body), "{kind}");
             let again = body.clone();
-            redact(kind, &mut body, Some(&hasher()));
+            redact(&s(), kind, &mut body, Some(&hasher()));
             assert_eq!(body, again, "{kind}: idempotent");
         }
         let fp = |s: &str| fingerprint(&hasher(), s);
@@ -338,7 +409,7 @@ mod tests {
             json!({"name": "s", "key": "not a secret here"}),
         );
         let mut body = json!({"consumer": "a", "key_auth": {"key": "k-1"}});
-        redact(Kind::Credential, &mut body, None);
+        redact(&s(), Kind::Credential, &mut body, None);
         assert_eq!(body, json!({"consumer": "a", "key_auth": {"key": null}}));
     }
 
@@ -362,7 +433,7 @@ mod tests {
             ] {
                 assert!(has_private_key(&combined), "{label}");
                 let mut body = json!({"cert": combined, "key": "K", "hosts": []});
-                redact(Kind::Certificate, &mut body, Some(&hasher()));
+                redact(&s(), Kind::Certificate, &mut body, Some(&hasher()));
                 let shown = body["cert"].as_str().unwrap();
                 assert!(!shown.contains("SECRETBODY"), "{label}: {shown}");
                 assert!(!shown.contains("PRIVATE"), "{label}: {shown}");
@@ -371,7 +442,7 @@ mod tests {
         }
         assert!(!has_private_key(cert));
         let mut body = json!({"cert": cert, "key": "K"});
-        redact(Kind::Certificate, &mut body, Some(&hasher()));
+        redact(&s(), Kind::Certificate, &mut body, Some(&hasher()));
         assert_eq!(body["cert"], cert);
     }
 
@@ -381,17 +452,17 @@ mod tests {
         let old =
             json!({"username": "a", "credentials": {"key_auth": [{"key": "k-1"}, {"key": "k-2"}]}});
         let mut view = old.clone();
-        redact(Kind::Consumer, &mut view, Some(&h));
+        redact(&s(), Kind::Consumer, &mut view, Some(&h));
         // Round trip: the redacted view restores to the stored body.
         let mut back = view.clone();
-        assert!(restore(Kind::Consumer, &mut back, Some(&old), &h).unwrap());
+        assert!(restore(&s(), Kind::Consumer, &mut back, Some(&old), &h).unwrap());
         assert_eq!(back, old);
         // Reordered, one dropped, one new: matched by fingerprint.
         let mut edit = json!({"username": "a", "credentials": {"key_auth": [
             {"key": "k-new"},
             view["credentials"]["key_auth"][1].clone(),
         ]}});
-        restore(Kind::Consumer, &mut edit, Some(&old), &h).unwrap();
+        restore(&s(), Kind::Consumer, &mut edit, Some(&old), &h).unwrap();
         assert_eq!(
             edit,
             json!({"username": "a", "credentials": {"key_auth": [{"key": "k-new"}, {"key": "k-2"}]}})
@@ -399,13 +470,13 @@ mod tests {
         // Omitted key, no fingerprint: the stored one at the same place.
         let mut omitted = json!({"consumer": "a", "key_auth": {}});
         let stored = json!({"consumer": "a", "key_auth": {"key": "k-1"}});
-        restore(Kind::Credential, &mut omitted, Some(&stored), &h).unwrap();
+        restore(&s(), Kind::Credential, &mut omitted, Some(&stored), &h).unwrap();
         assert_eq!(omitted, stored);
         // Unknown fingerprint, or nothing stored: refused, naming no secret.
         let mut bad = json!({"consumer": "a", "key_auth": {"key": null, "key_fingerprint": "hmac-sha256:0000000000000000"}});
-        let e = restore(Kind::Credential, &mut bad, Some(&stored), &h).unwrap_err();
+        let e = restore(&s(), Kind::Credential, &mut bad, Some(&stored), &h).unwrap_err();
         assert!(!format!("{e:?}").contains("k-1"));
         let mut new = json!({"cert": "C", "key": null});
-        assert!(restore(Kind::Certificate, &mut new, None, &h).is_err());
+        assert!(restore(&s(), Kind::Certificate, &mut new, None, &h).is_err());
     }
 }

@@ -243,7 +243,7 @@ async fn app_and_credential_documents(db: Db) {
         .call(
             Method::PUT,
             &format!("{creds}/acme-1"),
-            Some(json!({ "body": { "consumer": "acme", "key_auth": { "key": "k-123" } } })),
+            Some(json!({ "body": { "consumer": "acme", "key_auth": { "key": "k-1234567" } } })),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -274,7 +274,7 @@ async fn app_and_credential_documents(db: Db) {
         .call(
             Method::POST,
             creds,
-            Some(json!({ "body": { "consumer": "acme", "key_auth": { "key": "k-2" } } })),
+            Some(json!({ "body": { "consumer": "acme", "key_auth": { "key": "k-2000000" } } })),
         )
         .await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "invalid-entity");
@@ -282,7 +282,7 @@ async fn app_and_credential_documents(db: Db) {
         .call(
             Method::POST,
             creds,
-            Some(json!({ "name": "acme-2", "body": { "consumer": "acme", "key_auth": { "key": "k-2" } } })),
+            Some(json!({ "name": "acme-2", "body": { "consumer": "acme", "key_auth": { "key": "k-2000000" } } })),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);

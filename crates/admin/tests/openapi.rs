@@ -160,8 +160,16 @@ fn bodies_validate_against_their_schemas() {
     assert!(app.is_valid(&json!({ "consumer": "c", "name": "a" })));
     assert!(!app.is_valid(&json!({ "consumer": "c", "name": "a", "secret": "s" })));
     let cred = validator(&doc, "CredentialDocument");
-    assert!(cred.is_valid(&json!({ "consumer": "c" })));
+    assert!(cred.is_valid(&json!({ "consumer": "c", "key_auth": { "key": "k-1234567" } })));
+    assert!(cred.is_valid(
+        &json!({ "consumer": "c", "key_auth": { "key": null, "key_fingerprint": "hmac-sha256:00112233aabbccdd" } })
+    ));
+    // Exactly one registered scheme.
+    assert!(!cred.is_valid(&json!({ "consumer": "c" })));
     assert!(!cred.is_valid(&json!({ "consumer": "c", "password": "p" })));
+    assert!(
+        !cred.is_valid(&json!({ "consumer": "c", "key_auth": { "key": "k-1234567", "x": 1 } }))
+    );
 }
 
 /// The examples of the document validate against their schemas, and the

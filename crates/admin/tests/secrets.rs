@@ -111,7 +111,10 @@ impl Api {
     async fn start(fixture: Fixture) -> Api {
         let store = gatehouse_store::open_with(
             fixture.url(),
-            Some(secrets::audit_redactor(Some(hasher()))),
+            Some(secrets::audit_redactor(
+                gatehouse_plugins::registry().schemes().clone(),
+                Some(hasher()),
+            )),
         )
         .await
         .unwrap();

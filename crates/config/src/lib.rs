@@ -8,6 +8,7 @@
 //! route table happens in `gatehouse-proxy`, which reports its errors
 //! through the same [`Source::locate`].
 
+mod credentials;
 mod error;
 mod lifecycle;
 mod locate;
@@ -18,6 +19,7 @@ mod validate;
 pub use lifecycle::valid_key_hash;
 pub use validate::{is_ip_literal, parse_nameserver, parse_net, valid_dns_name};
 
+pub use credentials::check_credentials;
 pub use error::{ConfigError, ConfigErrors};
 pub use locate::Source;
 pub use model::*;

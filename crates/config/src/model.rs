@@ -1057,21 +1057,32 @@ pub struct Consumer {
     pub tags: Vec<String>,
 }
 
-/// A consumer's credentials.
+/// A consumer's credentials: per credential scheme field (`key_auth`), a
+/// list of credentials in the shape that scheme defines
+/// (`{key: "..."}` for `key_auth`). Held as raw values: the schemes are
+/// registered by plugins (`gatehouse_core::credentials`), so they are
+/// checked where the plugin registry is known — the data plane's compile
+/// (and through it `gatehouse validate`), the control plane's check and the
+/// admin API — see [`crate::check_credentials`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Credentials {
-    /// API keys for the `key-auth` plugin.
-    #[serde(default)]
-    pub key_auth: Vec<KeyAuthCredential>,
-}
+#[serde(transparent)]
+pub struct Credentials(pub BTreeMap<String, Vec<serde_json::Value>>);
 
-/// One API key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeyAuthCredential {
-    /// The key itself.
-    pub key: String,
+impl Credentials {
+    /// The credentials of the scheme written under `field`.
+    pub fn of(&self, field: &str) -> &[serde_json::Value] {
+        self.0.get(field).map_or(&[], Vec::as_slice)
+    }
+
+    /// Adds a credential under `field`.
+    pub fn push(&mut self, field: &str, credential: serde_json::Value) {
+        self.0.entry(field.to_owned()).or_default().push(credential);
+    }
+
+    /// Whether no credential of any scheme is listed.
+    pub fn is_empty(&self) -> bool {
+        self.0.values().all(Vec::is_empty)
+    }
 }
 
 /// A point in time, written as an RFC 3339 UTC timestamp
@@ -1313,15 +1324,16 @@ impl AppDocument {
 }
 
 /// A consumer credential kept as its own control-plane document (kind
-/// `credential`). Exactly one scheme is set; when a node compiles the
-/// store, it joins the named consumer's `credentials`. Later
-/// authentication schemes add their own fields here.
+/// `credential`): `{consumer, <scheme field>: {...}}`, for example
+/// `{consumer: alice, key_auth: {key: ...}}`. Exactly one scheme field is
+/// set (checked with the registered schemes by the admin API and the
+/// control plane); when a node compiles the store, it joins the named
+/// consumer's `credentials.<field>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CredentialDocument {
     /// Username of the consumer it identifies (same workspace).
     pub consumer: String,
-    /// An API key for the `key-auth` plugin.
-    #[serde(default)]
-    pub key_auth: Option<KeyAuthCredential>,
+    /// The credential, under its scheme's field (`key_auth`).
+    #[serde(flatten)]
+    pub schemes: BTreeMap<String, serde_json::Value>,
 }

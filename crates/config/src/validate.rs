@@ -983,25 +983,10 @@ fn matchers(r: &Route, i: usize, c: &mut Collector<'_>) {
 
 fn consumers(config: &Config, c: &mut Collector<'_>) {
     let mut seen = HashMap::new();
-    // Unique per workspace only (see `lifecycle::apps`): no oracle for
-    // another workspace's keys.
-    let mut keys: HashMap<(usize, &str), (usize, usize)> = HashMap::new();
+    // Credentials are checked with the registered schemes by the caller
+    // that has them (`crate::check_credentials`).
     for (i, consumer) in config.consumers.iter().enumerate() {
         unique_name(&mut seen, &consumer.username, i, "consumers", c);
-        let ws = config.workspaces.of("consumers", i);
-        for (j, k) in consumer.credentials.key_auth.iter().enumerate() {
-            let field = format!("consumers[{i}].credentials.key_auth[{j}].key");
-            if k.key.len() < 8 {
-                c.error(field, "API keys must be at least 8 characters long");
-            } else if let Some((pi, pj)) = keys.insert((ws, k.key.as_str()), (i, j)) {
-                c.error(
-                    field,
-                    format!(
-                        "duplicate API key (also used by consumers[{pi}].credentials.key_auth[{pj}])"
-                    ),
-                );
-            }
-        }
         plugin_refs(&consumer.plugins, &format!("consumers[{i}].plugins"), c);
     }
     for (i, plan) in config.plans.iter().enumerate() {

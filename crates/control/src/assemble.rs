@@ -258,8 +258,11 @@ fn add_workspace(
     for (doc_name, cred) in ws.credentials {
         match consumers.iter_mut().find(|c| c.username == cred.consumer) {
             Some(c) => {
-                if let Some(k) = cred.key_auth {
-                    c.credentials.key_auth.push(k);
+                // Whatever scheme fields it holds (the admin API allows
+                // exactly one registered one); checked with the schemes
+                // once joined (`gatehouse_config::check_credentials`).
+                for (field, value) in cred.schemes {
+                    c.credentials.push(&field, value);
                 }
             }
             None => errors.push(Issue::about(

@@ -226,7 +226,7 @@ fn app_and_credential_documents_join_their_consumer() {
     assert_eq!(alice.apps.len(), 1);
     assert_eq!(alice.apps[0].name, "team-a/mobile");
     assert_eq!(alice.apps[0].keys[0].hash, hash);
-    assert_eq!(alice.credentials.key_auth[0].key, "secret-1");
+    assert_eq!(alice.credentials.of("key_auth")[0]["key"], "secret-1");
 }
 
 #[test]

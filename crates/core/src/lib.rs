@@ -4,6 +4,7 @@
 //! and the plugins all depend on it, and it depends on none of them.
 
 pub mod body;
+pub mod credentials;
 pub mod ctx;
 pub mod export;
 pub mod keys;
@@ -15,12 +16,13 @@ pub mod resources;
 pub mod tls;
 
 pub use body::{Body, BodyRejected, BoxError};
+pub use credentials::{CredentialScheme, Schemes};
 pub use ctx::{App, Consumer, Ctx};
 pub use keys::{AppKey, AppKeys, KeyHash, KeyHasher};
 pub use metrics::Metrics;
 pub use plugin::{
-    Band, BuildEnv, Capabilities, ErrorFlow, Flow, LogRecord, Phase, Phases, Plugin,
-    PluginError, PluginFactory, Request, Response, UpstreamChoice, UpstreamFailure,
+    Band, BuildEnv, Capabilities, ErrorFlow, Flow, LogRecord, Phase, Phases, Plugin, PluginError,
+    PluginFactory, Request, Response, UpstreamChoice, UpstreamFailure,
 };
 pub use problem::{Problem, ProblemDef, ProblemType};
 pub use registry::Registry;

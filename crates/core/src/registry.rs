@@ -7,12 +7,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::credentials::{CredentialScheme, Schemes};
 use crate::plugin::PluginFactory;
 
-/// Plugin factories by registry name.
+/// Plugin factories by registry name, and the credential schemes the
+/// authentication plugins bring (see [`crate::credentials`]).
 #[derive(Clone, Default)]
 pub struct Registry {
     factories: BTreeMap<&'static str, Arc<dyn PluginFactory>>,
+    schemes: Schemes,
 }
 
 impl Registry {
@@ -24,6 +27,19 @@ impl Registry {
     /// Adds (or replaces) the factory registered under its own name.
     pub fn register(&mut self, factory: Arc<dyn PluginFactory>) {
         self.factories.insert(factory.name(), factory);
+    }
+
+    /// Adds (or replaces) a credential scheme: its credentials are then
+    /// accepted under `consumers[].credentials.<field>` and in credential
+    /// documents, checked, kept secret and indexed for its plugin
+    /// (docs/plugins/AUTHORING.md, "Credential schemes").
+    pub fn register_scheme(&mut self, scheme: Arc<dyn CredentialScheme>) {
+        self.schemes.register(scheme);
+    }
+
+    /// The registered credential schemes.
+    pub fn schemes(&self) -> &Schemes {
+        &self.schemes
     }
 
     /// The factory for `name`, if there is one.
@@ -54,6 +70,9 @@ impl Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.factories.keys()).finish()
+        f.debug_struct("Registry")
+            .field("factories", &self.factories.keys())
+            .field("schemes", &self.schemes)
+            .finish()
     }
 }

@@ -124,7 +124,10 @@ pub fn audit_redactor(settings: &Config) -> gatehouse_store::AuditRedactor {
         .key_hash_secret
         .as_deref()
         .map_or_else(KeyHasher::default, |s| KeyHasher::new(s.as_bytes()));
-    gatehouse_admin::secrets::audit_redactor(Some(hasher))
+    gatehouse_admin::secrets::audit_redactor(
+        gatehouse_plugins::registry().schemes().clone(),
+        Some(hasher),
+    )
 }
 
 /// Only the node settings of a config: what the store's documents are

@@ -28,8 +28,39 @@ pub fn full_schema() -> Value {
             "then": { "properties": { "config": schema } }
         }));
     }
+    // Consumers' credentials: one list per registered credential scheme
+    // (the config type holds them as raw values).
+    let mut credential_fields = Map::new();
+    for scheme in gatehouse_plugins::registry().schemes().iter() {
+        let mut schema = scheme.schema();
+        let prefix = format!("credential-{}-", scheme.name());
+        if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+            for (k, mut v) in defs {
+                rewrite_refs(&mut v, &prefix);
+                extra_defs.insert(format!("{prefix}{k}"), v);
+            }
+        }
+        rewrite_refs(&mut schema, &prefix);
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+        }
+        credential_fields.insert(
+            scheme.field().to_owned(),
+            json!({
+                "type": "array",
+                "items": schema,
+                "description": format!("Credentials for the `{}` plugin.", scheme.name()),
+            }),
+        );
+    }
     if let Some(defs) = root.get_mut("$defs").and_then(Value::as_object_mut) {
         defs.extend(extra_defs);
+        if let Some(Value::Object(credentials)) = defs.get_mut("Credentials") {
+            credentials.remove("additionalProperties");
+            credentials.insert("type".into(), json!("object"));
+            credentials.insert("properties".into(), Value::Object(credential_fields));
+            credentials.insert("additionalProperties".into(), json!(false));
+        }
         if let Some(Value::Object(plugin_ref)) = defs.get_mut("PluginRef") {
             plugin_ref.insert("allOf".into(), Value::Array(conditions));
             let names: Vec<Value> = gatehouse_plugins::registry()
@@ -62,5 +93,20 @@ fn rewrite_refs(v: &mut Value, prefix: &str) {
         }
         Value::Array(a) => a.iter_mut().for_each(|c| rewrite_refs(c, prefix)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumers_credentials_list_each_registered_scheme() {
+        let schema = full_schema();
+        let credentials = &schema["$defs"]["Credentials"];
+        assert_eq!(credentials["additionalProperties"], false, "{credentials}");
+        let key = &credentials["properties"]["key_auth"]["items"];
+        assert_eq!(key["properties"]["key"]["type"], "string", "{key}");
+        assert!(key.get("$schema").is_none());
     }
 }

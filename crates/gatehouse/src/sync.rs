@@ -144,9 +144,13 @@ async fn run(command: ConfigCommand) -> Result<ExitCode, String> {
 /// The store; what `apply` writes into its audit log has secrets replaced
 /// by `null` (this command has no node secret to fingerprint them with).
 async fn open(url: &str) -> Result<Arc<dyn Store>, String> {
-    gatehouse_store::open_with(url, Some(gatehouse_admin::secrets::audit_redactor(None)))
-        .await
-        .map_err(|e| format!("cannot open the store: {e}"))
+    let schemes = gatehouse_plugins::registry().schemes().clone();
+    gatehouse_store::open_with(
+        url,
+        Some(gatehouse_admin::secrets::audit_redactor(schemes, None)),
+    )
+    .await
+    .map_err(|e| format!("cannot open the store: {e}"))
 }
 
 /// Validates the file like `gatehouse validate` and maps it to documents.
@@ -182,60 +186,79 @@ fn keep_unmanaged(current: &[Document], desired: &mut Vec<ApplyDocument>) -> usi
     desired.len() - before
 }
 
-/// The inline key-auth keys of a consumer (`credentials.key_auth`), if any.
-fn inline_keys(body: &Value) -> Option<&Vec<Value>> {
-    body.get("credentials")?
-        .get("key_auth")?
-        .as_array()
-        .filter(|a| !a.is_empty())
+/// The inline credentials of a consumer per scheme field
+/// (`credentials.key_auth`, ...), the non-empty lists only.
+fn inline_credentials(body: &Value) -> Vec<(&str, &Vec<Value>)> {
+    body.get("credentials")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(field, list)| Some((field.as_str(), list.as_array()?)))
+        .filter(|(_, list)| !list.is_empty())
+        .collect()
 }
 
 /// `dump` never writes secrets, so a consumer the file lists without
-/// key-auth keys keeps the keys stored for it: applying a dump (or a file
-/// that never held keys) does not wipe them. A file that lists keys
-/// replaces the stored ones. Returns how many consumers kept theirs.
+/// credentials of a scheme (`key_auth` keys, or any other registered
+/// scheme's) keeps those stored for it: applying a dump (or a file that
+/// never held them) does not wipe them. A file that lists credentials of a
+/// scheme replaces the stored ones of that scheme. Returns how many
+/// consumers kept some.
 pub fn keep_stored_keys(current: &[Document], desired: &mut [ApplyDocument]) -> usize {
     let mut kept = 0;
     for d in desired.iter_mut().filter(|d| d.kind == Kind::Consumer) {
-        if inline_keys(&d.body).is_some() {
-            continue;
-        }
         let Some(stored) = current
             .iter()
             .find(|c| c.kind == Kind::Consumer && c.name == d.name)
-            .and_then(|c| inline_keys(&c.body))
         else {
             continue;
         };
+        let listed: Vec<String> = inline_credentials(&d.body)
+            .into_iter()
+            .map(|(field, _)| field.to_owned())
+            .collect();
+        let missing: Vec<(&str, &Vec<Value>)> = inline_credentials(&stored.body)
+            .into_iter()
+            .filter(|(field, _)| !listed.iter().any(|l| l == field))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
         if let Value::Object(body) = &mut d.body {
             let creds = body
                 .entry("credentials")
                 .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(creds) = creds {
-                creds.insert("key_auth".to_owned(), Value::Array(stored.clone()));
+                for (field, list) in &missing {
+                    creds.insert((*field).to_owned(), Value::Array((*list).clone()));
+                    eprintln!(
+                        "note: consumer `{}`: the file lists no `{field}` credentials; its {} stored one(s) are kept (secrets are never dumped; change them in the file or through the admin API)",
+                        d.name,
+                        list.len()
+                    );
+                }
                 kept += 1;
-                eprintln!(
-                    "note: consumer `{}`: the file lists no key-auth keys; its {} stored key(s) are kept (secrets are never dumped; change them with keys in the file or through the admin API)",
-                    d.name,
-                    stored.len()
-                );
             }
         }
     }
     kept
 }
 
-/// Removes the secrets from a document body before it is dumped.
-/// Returns how many were removed.
+/// Removes the secrets from a document body before it is dumped: every
+/// inline credential of a consumer, whatever its scheme (a scheme's
+/// credentials hold its secrets). Returns how many were removed.
 fn strip_secrets(kind: Kind, body: &mut Value) -> usize {
     if kind != Kind::Consumer {
         return 0;
     }
-    match body
-        .get_mut("credentials")
-        .and_then(|c| c.get_mut("key_auth"))
-    {
-        Some(Value::Array(keys)) => std::mem::take(keys).len(),
+    match body.get_mut("credentials") {
+        Some(Value::Object(creds)) => creds
+            .values_mut()
+            .map(|list| match list {
+                Value::Array(items) => std::mem::take(items).len(),
+                _ => 0,
+            })
+            .sum(),
         _ => 0,
     }
 }

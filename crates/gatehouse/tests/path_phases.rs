@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::{TestGateway, empty, req, send};
 use gatehouse_core::{
-    Band, BuildCx, Ctx, ErrorFlow, Flow, Phase, Phases, Plugin, PluginError, PluginFactory, Request,
-    UpstreamChoice, UpstreamFailure, body,
+    Band, BuildCx, Ctx, ErrorFlow, Flow, Phase, Phases, Plugin, PluginError, PluginFactory,
+    Request, UpstreamChoice, UpstreamFailure, body,
 };
 use gatehouse_testkit::Upstream;
 use http_body_util::BodyExt;

@@ -2,10 +2,13 @@
 //! query parameter, and hides the key from the upstream.
 //!
 //! Two kinds of keys, tried in this order:
-//! - plaintext keys of the consumers' `key_auth` credentials
-//!   ([`BuildEnv::key_credentials`]), looked up in a `HashMap` whose
-//!   per-process random SipHash key keeps lookup time from telling an
-//!   attacker how close a guess was (kept for compatibility);
+//! - plaintext keys of the consumers' `key_auth` credentials: the
+//!   credential scheme [`SCHEME`] (`credentials: {key_auth: [{key}]}`,
+//!   credential documents `{consumer, key_auth: {key}}`) checks them and
+//!   builds the [`Keys`] index the plugin reads from
+//!   [`BuildEnv::index`]; a `HashMap` whose per-process random SipHash key
+//!   keeps lookup time from telling an attacker how close a guess was
+//!   (kept for compatibility);
 //! - hashed keys of the consumers' apps ([`BuildEnv::app_keys`]): the
 //!   presented key is hashed once (HMAC-SHA256 under the node secret) and
 //!   looked up by hash. These also identify the app (`Ctx::app`), which
@@ -27,6 +30,7 @@ use http::uri::{PathAndQuery, Uri};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use gatehouse_core::credentials::{CredentialScheme, Index, UniqueKey};
 use gatehouse_core::{
     AppKeys, BuildEnv, Consumer, Ctx, Flow, Phase, Phases, Plugin, PluginError, Problem,
     ProblemType, Request,
@@ -73,6 +77,100 @@ pub const FACTORY: TypedFactory<Config> =
         Ok(Arc::new(KeyAuth::new(cfg, cx.env)?))
     });
 
+/// One `key_auth` credential: `{key: "..."}`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// The API key itself, at least 8 characters. Secret: the admin API
+    /// shows a fingerprint instead.
+    pub key: String,
+}
+
+/// Shortest accepted API key.
+pub const MIN_KEY_LEN: usize = 8;
+
+/// The `key_auth` credential scheme (registered as `key-auth`).
+pub const SCHEME: KeyAuthScheme = KeyAuthScheme;
+
+/// The credential scheme of `key-auth`: consumers'
+/// `credentials.key_auth[]` and credential documents' `key_auth`, each
+/// `{key}`; `key` is secret and unique per workspace; the index is
+/// [`Keys`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeyAuthScheme;
+
+/// `key-auth`'s lookup index: API key -> consumer, for one workspace.
+#[derive(Debug, Default)]
+pub struct Keys(HashMap<String, Consumer>);
+
+impl Keys {
+    /// The consumer holding `key`.
+    pub fn get(&self, key: &str) -> Option<&Consumer> {
+        self.0.get(key)
+    }
+}
+
+impl KeyAuthScheme {
+    fn parse(credential: &serde_json::Value) -> Result<Credential, PluginError> {
+        let c: Credential = config::parse(credential)?;
+        // Bytes, as before schemes existed: a stored key stays valid.
+        if c.key.len() < MIN_KEY_LEN {
+            return Err(PluginError::at(
+                "key",
+                format!("API keys must be at least {MIN_KEY_LEN} characters long"),
+            ));
+        }
+        Ok(c)
+    }
+}
+
+impl CredentialScheme for KeyAuthScheme {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn field(&self) -> &'static str {
+        "key_auth"
+    }
+
+    fn noun(&self) -> &'static str {
+        "API key"
+    }
+
+    fn schema(&self) -> serde_json::Value {
+        config::schema_of::<Credential>()
+    }
+
+    fn example(&self) -> serde_json::Value {
+        serde_json::json!({ "key": "example-key" })
+    }
+
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &["key"]
+    }
+
+    fn check(&self, credential: &serde_json::Value) -> Result<(), PluginError> {
+        Self::parse(credential).map(drop)
+    }
+
+    fn unique_key(&self, credential: &serde_json::Value) -> Option<UniqueKey> {
+        Some(UniqueKey {
+            field: "key",
+            value: credential.get("key")?.as_str()?.to_owned(),
+        })
+    }
+
+    fn index(&self, credentials: &[(Consumer, &serde_json::Value)]) -> Index {
+        let mut keys = HashMap::with_capacity(credentials.len());
+        for (consumer, credential) in credentials {
+            if let Ok(c) = Self::parse(credential) {
+                keys.entry(c.key).or_insert_with(|| consumer.clone());
+            }
+        }
+        Arc::new(Keys(keys))
+    }
+}
+
 /// The running plugin.
 #[derive(Debug)]
 pub struct KeyAuth {
@@ -82,7 +180,7 @@ pub struct KeyAuth {
     query_names: Vec<String>,
     hide_credentials: bool,
     anonymous: Option<Consumer>,
-    keys: Arc<HashMap<String, Consumer>>,
+    keys: Arc<Keys>,
     app_keys: Arc<AppKeys>,
 }
 
@@ -130,7 +228,7 @@ impl KeyAuth {
             query_names: cfg.key_names,
             hide_credentials: cfg.hide_credentials,
             anonymous,
-            keys: env.key_credentials.clone(),
+            keys: env.index::<Keys>(NAME).unwrap_or_default(),
             app_keys: env.app_keys.clone(),
         })
     }
@@ -303,16 +401,21 @@ mod tests {
     use serde_json::json;
 
     fn env() -> BuildEnv {
-        let mut keys = HashMap::new();
-        for (key, user) in [("alice-secret-key", "alice"), ("b0b key/+", "bob")] {
-            keys.insert(
-                key.to_owned(),
-                Consumer {
-                    username: Arc::from(user),
-                    custom_id: None,
-                },
-            );
-        }
+        let keys: Vec<(Consumer, serde_json::Value)> =
+            [("alice-secret-key", "alice"), ("b0b key/+", "bob")]
+                .into_iter()
+                .map(|(key, user)| {
+                    let consumer = Consumer {
+                        username: Arc::from(user),
+                        custom_id: None,
+                    };
+                    (consumer, json!({ "key": key }))
+                })
+                .collect();
+        let keys: Vec<(Consumer, &serde_json::Value)> =
+            keys.iter().map(|(c, v)| (c.clone(), v)).collect();
+        let mut credentials = gatehouse_core::credentials::Indexes::default();
+        credentials.insert(NAME, SCHEME.index(&keys));
         let consumers = ["alice", "bob", "guest"]
             .into_iter()
             .map(|u| {
@@ -326,7 +429,7 @@ mod tests {
             })
             .collect();
         BuildEnv {
-            key_credentials: Arc::new(keys),
+            credentials,
             consumers: Arc::new(consumers),
             app_keys: Arc::new(app_keys()),
         }
@@ -557,6 +660,51 @@ mod tests {
             problem(flow).await.1["detail"],
             "No API key found in request"
         );
+    }
+
+    #[test]
+    fn the_scheme_checks_credentials_with_field_paths() {
+        let cases = [
+            (json!({"key": "long-enough"}), None),
+            (json!({"key": "short"}), Some("key")),
+            (json!({"key": ""}), Some("key")),
+            (json!({"key": 5}), Some("key")),
+            (json!({}), Some("")),
+            (json!({"key": "long-enough", "extra": 1}), Some("extra")),
+            (json!("long-enough"), Some("")),
+            (json!(null), Some("")),
+        ];
+        for (credential, path) in cases {
+            let got = SCHEME.check(&credential).err().map(|e| e.path);
+            assert_eq!(got.as_deref(), path, "{credential}");
+        }
+        assert_eq!(
+            SCHEME.unique_key(&json!({"key": "k-1234567"})),
+            Some(UniqueKey {
+                field: "key",
+                value: "k-1234567".into()
+            })
+        );
+        assert!(SCHEME.check(&SCHEME.example()).is_ok());
+        assert_eq!(SCHEME.schema()["additionalProperties"], false);
+    }
+
+    #[test]
+    fn the_index_keeps_the_first_consumer_of_a_key() {
+        let first = Consumer {
+            username: Arc::from("own"),
+            custom_id: None,
+        };
+        let second = Consumer {
+            username: Arc::from("accepted"),
+            custom_id: None,
+        };
+        let key = json!({"key": "shared-key-1"});
+        let bad = json!({"key": "short"});
+        let index = SCHEME.index(&[(first, &key), (second.clone(), &key), (second, &bad)]);
+        let keys = index.downcast::<Keys>().unwrap();
+        assert_eq!(keys.get("shared-key-1").map(|c| &*c.username), Some("own"));
+        assert!(keys.get("short").is_none());
     }
 
     #[test]

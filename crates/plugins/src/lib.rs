@@ -117,6 +117,7 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(mock::FACTORY));
     registry.register(Arc::new(headers::FACTORY));
     registry.register(Arc::new(key_auth::FACTORY));
+    registry.register_scheme(Arc::new(key_auth::SCHEME));
     registry
 }
 
@@ -176,6 +177,12 @@ mod tests {
         let iterated: Vec<_> = r.iter().map(|f| f.name()).collect();
         assert_eq!(iterated, names);
         assert_eq!(r.len(), 7);
+        let schemes: Vec<_> = r.schemes().iter().map(|s| (s.name(), s.field())).collect();
+        assert_eq!(schemes, [("key-auth", "key_auth")]);
+        // Every scheme belongs to a registered plugin of its name.
+        for s in r.schemes().iter() {
+            assert!(r.get(s.name()).is_some(), "{}", s.name());
+        }
     }
 
     #[test]

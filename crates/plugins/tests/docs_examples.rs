@@ -36,37 +36,41 @@ fn yaml_blocks(markdown: &str) -> Vec<String> {
     blocks
 }
 
+/// The build environment of an example: its consumers, and each
+/// registered credential scheme's index of their credentials (each
+/// credential checked by its scheme).
 fn env_of(config: &Value) -> BuildEnv {
-    let mut keys = HashMap::new();
+    let schemes = gatehouse_plugins::registry().schemes().clone();
     let mut consumers = HashMap::new();
+    let mut credentials: HashMap<&str, Vec<(Consumer, &Value)>> = HashMap::new();
     for consumer in config["consumers"].as_array().into_iter().flatten() {
         let username = consumer["username"].as_str().expect("consumer username");
-        consumers.insert(
-            username.to_owned(),
-            Consumer {
-                username: Arc::from(username),
-                custom_id: None,
-            },
-        );
-        for cred in consumer["credentials"]["key_auth"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            keys.insert(
-                cred["key"].as_str().expect("key").to_owned(),
-                Consumer {
-                    username: Arc::from(username),
-                    custom_id: None,
-                },
-            );
+        let rt = Consumer {
+            username: Arc::from(username),
+            custom_id: None,
+        };
+        consumers.insert(username.to_owned(), rt.clone());
+        for (field, list) in consumer["credentials"].as_object().into_iter().flatten() {
+            for cred in list.as_array().expect("a list of credentials") {
+                if let Err((path, message)) = schemes.check(field, cred) {
+                    panic!("{username}: credentials.{field} ({path}): {message}");
+                }
+                credentials
+                    .entry(field.as_str())
+                    .or_default()
+                    .push((rt.clone(), cred));
+            }
         }
     }
-    BuildEnv {
-        key_credentials: Arc::new(keys),
+    let mut env = BuildEnv {
         consumers: Arc::new(consumers),
         ..BuildEnv::default()
+    };
+    for scheme in schemes.iter() {
+        let list = credentials.remove(scheme.field()).unwrap_or_default();
+        env.credentials.insert(scheme.name(), scheme.index(&list));
     }
+    env
 }
 
 /// Every plugin entry of the file with where it sits.

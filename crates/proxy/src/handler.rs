@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use gatehouse_core::{
-    Body, Capabilities, Ctx, ErrorFlow, Flow, Phase, Problem, ProblemType, TlsInfo,
-    UpstreamChoice, UpstreamFailure, body,
+    Body, Capabilities, Ctx, ErrorFlow, Flow, Phase, Problem, ProblemType, TlsInfo, UpstreamChoice,
+    UpstreamFailure, body,
 };
 use gatehouse_router::{Match, RequestInfo};
 use http::header::{self, HeaderValue};

@@ -14,7 +14,7 @@ use gatehouse_config::{
 };
 use gatehouse_core::{
     App, AppKey, AppKeys, BuildCx, BuildEnv, Capabilities, Consumer, KeyHash, KeyHasher, Registry,
-    Resources, Scope,
+    Resources, Schemes, Scope,
 };
 use gatehouse_router::{RouteSpec, Router, ValueMatch, VersionSource, VersionSpec};
 use gatehouse_upstream::Algorithm;
@@ -337,7 +337,10 @@ pub fn compile(
         Some(secret) => KeyHasher::new(secret.as_bytes()),
         None => KeyHasher::default(),
     };
-    let envs = Envs::build(config, &hasher);
+    for e in gatehouse_config::check_credentials(loaded, registry.schemes()) {
+        errs.list.push(e);
+    }
+    let envs = Envs::build(config, registry.schemes(), &hasher);
 
     // API versions: lifecycle headers, retired answers, subscriptions. The
     // OpenAPI document is only checked to exist for now.
@@ -851,7 +854,7 @@ struct Envs {
 }
 
 impl Envs {
-    fn build(config: &gatehouse_config::Config, hasher: &KeyHasher) -> Self {
+    fn build(config: &gatehouse_config::Config, schemes: &Schemes, hasher: &KeyHasher) -> Self {
         let tenancy = &config.workspaces;
         let consumer = |c: &gatehouse_config::Consumer| Consumer {
             username: c.username.as_str().into(),
@@ -875,7 +878,11 @@ impl Envs {
         }
         let mut own: Vec<BuildEnv> = Vec::with_capacity(by_ws.len());
         for w in 0..by_ws.len() {
-            let mut keys = HashMap::new();
+            // Per scheme field, the credentials of the accepted workspaces
+            // (reversed into lookup order below: a scheme's index keeps
+            // the first of two equal credentials).
+            let mut credentials: HashMap<&str, Vec<(Consumer, &serde_json::Value)>> =
+                HashMap::new();
             let mut consumers = HashMap::new();
             let mut app_keys = AppKeys::new(hasher.clone());
             // Accepted workspaces in reverse order, own last: the earlier
@@ -885,8 +892,9 @@ impl Envs {
             for &from in order.iter().rev() {
                 for &(local, c) in by_ws.get(from).into_iter().flatten() {
                     let rt = consumer(c);
-                    for k in &c.credentials.key_auth {
-                        keys.insert(k.key.clone(), rt.clone());
+                    for (field, list) in &c.credentials.0 {
+                        let entries = credentials.entry(field.as_str()).or_default();
+                        entries.extend(list.iter().map(|v| (rt.clone(), v)));
                     }
                     for app in &c.apps {
                         for k in &app.keys {
@@ -915,8 +923,15 @@ impl Envs {
                     consumers.insert(name.to_string(), rt);
                 }
             }
+            // Earlier workspaces were pushed last: reverse into lookup order.
+            let mut indexes = gatehouse_core::credentials::Indexes::default();
+            for scheme in schemes.iter() {
+                let mut list = credentials.remove(scheme.field()).unwrap_or_default();
+                list.reverse();
+                indexes.insert(scheme.name(), scheme.index(&list));
+            }
             own.push(BuildEnv {
-                key_credentials: Arc::new(keys),
+                credentials: indexes,
                 consumers: Arc::new(consumers),
                 app_keys: Arc::new(app_keys),
             });
@@ -926,7 +941,7 @@ impl Envs {
         let global = own
             .iter()
             .map(|env| BuildEnv {
-                key_credentials: env.key_credentials.clone(),
+                credentials: env.credentials.clone(),
                 consumers: own[0].consumers.clone(),
                 app_keys: env.app_keys.clone(),
             })

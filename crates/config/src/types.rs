@@ -297,7 +297,15 @@ impl FromStr for ServiceUrl {
         if !is_ip_literal(host) && !valid_dns_name(host) {
             return Err(format!("`{host}` is neither an IP address nor a DNS name"));
         }
-        if authority.port().is_some() && authority.port_u16().is_none_or(|p| p == 0) {
+        // `http` accepts an out-of-range port and reports none: refuse it
+        // rather than silently use the scheme's.
+        let port = &authority.as_str()[host.len()..];
+        if !port.is_empty()
+            && port
+                .strip_prefix(':')
+                .and_then(|p| p.parse::<u16>().ok())
+                .is_none_or(|p| p == 0)
+        {
             return Err(format!(
                 "`{s}` has no usable port (expected a port from 1 to 65535)"
             ));
@@ -599,8 +607,17 @@ impl fmt::Display for BalancingAlgorithm {
 
 impl<'de> Deserialize<'de> for BalancingAlgorithm {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = Cow::<'de, str>::deserialize(d)?;
-        s.parse().map_err(de::Error::custom)
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = BalancingAlgorithm;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a load-balancing algorithm")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BalancingAlgorithm, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

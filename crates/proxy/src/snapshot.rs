@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::{
-    ConfigError, ConfigErrors, Loaded, OneOrMany, PluginRef, Source, UpstreamProtocol,
+    BalancingAlgorithm, ConfigError, ConfigErrors, Loaded, OneOrMany, PluginRef, RequestKey,
+    Source, UpstreamProtocol,
 };
 use gatehouse_core::{App, AppKey, AppKeys, BuildEnv, Consumer, KeyHash, KeyHasher};
 use gatehouse_plugins::Registry;
@@ -141,16 +142,25 @@ pub enum HashOn {
 }
 
 impl HashOn {
-    fn parse(s: Option<&str>) -> Self {
-        match s.and_then(|s| s.split_once(':').map(|(k, v)| (k, v.to_string()))) {
-            Some(("header", v)) => HeaderName::from_bytes(v.as_bytes())
-                .map(HashOn::Header)
-                .unwrap_or(HashOn::ClientIp),
-            Some(("cookie", v)) => HashOn::Cookie(v),
-            Some(("query", v)) => HashOn::Query(v),
-            _ if s == Some("consumer") => HashOn::Consumer,
-            _ => HashOn::ClientIp,
+    fn from_config(k: &RequestKey) -> Self {
+        match k {
+            RequestKey::ClientIp => HashOn::ClientIp,
+            RequestKey::Consumer => HashOn::Consumer,
+            RequestKey::Header(h) => HashOn::Header(h.clone()),
+            RequestKey::Cookie(c) => HashOn::Cookie(c.clone()),
+            RequestKey::Query(q) => HashOn::Query(q.clone()),
         }
+    }
+}
+
+/// The balancer of a configured algorithm.
+fn algorithm(a: BalancingAlgorithm) -> Algorithm {
+    match a {
+        BalancingAlgorithm::RoundRobin => Algorithm::RoundRobin,
+        BalancingAlgorithm::LeastConnections => Algorithm::LeastConnections,
+        BalancingAlgorithm::ConsistentHash => Algorithm::ConsistentHash,
+        BalancingAlgorithm::Random => Algorithm::Random,
+        BalancingAlgorithm::P2cEwma => Algorithm::P2cEwma,
     }
 }
 
@@ -397,13 +407,8 @@ pub fn compile(
             &envs.own[tenancy.of("services", i)],
             &mut errs,
         ));
-        let Ok(uri) = s.url.parse::<http::Uri>() else {
-            continue; // reported by validation
-        };
-        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
-        else {
-            continue;
-        };
+        let scheme = s.url.scheme().clone();
+        let authority = s.url.authority().clone();
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let host_header = match authority.port_u16() {
             Some(p) if p == default_port => HeaderValue::from_str(authority.host()),
@@ -439,12 +444,7 @@ pub fn compile(
         }
         // Targets: the listed ones, or the URL's own host:port. IP
         // literals are fixed; DNS names are resolved later by discovery.
-        let algorithm = s
-            .load_balancing
-            .algorithm
-            .as_deref()
-            .and_then(|a| a.parse::<Algorithm>().ok())
-            .unwrap_or_default();
+        let algorithm = algorithm(s.load_balancing.algorithm.unwrap_or_default());
         // Every breaker of the service reads one clock.
         let epoch = std::time::Instant::now();
         let breakers = s.circuit_breaker.as_ref().map(|c| {
@@ -464,19 +464,24 @@ pub fn compile(
                 .filter(|c| c.per_target)
                 .map(|c| (crate::circuit::breaker_config(c), epoch)),
         };
-        let spec = Spec::new(target_sources(s, &authority));
+        let spec = match target_sources(s, &authority) {
+            Ok(sources) => Spec::new(sources),
+            Err((field, message)) => {
+                errs.push(&format!("services[{i}].{field}"), message);
+                continue;
+            }
+        };
         let targets = if spec.needs_dns() {
             Targets::discovered(recipe, spec)
         } else if s.targets.is_empty() {
             Targets::fixed(recipe, vec![(authority.clone(), 1)])
         } else {
+            // No DNS needed: every entry is a `target` (an `srv` entry
+            // always needs DNS).
             let listed = s
                 .targets
                 .iter()
-                .filter_map(|t| {
-                    let a = t.target.as_deref()?.parse::<Authority>().ok()?;
-                    Some((a, t.weight()))
-                })
+                .filter_map(|t| Some((t.target.as_ref()?.0.clone(), t.weight())))
                 .collect();
             Targets::fixed(recipe, listed)
         };
@@ -509,7 +514,11 @@ pub fn compile(
                 .as_ref()
                 .map(|c| Arc::new(crate::limit::Limit::new(c))),
             targets,
-            hash_on: HashOn::parse(s.load_balancing.hash_on.as_deref()),
+            hash_on: s
+                .load_balancing
+                .hash_on
+                .as_ref()
+                .map_or(HashOn::ClientIp, |h| HashOn::from_config(&h.0)),
             active_check: s
                 .health_checks
                 .active
@@ -518,7 +527,7 @@ pub fn compile(
             name: s.name.as_str().into(),
             scheme,
             authority,
-            base_path: uri.path().trim_end_matches('/').to_string(),
+            base_path: s.url.base_path().to_string(),
             host_header,
             version: match s.protocol {
                 UpstreamProtocol::Http1 => http::Version::HTTP_11,
@@ -567,37 +576,23 @@ pub fn compile(
             &mut errs,
         );
 
-        let mut methods = Vec::with_capacity(r.methods.len());
-        for (j, m) in r.methods.iter().enumerate() {
-            match http::Method::from_bytes(m.as_bytes()) {
-                Ok(m) => methods.push(m),
-                Err(_) => errs.push(&format!("{at}.methods[{j}]"), "not an HTTP method"),
-            }
-        }
-        let headers = matchers(&r.headers, &format!("{at}.headers"), &mut errs)
-            .into_iter()
-            .filter_map(|(k, v)| HeaderName::from_bytes(k.as_bytes()).ok().map(|k| (k, v)))
-            .collect();
+        let methods = r.methods.iter().map(|m| m.0.clone()).collect();
+        let headers = header_matchers(&r.headers, &format!("{at}.headers"), &mut errs);
         let query = matchers(&r.query, &format!("{at}.query"), &mut errs);
-        let version = r.version.as_ref().and_then(|v| {
+        let version = r.version.as_ref().map(|v| {
+            // Exactly one source is set (validation).
             let source = if let Some(h) = &v.header {
-                match HeaderName::from_bytes(h.as_bytes()) {
-                    Ok(h) => VersionSource::Header(h),
-                    Err(_) => {
-                        errs.push(&format!("{at}.version.header"), "not a valid header name");
-                        return None;
-                    }
-                }
+                VersionSource::Header(h.0.clone())
             } else if let Some(q) = &v.query {
                 VersionSource::Query(q.clone())
             } else {
                 VersionSource::PathSegment
             };
-            Some(VersionSpec {
+            VersionSpec {
                 value: v.value.clone(),
                 source,
                 default: v.default,
-            })
+            }
         });
         let spec = RouteSpec {
             hosts: r.hosts.clone(),
@@ -669,10 +664,7 @@ pub fn compile(
             strip_prefix: r.strip_prefix,
             rewrite: r.rewrite.clone(),
             preserve_host: r.preserve_host,
-            host_rewrite: r
-                .host_rewrite
-                .as_deref()
-                .and_then(|h| HeaderValue::from_str(h).ok()),
+            host_rewrite: r.host_rewrite.as_ref().map(|h| h.0.clone()),
             strip_version: r.version.as_ref().is_some_and(|v| v.strip),
             api,
         };
@@ -730,15 +722,10 @@ pub fn compile(
     };
 
     let s = &config.server;
-    let nets = s
-        .trusted_proxies
-        .iter()
-        .filter_map(|p| gatehouse_config::parse_net(p))
-        .collect();
-    let request_id_header = HeaderName::from_bytes(s.request_id_header.as_bytes());
+    let nets = s.trusted_proxies.iter().map(|p| p.0).collect();
 
-    match (router, request_id_header) {
-        (Some(router), Ok(request_id_header)) if errs.list.is_empty() => Ok(Snapshot {
+    match router {
+        Some(router) if errs.list.is_empty() => Ok(Snapshot {
             version,
             router,
             routes,
@@ -749,7 +736,7 @@ pub fn compile(
                 max_header_bytes: s.max_header_bytes,
                 max_header_count: s.max_header_count,
                 via: s.via,
-                request_id_header,
+                request_id_header: s.request_id_header.0.clone(),
                 header_read_timeout: s.header_read_timeout,
                 shutdown_timeout: s.shutdown_timeout,
                 watch: s.watch,
@@ -765,12 +752,8 @@ pub fn compile(
             client_keys,
             dns: DnsSettings::new(&s.dns),
         }),
-        _ => {
-            if errs.list.is_empty() {
-                errs.push("server.request_id_header", "not a valid header name");
-            }
-            Err(ConfigErrors(errs.list))
-        }
+        // A router error is in the list.
+        _ => Err(ConfigErrors(errs.list)),
     }
 }
 
@@ -887,13 +870,14 @@ fn compile_split(
     for (j, b) in branches.iter().enumerate() {
         let bat = format!("{at}.split[{j}]");
         let Some(&svc) = service_index.get(b.service.as_str()) else {
-            continue; // reported by validation
+            errs.push(
+                &format!("{bat}.service"),
+                format!("no service named `{}`", b.service),
+            );
+            continue;
         };
         let when = b.when.as_ref().map(|w| When {
-            headers: matchers(&w.headers, &format!("{bat}.when.headers"), errs)
-                .into_iter()
-                .filter_map(|(k, v)| HeaderName::from_bytes(k.as_bytes()).ok().map(|k| (k, v)))
-                .collect(),
+            headers: header_matchers(&w.headers, &format!("{bat}.when.headers"), errs),
             cookies: w
                 .cookies
                 .iter()
@@ -915,11 +899,11 @@ fn compile_split(
             Arc::new(chain),
         ));
     }
-    let sticky = match r.sticky.as_ref().map(|s| StickyKey::parse(&s.hash_on)) {
+    let sticky = match r.sticky.as_ref().map(|s| StickyKey::from_config(&s.hash_on.0)) {
         None => None,
-        Some(Some(k)) => Some(k),
-        Some(None) => {
-            errs.push(&format!("{at}.sticky.hash_on"), "not a sticky key");
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => {
+            errs.push(&format!("{at}.sticky.hash_on"), e);
             return None;
         }
     };
@@ -941,7 +925,10 @@ fn value_match(v: &OneOrMany) -> Result<ValueMatch, String> {
 
 /// Where a service's targets come from: each listed entry, or the URL's
 /// host and port (80 by default) when none are listed.
-fn target_sources(s: &gatehouse_config::Service, url: &Authority) -> Vec<TargetSource> {
+fn target_sources(
+    s: &gatehouse_config::Service,
+    url: &Authority,
+) -> Result<Vec<TargetSource>, (String, String)> {
     fn host_port(host: &str, port: u16, weight: u32, text: &str) -> Option<TargetSource> {
         // `localhost` never changes: it stays a fixed target that the
         // connector resolves when it connects (trying ::1 and 127.0.0.1 in
@@ -960,19 +947,43 @@ fn target_sources(s: &gatehouse_config::Service, url: &Authority) -> Vec<TargetS
     if s.targets.is_empty() {
         let port = url.port_u16().unwrap_or(80);
         let text = format!("{}:{port}", url.host());
-        return host_port(url.host(), port, 1, &text).into_iter().collect();
+        return Ok(host_port(url.host(), port, 1, &text).into_iter().collect());
     }
     s.targets
         .iter()
-        .filter_map(|t| match (&t.target, &t.srv) {
-            (Some(target), _) => {
-                let a = target.parse::<Authority>().ok()?;
-                host_port(a.host(), a.port_u16()?, t.weight(), target)
-            }
-            (None, Some(srv)) => Some(TargetSource::Srv { name: srv.clone() }),
-            (None, None) => None,
+        .enumerate()
+        .map(|(j, t)| match (&t.target, &t.srv) {
+            (Some(target), None) => host_port(target.host(), target.port(), t.weight(), target.as_str())
+                .ok_or_else(|| (format!("targets[{j}].target"), format!("`{target}` is not host:port"))),
+            (None, Some(srv)) => Ok(TargetSource::Srv {
+                name: srv.as_str().to_string(),
+            }),
+            _ => Err((
+                format!("targets[{j}]"),
+                "set exactly one of `target` and `srv`".to_string(),
+            )),
         })
         .collect()
+}
+
+/// Header matchers: names checked here (a map key is not a typed value
+/// yet), values compiled.
+fn header_matchers(
+    map: &std::collections::BTreeMap<String, OneOrMany>,
+    at: &str,
+    errs: &mut Errors<'_>,
+) -> Vec<(HeaderName, ValueMatch)> {
+    let mut out = Vec::with_capacity(map.len());
+    for (name, m) in matchers(map, at, errs) {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => out.push((h, m)),
+            Err(_) => errs.push(
+                &format!("{at}.{name}"),
+                format!("`{name}` is not a valid header name"),
+            ),
+        }
+    }
+    out
 }
 
 fn matchers(

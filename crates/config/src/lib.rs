@@ -18,10 +18,10 @@ mod validate;
 
 pub use lifecycle::valid_key_hash;
 pub use types::{
-    BalancingAlgorithm, HashOn, HeaderName, HostValue, IpNetwork, ListenAddress,
-    MAX_BUFFER_BODY, MAX_RETRY_ATTEMPTS, MAX_WEIGHT, Method, Nameserver, RETRY_CONDITIONS,
-    RequestKey, RetryCondition, ServiceUrl, SrvName, StickyOn, TargetAddress, is_ip_literal,
-    parse_nameserver, parse_net, valid_dns_name,
+    BalancingAlgorithm, HashOn, HeaderName, HostValue, IpNetwork, ListenAddress, MAX_BUFFER_BODY,
+    MAX_RETRY_ATTEMPTS, MAX_WEIGHT, Method, Nameserver, RETRY_CONDITIONS, RequestKey,
+    RetryCondition, ServiceUrl, SrvName, StickyOn, TargetAddress, is_ip_literal, parse_nameserver,
+    parse_net, valid_dns_name,
 };
 
 pub use error::{ConfigError, ConfigErrors};

@@ -75,11 +75,17 @@ pub struct Server {
     pub max_header_count: usize,
     /// How long a client may take to send a request head (slow-loris
     /// protection); an idle keep-alive connection is closed after this long.
-    #[serde(deserialize_with = "crate::types::positive_duration", serialize_with = "humantime_serde::serialize")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub header_read_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
-    #[serde(deserialize_with = "crate::types::positive_duration", serialize_with = "humantime_serde::serialize")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub shutdown_timeout: Duration,
     /// Add a `Via: 1.1 gatehouse` header to requests and responses.
@@ -93,7 +99,10 @@ pub struct Server {
     /// follows reloads.
     pub watch: bool,
     /// How often the config file (and TLS files) are checked for changes.
-    #[serde(deserialize_with = "crate::types::positive_duration", serialize_with = "humantime_serde::serialize")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub watch_interval: Duration,
     /// How DNS names of service targets are resolved (name servers, TTL
@@ -112,7 +121,10 @@ pub struct Server {
     /// stream) is never cut by it. HTTP/1.1: a keep-alive connection waiting
     /// for its next request is closed after the shorter of this and
     /// `header_read_timeout`. Read when a connection is accepted.
-    #[serde(deserialize_with = "crate::types::positive_duration", serialize_with = "humantime_serde::serialize")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub idle_timeout: Duration,
     /// Most client connections open at once, over all listeners; the
@@ -150,23 +162,35 @@ pub struct Dns {
     pub nameservers: Vec<Nameserver>,
     /// Shortest time an answer is used before the name is resolved again;
     /// record TTLs below it are raised to it.
-    #[serde(deserialize_with = "crate::types::positive_duration", serialize_with = "humantime_serde::serialize")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub min_ttl: Duration,
     /// Longest time an answer is used before the name is resolved again;
     /// record TTLs above it are lowered to it.
-    #[serde(deserialize_with = "crate::types::positive_duration", serialize_with = "humantime_serde::serialize")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub max_ttl: Duration,
     /// After a failed lookup (NXDOMAIN, SERVFAIL, timeout, empty answer),
     /// how long until the name is tried again. The last good answer keeps
     /// serving meanwhile.
-    #[serde(deserialize_with = "crate::types::positive_duration", serialize_with = "humantime_serde::serialize")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub error_ttl: Duration,
     /// Time allowed for one query. At start, the gateway waits at most this
     /// long for the first answers before accepting requests.
-    #[serde(deserialize_with = "crate::types::positive_duration", serialize_with = "humantime_serde::serialize")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
 }

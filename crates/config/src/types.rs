@@ -590,12 +590,15 @@ impl FromStr for BalancingAlgorithm {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown algorithm `{s}` (expected one of {})",
-                Self::ALL.map(Self::as_str).join(", ")
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown algorithm `{s}` (expected one of {})",
+                    Self::ALL.map(Self::as_str).join(", ")
+                )
+            })
     }
 }
 
@@ -1112,8 +1115,7 @@ const STATUS: Int = Int::both(100, 599, "must be an HTTP status (100-599)");
 
 /// HTTP statuses (100-599).
 pub(crate) fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
-    Ok(d
-        .deserialize_seq(Seq(STATUS))?
+    Ok(d.deserialize_seq(Seq(STATUS))?
         .into_iter()
         .filter_map(|v| u16::try_from(v).ok())
         .collect())
@@ -1161,12 +1163,13 @@ pub(crate) fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<Option<
 }
 
 /// `server.key_hash_secret`: at least 16 characters.
-pub(crate) fn key_hash_secret<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<String>, D::Error> {
+pub(crate) fn key_hash_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     d.deserialize_option(Opt(Text(|s| {
         if s.chars().count() < 16 {
-            Err("must be at least 16 characters (use a long random string, the same on every node)".to_string())
+            Err(
+                "must be at least 16 characters (use a long random string, the same on every node)"
+                    .to_string(),
+            )
         } else {
             Ok(())
         }
@@ -1205,9 +1208,7 @@ pub(crate) fn buffer_body<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Err
 }
 
 /// A route's `retries.buffer_body`.
-pub(crate) fn buffer_body_opt<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<u64>, D::Error> {
+pub(crate) fn buffer_body_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     int_opt(d, BUFFER_BODY)
 }
 

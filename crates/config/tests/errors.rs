@@ -378,4 +378,3 @@ fn connection_limits_are_checked() {
     assert_eq!(defaults.http2_max_concurrent_streams, 100);
     assert_eq!(defaults.max_requests_per_connection, 100);
 }
-

@@ -181,7 +181,10 @@ fn routes(loaded: &Loaded, errs: &mut Vec<ConfigError>) {
         let at = format!("routes[{i}]");
         let mut headers = Vec::with_capacity(r.headers.len());
         for (name, v) in &r.headers {
-            match (http::HeaderName::from_bytes(name.as_bytes()), value_match(v)) {
+            match (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                value_match(v),
+            ) {
                 (Ok(h), Ok(m)) => headers.push((h, m)),
                 (Err(_), _) => push(
                     format!("{at}.headers.{name}"),

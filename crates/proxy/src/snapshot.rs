@@ -899,7 +899,11 @@ fn compile_split(
             Arc::new(chain),
         ));
     }
-    let sticky = match r.sticky.as_ref().map(|s| StickyKey::from_config(&s.hash_on.0)) {
+    let sticky = match r
+        .sticky
+        .as_ref()
+        .map(|s| StickyKey::from_config(&s.hash_on.0))
+    {
         None => None,
         Some(Ok(k)) => Some(k),
         Some(Err(e)) => {
@@ -953,8 +957,16 @@ fn target_sources(
         .iter()
         .enumerate()
         .map(|(j, t)| match (&t.target, &t.srv) {
-            (Some(target), None) => host_port(target.host(), target.port(), t.weight(), target.as_str())
-                .ok_or_else(|| (format!("targets[{j}].target"), format!("`{target}` is not host:port"))),
+            (Some(target), None) => {
+                host_port(target.host(), target.port(), t.weight(), target.as_str()).ok_or_else(
+                    || {
+                        (
+                            format!("targets[{j}].target"),
+                            format!("`{target}` is not host:port"),
+                        )
+                    },
+                )
+            }
             (None, Some(srv)) => Ok(TargetSource::Srv {
                 name: srv.as_str().to_string(),
             }),

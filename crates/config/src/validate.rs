@@ -211,13 +211,14 @@ fn targets(s: &crate::model::Service, i: usize, c: &mut Collector<'_>) {
             ),
         }
     }
-    if let Some(cc) = &s.concurrency {
-        if cc.queue_size > 0 && cc.queue_timeout.is_zero() {
-            c.error(
-                format!("services[{i}].concurrency.queue_timeout"),
-                "must be greater than zero",
-            );
-        }
+    if let Some(cc) = &s.concurrency
+        && cc.queue_size > 0
+        && cc.queue_timeout.is_zero()
+    {
+        c.error(
+            format!("services[{i}].concurrency.queue_timeout"),
+            "must be greater than zero",
+        );
     }
     let lb = &s.load_balancing;
     if lb.hash_on.is_some() && lb.algorithm != Some(crate::BalancingAlgorithm::ConsistentHash) {

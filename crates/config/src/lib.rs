@@ -9,17 +9,25 @@
 //! through the same [`Source::locate`].
 
 mod credentials;
+mod envs;
 mod error;
 mod lifecycle;
 mod locate;
 mod model;
 mod tenancy;
+mod types;
 mod validate;
 
 pub use lifecycle::valid_key_hash;
-pub use validate::{is_ip_literal, parse_nameserver, parse_net, valid_dns_name};
+pub use types::{
+    BalancingAlgorithm, HashOn, HeaderName, HostValue, IpNetwork, ListenAddress, MAX_BUFFER_BODY,
+    MAX_RETRY_ATTEMPTS, MAX_WEIGHT, Method, Nameserver, RETRY_CONDITIONS, RequestKey,
+    RetryCondition, ServiceUrl, SrvName, StickyOn, TargetAddress, is_ip_literal, parse_nameserver,
+    parse_net, valid_dns_name,
+};
 
 pub use credentials::check_credentials;
+pub use envs::BuildEnvs;
 pub use error::{ConfigError, ConfigErrors};
 pub use locate::Source;
 pub use model::*;

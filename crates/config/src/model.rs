@@ -8,6 +8,11 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::types::{
+    BalancingAlgorithm, HashOn, HeaderName, HostValue, IpNetwork, ListenAddress, Method,
+    Nameserver, RetryCondition, ServiceUrl, SrvName, StickyOn, TargetAddress,
+};
+
 /// A whole gatehouse configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -60,25 +65,33 @@ pub struct Server {
     /// Peers (IPs or CIDRs) whose forwarding headers (X-Forwarded-*,
     /// Forwarded) are kept and extended rather than replaced. The client
     /// address is the right-most X-Forwarded-For hop that is not trusted.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<IpNetwork>,
     /// Largest total size of request header names and values, in bytes.
     /// Larger requests get 431.
+    #[serde(deserialize_with = "crate::types::header_bytes")]
     pub max_header_bytes: usize,
     /// Largest number of request header fields. More get 431.
+    #[serde(deserialize_with = "crate::types::at_least_one")]
     pub max_header_count: usize,
     /// How long a client may take to send a request head (slow-loris
     /// protection); an idle keep-alive connection is closed after this long.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub header_read_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub shutdown_timeout: Duration,
     /// Add a `Via: 1.1 gatehouse` header to requests and responses.
     pub via: bool,
     /// The request id header kept from clients (or generated) and echoed.
-    pub request_id_header: String,
+    pub request_id_header: HeaderName,
     /// Watch the config file and reload when it changes (SIGHUP always
     /// reloads), and watch the TLS certificate, key and CA files of TLS
     /// listeners, re-reading them when they change. The config-file watch
@@ -86,7 +99,10 @@ pub struct Server {
     /// follows reloads.
     pub watch: bool,
     /// How often the config file (and TLS files) are checked for changes.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub watch_interval: Duration,
     /// How DNS names of service targets are resolved (name servers, TTL
@@ -97,6 +113,7 @@ pub struct Server {
     /// configuration, and kept secret: whoever knows it can test guessed
     /// keys against the stored hashes offline. Unset: a fixed built-in
     /// secret, with a warning at start when apps have keys.
+    #[serde(deserialize_with = "crate::types::key_hash_secret")]
     pub key_hash_secret: Option<String>,
     /// How long a connection with no request in flight stays open. HTTP/2:
     /// a connection with no open stream for this long gets a GOAWAY and is
@@ -104,7 +121,10 @@ pub struct Server {
     /// stream) is never cut by it. HTTP/1.1: a keep-alive connection waiting
     /// for its next request is closed after the shorter of this and
     /// `header_read_timeout`. Read when a connection is accepted.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub idle_timeout: Duration,
     /// Most client connections open at once, over all listeners; the
@@ -112,6 +132,7 @@ pub struct Server {
     /// derived from the process's open-file limit (`RLIMIT_NOFILE`): half of
     /// what is left after 320 descriptors kept for the admin API, files and
     /// the store, between 64 and 10000. Read when a connection is accepted.
+    #[serde(deserialize_with = "crate::types::max_connections")]
     pub max_connections: Option<usize>,
     /// Most connections open at once from one client address (the TCP peer,
     /// not X-Forwarded-For; IPv6 peers are counted per /64). Peers in
@@ -121,11 +142,13 @@ pub struct Server {
     /// Most HTTP/2 streams a client may have open on one connection
     /// (advertised in SETTINGS_MAX_CONCURRENT_STREAMS; streams over it are
     /// refused).
+    #[serde(deserialize_with = "crate::types::at_least_one")]
     pub http2_max_concurrent_streams: u32,
     /// Most requests of one client connection served at once (an HTTP/2
     /// connection multiplexes many); each may hold an upstream connection.
     /// Requests over it wait on their stream until one finishes, so one
     /// client connection cannot open more upstream connections than this.
+    #[serde(deserialize_with = "crate::types::at_least_one")]
     pub max_requests_per_connection: usize,
 }
 
@@ -136,26 +159,38 @@ pub struct Dns {
     /// Name servers to query, as `IP` (port 53) or `IP:port`
     /// (`[IPv6]:port`). Empty: the system's (`/etc/resolv.conf`, with its
     /// search domains and the hosts file).
-    pub nameservers: Vec<String>,
+    pub nameservers: Vec<Nameserver>,
     /// Shortest time an answer is used before the name is resolved again;
     /// record TTLs below it are raised to it.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub min_ttl: Duration,
     /// Longest time an answer is used before the name is resolved again;
     /// record TTLs above it are lowered to it.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub max_ttl: Duration,
     /// After a failed lookup (NXDOMAIN, SERVFAIL, timeout, empty answer),
     /// how long until the name is tried again. The last good answer keeps
     /// serving meanwhile.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub error_ttl: Duration,
     /// Time allowed for one query. At start, the gateway waits at most this
     /// long for the first answers before accepting requests.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
 }
@@ -182,7 +217,7 @@ impl Default for Server {
             header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             via: true,
-            request_id_header: "x-request-id".to_string(),
+            request_id_header: HeaderName(http::HeaderName::from_static("x-request-id")),
             watch: true,
             watch_interval: Duration::from_secs(1),
             dns: Dns::default(),
@@ -205,7 +240,7 @@ pub struct Listener {
     pub name: Option<String>,
     /// `IP:port` to bind, e.g. `0.0.0.0:8080` or `[::]:8080`. Port 0 picks
     /// a free port (tests).
-    pub address: String,
+    pub address: ListenAddress,
     /// Accept HTTP/2 besides HTTP/1.1: with prior knowledge (h2c) on a
     /// plain listener; offered through ALPN (`h2`) on a TLS listener.
     /// Read at start only.
@@ -407,7 +442,7 @@ pub struct Service {
     /// forwarded path. With `targets`, the URL's host is the Host header
     /// (and the TLS server name) sent upstream unless the route preserves
     /// or rewrites it, and the targets are where connections go.
-    pub url: String,
+    pub url: ServiceUrl,
     /// TLS settings for an `https://` URL; without them the system's root
     /// certificates verify the upstream.
     #[serde(default)]
@@ -432,18 +467,30 @@ pub struct Service {
     #[serde(default)]
     pub protocol: UpstreamProtocol,
     /// Time allowed to open a TCP connection to the upstream.
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub connect_timeout: Duration,
     /// Time allowed for one try, from sending the request to receiving
     /// response headers.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
     /// Time allowed for the whole request until response headers: every
     /// try plus the backoff waits between them. Absent: no overall limit
     /// (each try is still bounded by `timeout`).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(
+        default,
+        deserialize_with = "crate::types::positive_duration_opt",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "Option<String>")]
     pub total_timeout: Option<Duration>,
     /// When and how failed requests are tried again.
@@ -469,6 +516,7 @@ pub struct Service {
 #[serde(deny_unknown_fields, default)]
 pub struct Retries {
     /// Retries after the first try (at most 10); 0 turns retries off.
+    #[serde(deserialize_with = "crate::types::attempts")]
     pub attempts: u32,
     /// What is retried: `connect-failure` (the connection could not be
     /// opened), `reset` (the connection broke before response headers),
@@ -477,7 +525,7 @@ pub struct Retries {
     pub on: Vec<RetryCondition>,
     /// Methods that may be retried. Default: the idempotent ones (GET,
     /// HEAD, OPTIONS, PUT, DELETE, TRACE).
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
     /// Wait before each retry.
     pub backoff: Backoff,
     /// How many retries the service may add on top of its traffic.
@@ -485,6 +533,7 @@ pub struct Retries {
     /// Request bodies with a Content-Length up to this many bytes are
     /// buffered so they can be sent again; 0: requests with a body are
     /// never retried. At most 67108864 (64 MiB).
+    #[serde(deserialize_with = "crate::types::buffer_body")]
     pub buffer_body: u64,
 }
 
@@ -492,7 +541,7 @@ impl Default for Retries {
     fn default() -> Self {
         Self {
             attempts: 1,
-            on: vec![RetryCondition::Name("connect-failure".to_string())],
+            on: vec![RetryCondition::ConnectFailure],
             methods: default_retry_methods(),
             backoff: Backoff::default(),
             budget: RetryBudget::default(),
@@ -502,20 +551,17 @@ impl Default for Retries {
 }
 
 /// The idempotent methods of RFC 9110 section 9.2.2.
-pub fn default_retry_methods() -> Vec<String> {
-    ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
-        .map(String::from)
-        .to_vec()
-}
-
-/// One retry condition: a name or a response status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum RetryCondition {
-    /// A response status (100-599).
-    Status(i64),
-    /// `connect-failure`, `reset` or `timeout`.
-    Name(String),
+pub fn default_retry_methods() -> Vec<Method> {
+    [
+        http::Method::GET,
+        http::Method::HEAD,
+        http::Method::OPTIONS,
+        http::Method::PUT,
+        http::Method::DELETE,
+        http::Method::TRACE,
+    ]
+    .map(Method)
+    .to_vec()
 }
 
 /// Exponential backoff with full jitter between retries.
@@ -548,6 +594,7 @@ impl Default for Backoff {
 pub struct RetryBudget {
     /// Retries may add at most this share (0 < ratio ≤ 1) to the rate of
     /// first tries.
+    #[serde(deserialize_with = "crate::types::ratio")]
     pub ratio: f64,
     /// Retries per second allowed on top of `ratio`, whatever the traffic.
     pub min_per_second: u32,
@@ -567,27 +614,47 @@ impl Default for RetryBudget {
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreaker {
     /// Open when failures / requests in the window reach this (0 < ratio ≤ 1)...
-    #[serde(default = "default_failure_ratio")]
+    #[serde(
+        default = "default_failure_ratio",
+        deserialize_with = "crate::types::ratio"
+    )]
     pub failure_ratio: f64,
     /// ...and the window holds at least this many requests.
-    #[serde(default = "default_min_requests")]
+    #[serde(
+        default = "default_min_requests",
+        deserialize_with = "crate::types::at_least_one"
+    )]
     pub min_requests: u32,
     /// Length of the sliding window of outcomes (10 buckets).
-    #[serde(default = "default_window", with = "humantime_serde")]
+    #[serde(
+        default = "default_window",
+        deserialize_with = "crate::types::breaker_window",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub window: Duration,
     /// How long the breaker stays open (requests fail fast with 503
     /// `circuit-open`) before letting probes through.
-    #[serde(default = "default_open_for", with = "humantime_serde")]
+    #[serde(
+        default = "default_open_for",
+        deserialize_with = "crate::types::open_for",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub open_for: Duration,
     /// Probes let through when half-open; all must succeed to close the
     /// breaker, any failure opens it again.
-    #[serde(default = "default_half_open_requests")]
+    #[serde(
+        default = "default_half_open_requests",
+        deserialize_with = "crate::types::half_open"
+    )]
     pub half_open_requests: u32,
     /// Response statuses that count as failures (besides connect
     /// failures, resets and timeouts).
-    #[serde(default = "default_unhealthy_statuses")]
+    #[serde(
+        default = "default_unhealthy_statuses",
+        deserialize_with = "crate::types::statuses"
+    )]
     pub failure_statuses: Vec<u16>,
     /// Also keep one breaker per target: the balancer skips targets whose
     /// breaker is open.
@@ -620,15 +687,24 @@ fn default_half_open_requests() -> u32 {
 #[serde(deny_unknown_fields, default)]
 pub struct RouteTimeouts {
     /// Instead of the service's `connect_timeout`.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration_opt",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "Option<String>")]
     pub connect: Option<Duration>,
     /// Instead of the service's `timeout` (per try, until response headers).
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration_opt",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "Option<String>")]
     pub per_try: Option<Duration>,
     /// Instead of the service's `total_timeout`.
-    #[serde(with = "humantime_serde")]
+    #[serde(
+        deserialize_with = "crate::types::positive_duration_opt",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "Option<String>")]
     pub total: Option<Duration>,
 }
@@ -639,15 +715,17 @@ pub struct RouteTimeouts {
 #[serde(deny_unknown_fields, default)]
 pub struct RouteRetries {
     /// Instead of the service's `retries.attempts`.
+    #[serde(deserialize_with = "crate::types::attempts_opt")]
     pub attempts: Option<u32>,
     /// Instead of the service's `retries.on`.
     pub on: Option<Vec<RetryCondition>>,
     /// Instead of the service's `retries.methods` (e.g. to allow POST).
-    pub methods: Option<Vec<String>>,
+    pub methods: Option<Vec<Method>>,
     /// Instead of the service's `retries.backoff`; `base` and `max` are
     /// inherited separately.
     pub backoff: Option<RouteBackoff>,
     /// Instead of the service's `retries.buffer_body`.
+    #[serde(deserialize_with = "crate::types::buffer_body_opt")]
     pub buffer_body: Option<u64>,
 }
 
@@ -698,15 +776,16 @@ pub struct TargetConfig {
     /// `host:port`. An IP address is one target; a DNS name becomes one
     /// target per A/AAAA record, each with this port and weight.
     #[serde(default)]
-    pub target: Option<String>,
+    pub target: Option<TargetAddress>,
     /// An SRV name (`_service._proto.name`): each record of the
     /// lowest-priority group gives the host (resolved to its addresses),
     /// the port and the weight (0 counts as 1).
     #[serde(default)]
-    pub srv: Option<String>,
+    pub srv: Option<SrvName>,
     /// Share of traffic relative to the other targets; 0 drains it. Default
-    /// 100. Not allowed with `srv` (the records carry the weights).
-    #[serde(default)]
+    /// 100 (at most 65535). Not allowed with `srv` (the records carry the
+    /// weights).
+    #[serde(default, deserialize_with = "crate::types::weight_opt")]
     pub weight: Option<u32>,
 }
 
@@ -726,10 +805,10 @@ pub const DEFAULT_WEIGHT: u32 = 100;
 pub struct LoadBalancing {
     /// `round-robin` (smooth weighted, the default), `least-connections`,
     /// `consistent-hash`, `random` or `p2c-ewma`.
-    pub algorithm: Option<String>,
+    pub algorithm: Option<BalancingAlgorithm>,
     /// What `consistent-hash` hashes: `client_ip` (default), `consumer`,
     /// `header:NAME`, `cookie:NAME` or `query:NAME`.
-    pub hash_on: Option<String>,
+    pub hash_on: Option<HashOn>,
 }
 
 /// Concurrency protection of a service.
@@ -738,6 +817,7 @@ pub struct LoadBalancing {
 pub struct Concurrency {
     /// Requests in flight to the service at most (until the response body
     /// has been sent).
+    #[serde(deserialize_with = "crate::types::at_least_one")]
     pub max_in_flight: usize,
     /// Requests that may wait for a slot; 0 rejects at once when full.
     #[serde(default)]
@@ -768,13 +848,23 @@ pub struct HealthChecks {
 pub struct PassiveHealthCheck {
     /// Consecutive failed requests (connect failures, timeouts, resets, or a
     /// status in `unhealthy_statuses`) that eject a target.
-    #[serde(default = "default_consecutive_failures")]
+    #[serde(
+        default = "default_consecutive_failures",
+        deserialize_with = "crate::types::at_least_one"
+    )]
     pub consecutive_failures: u32,
     /// Response statuses that count as failures.
-    #[serde(default = "default_unhealthy_statuses")]
+    #[serde(
+        default = "default_unhealthy_statuses",
+        deserialize_with = "crate::types::statuses"
+    )]
     pub unhealthy_statuses: Vec<u16>,
     /// How long an ejected target stays out before it gets traffic again.
-    #[serde(default = "default_cool_down", with = "humantime_serde")]
+    #[serde(
+        default = "default_cool_down",
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub cool_down: Duration,
 }
@@ -810,24 +900,41 @@ pub struct ActiveHealthCheck {
     #[serde(default, rename = "type")]
     pub kind: ProbeKind,
     /// Path probed with GET (`http` only).
-    #[serde(default = "default_probe_path")]
+    #[serde(
+        default = "default_probe_path",
+        deserialize_with = "crate::types::probe_path"
+    )]
     pub path: String,
     /// Statuses that count as healthy; empty means 200-399.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::types::statuses")]
     pub expected_statuses: Vec<u16>,
     /// Time between probes of a target.
-    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    #[serde(
+        default = "default_probe_interval",
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub interval: Duration,
     /// Time a probe may take.
-    #[serde(default = "default_probe_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_probe_timeout",
+        deserialize_with = "crate::types::positive_duration",
+        serialize_with = "humantime_serde::serialize"
+    )]
     #[schemars(with = "String")]
     pub timeout: Duration,
     /// Consecutive successes that bring an unhealthy target back.
-    #[serde(default = "default_healthy_threshold")]
+    #[serde(
+        default = "default_healthy_threshold",
+        deserialize_with = "crate::types::at_least_one"
+    )]
     pub healthy_threshold: u32,
     /// Consecutive failures that take a healthy target out.
-    #[serde(default = "default_unhealthy_threshold")]
+    #[serde(
+        default = "default_unhealthy_threshold",
+        deserialize_with = "crate::types::at_least_one"
+    )]
     pub unhealthy_threshold: u32,
 }
 
@@ -898,7 +1005,7 @@ pub struct Version {
     pub value: String,
     /// Read the version from this request header.
     #[serde(default)]
-    pub header: Option<String>,
+    pub header: Option<HeaderName>,
     /// Read the version from this query parameter.
     #[serde(default)]
     pub query: Option<String>,
@@ -937,9 +1044,9 @@ pub struct Route {
     /// Paths: `/exact`, `/prefix/*`, `/users/{id}`, `~regex`. Empty: any.
     #[serde(default)]
     pub paths: Vec<String>,
-    /// Methods. Empty: any.
+    /// Methods (upper case). Empty: any.
     #[serde(default)]
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
     /// Request headers that must match (`"*"` present, `"~re"` regex).
     #[serde(default)]
     pub headers: BTreeMap<String, OneOrMany>,
@@ -956,14 +1063,14 @@ pub struct Route {
     #[serde(default)]
     pub strip_prefix: bool,
     /// Replace the forwarded path; `{name}` inserts a template capture.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::types::rewrite")]
     pub rewrite: Option<String>,
     /// Forward the client's Host header instead of the upstream's.
     #[serde(default)]
     pub preserve_host: bool,
     /// Send this Host header upstream.
     #[serde(default)]
-    pub host_rewrite: Option<String>,
+    pub host_rewrite: Option<HostValue>,
     /// Timeouts for this route instead of the service's.
     #[serde(default)]
     pub timeouts: Option<RouteTimeouts>,
@@ -987,6 +1094,7 @@ pub struct SplitBranch {
     /// Share of the weighted traffic relative to the other branches
     /// (0-65535). 0 takes no weighted traffic; requests matching `when`
     /// still come here.
+    #[serde(deserialize_with = "crate::types::weight")]
     pub weight: u32,
     /// Requests matching all of these conditions go to this branch whatever
     /// the weights (the first matching branch, in list order, wins).
@@ -1013,7 +1121,7 @@ pub struct SplitWhen {
 pub struct Sticky {
     /// The request property that keeps a client on one branch:
     /// `header:NAME`, `cookie:NAME`, `query:NAME` or `client_ip`.
-    pub hash_on: String,
+    pub hash_on: StickyOn,
 }
 
 /// A plugin attached globally, to a service, a route or a consumer.

@@ -46,25 +46,51 @@ fn dangling_service_reference() {
 }
 
 #[test]
-fn collects_every_error() {
+fn collects_every_cross_entity_error() {
+    // Values are parsed as they are read, so a malformed value stops the
+    // read at that value (tests/typed.rs); the checks between fields and
+    // entities that follow are all collected.
     let e = errors(concat!(
-        "listeners:\n  - address: nope\n",
-        "services:\n  - name: a\n    url: ftp://x\n  - name: a\n    url: http://127.0.0.1:1\n",
-        "routes:\n  - name: r\n    hosts: ['bad host']\n    methods: [get]\n",
+        "listeners:\n  - address: 127.0.0.1:80\n  - address: 127.0.0.1:80\n",
+        "services:\n  - name: a\n    url: http://127.0.0.1:1\n  - name: a\n    url: http://127.0.0.1:1\n",
+        "routes:\n  - name: r\n    hosts: ['bad host']\n    service: nope\n",
         "    version: {value: v1, header: x-v, path: true}\n",
-        "server:\n  trusted_proxies: [10.0.0.0/33]\n",
     ));
     let joined = e.join("\n");
     for needle in [
-        "listeners[0].address: `nope` is not an IP:port",
-        "services[0].url: `ftp://x` must start with http://",
+        "gw.yaml:3:5: listeners[1].address: `127.0.0.1:80` is already used by listeners[0]",
         "services[1].name: `a` is already used by services[0]",
         "routes[0].hosts[0]: `bad host` is not a host name",
-        "routes[0].methods[0]: `get` is not an HTTP method",
+        "routes[0].service: no service named `nope`",
         "routes[0].version: set exactly one of",
-        "server.trusted_proxies[0]: `10.0.0.0/33` is not an IP address or CIDR",
     ] {
         assert!(joined.contains(needle), "missing {needle:?} in:\n{joined}");
+    }
+}
+
+#[test]
+fn value_errors_stop_at_the_first_value() {
+    for (yaml, want) in [
+        (
+            "listeners:\n  - address: nope\n",
+            "gw.yaml:2:14: listeners[0].address: `nope` is not an IP:port",
+        ),
+        (
+            "services:\n  - name: a\n    url: ftp://x\n",
+            "gw.yaml:3:10: services[0].url: `ftp://x` must start with http://",
+        ),
+        (
+            "routes:\n  - name: r\n    methods: [get]\n",
+            "gw.yaml:3:15: routes[0].methods[0]: `get` is not an HTTP method",
+        ),
+        (
+            "server:\n  trusted_proxies: [10.0.0.0/33]\n",
+            "gw.yaml:2:21: server.trusted_proxies[0]: `10.0.0.0/33` is not an IP address or CIDR",
+        ),
+    ] {
+        let e = errors(yaml);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with(want), "{yaml:?}: {}", e[0]);
     }
 }
 
@@ -157,7 +183,7 @@ fn dns_settings_default_and_names_are_checked() {
     let e = errors("services:\n  - name: a\n    url: http://a..b:80\n");
     assert_eq!(
         e,
-        vec!["gw.yaml:3:5: services[0].url: `a..b` is neither an IP address nor a DNS name"]
+        vec!["gw.yaml:3:10: services[0].url: `a..b` is neither an IP address nor a DNS name"]
     );
 }
 

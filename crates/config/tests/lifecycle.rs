@@ -140,8 +140,6 @@ subscriptions:
     api: orders
     plan: gold
     status: rejected
-server:
-  key_hash_secret: short
 "#,
         base().replace("plans:\n  - name: gold\n", "")
     );
@@ -156,10 +154,16 @@ server:
         "subscriptions[0].plan: no plan named `silver` (defined plans: gold)",
         "subscriptions[1].version: API `orders` has no version `v9` (defined versions: v1)",
         "subscriptions[3]: app `acme-mobile` is already subscribed to `orders` at subscriptions[2]",
-        "server.key_hash_secret: must be at least 16 characters",
     ] {
         assert!(e.contains(needle), "missing `{needle}` in:\n{e}");
     }
+    // A value's own syntax is checked as it is read (the first one stops
+    // the read), the rest above after.
+    let e = errors(&format!("{}server:\n  key_hash_secret: short\n", base()));
+    assert!(
+        e.contains("server.key_hash_secret: must be at least 16 characters"),
+        "{e}"
+    );
     assert!(
         !e.contains("plaintext-key-123"),
         "never echo what may be a key:\n{e}"

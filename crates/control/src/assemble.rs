@@ -139,7 +139,7 @@ pub(crate) fn assemble(documents: &[Document], node: &Config) -> Result<Assemble
             Kind::Certificate => {
                 if let Some(c) = decode::<CertificateBody>(doc, &mut errors) {
                     let names = if c.hosts.is_empty() {
-                        gatehouse_proxy::tls::listener::pem_dns_names(c.cert.as_bytes())
+                        pem_dns_names(c.cert.as_bytes())
                     } else {
                         c.hosts
                     };
@@ -391,4 +391,30 @@ fn node_files(
             ),
         ));
     }
+}
+
+/// The DNS names (SANs) of the first certificate of a PEM chain, lower
+/// case: the names SNI serves it for when no `hosts` are given. Empty when
+/// the PEM does not parse (reported by whoever loads it). The data plane
+/// reads the same names when it loads the certificate.
+fn pem_dns_names(pem: &[u8]) -> Vec<String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let Some(Ok(der)) = CertificateDer::pem_slice_iter(pem).next() else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
 }

@@ -12,13 +12,15 @@
 //! certificates to their TLS listeners themselves, crates/gatehouse/src/certs.rs).
 
 mod assemble;
+mod check;
 mod hosts;
 
-use gatehouse_config::{Config, ConfigError, Loaded};
+use gatehouse_config::{Config, ConfigError, ConfigErrors, Loaded};
 use gatehouse_core::Registry;
 use gatehouse_store::Document;
 
 pub use assemble::qualify;
+pub use check::check;
 
 /// The name validation messages give the assembled configuration.
 pub const SOURCE_NAME: &str = "store";
@@ -144,10 +146,11 @@ fn prepare_issues(documents: &[Document], node: &Config) -> Result<Loaded, Vec<I
     })
 }
 
-/// [`assemble`], then the same validation and compile `gatehouse validate`
-/// runs (`gatehouse_proxy::check`, with the plugins of `registry`), with
-/// the validator's messages as strings (naming the entity each is about),
-/// in full.
+/// [`assemble`], then validation and the control plane's [`check`] (plugin
+/// configs and credentials through `registry`, the route table), with the
+/// messages as strings (naming the entity each is about), in full. What
+/// needs files (TLS certificates, OpenAPI documents) is checked by the
+/// nodes, which compile the result (`gatehouse_proxy::check`).
 pub fn check_documents(
     documents: &[Document],
     node: &Config,
@@ -166,7 +169,7 @@ pub fn check_documents_for(
 ) -> Result<Config, Vec<String>> {
     let run = || {
         let loaded = prepare_issues(documents, node)?;
-        gatehouse_proxy::check(&loaded, registry).map_err(|e| {
+        check(&loaded, registry).map_err(|e| {
             e.0.iter()
                 .map(|err| issue(err, &loaded.config))
                 .collect::<Vec<_>>()
@@ -176,13 +179,10 @@ pub fn check_documents_for(
     run().map_err(|i| messages(i, viewer))
 }
 
-/// Compiles `loaded` (without binding anything), as a list of messages.
-pub fn compile_errors(loaded: &Loaded, registry: &Registry) -> Result<(), Vec<String>> {
-    gatehouse_proxy::check(loaded, registry).map_err(|e| {
-        e.0.iter()
-            .map(|err| describe(err, Some(&loaded.config)))
-            .collect()
-    })
+/// The messages of `errors` about `config`, each naming the entity it is
+/// about (for the errors of a compile, `gatehouse_proxy::check`).
+pub fn describe_all(errors: &ConfigErrors, config: &Config) -> Vec<String> {
+    errors.0.iter().map(|e| describe(e, Some(config))).collect()
 }
 
 /// A validation error as an [`Issue`] of the workspace of the entity its

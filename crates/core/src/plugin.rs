@@ -86,6 +86,24 @@ impl Phases {
         Phases(bits)
     }
 
+    /// Why a plugin with these phases cannot be attached to a consumer or
+    /// a plan, if it cannot: both are known only in (consumer) or after
+    /// (plan) the access phase, after every `rewrite` plugin ran, so a
+    /// `rewrite` phase would be partly or wholly ignored. `None` when every
+    /// phase can run once the consumer and plan are known. The data plane's
+    /// compile and the control plane's check both ask this.
+    pub fn late_attachment_problem(self) -> Option<&'static str> {
+        if self.contains(Phase::Rewrite) {
+            Some(
+                "its `rewrite` phase runs before any consumer or plan is known, so it would never run there; attach it to the route, service or globally instead",
+            )
+        } else if self.0 == 0 {
+            Some("it takes part in no phase, so it would never run")
+        } else {
+            None
+        }
+    }
+
     /// Whether `phase` is in the set.
     pub const fn contains(self, phase: Phase) -> bool {
         self.0 & (phase as u16) != 0

@@ -273,7 +273,8 @@ impl Assembler {
     /// check (at start, before anything is served).
     fn prepare(&self, documents: &[Document]) -> Result<Loaded, Vec<String>> {
         let loaded = self.validate(documents)?;
-        gatehouse_control::compile_errors(&loaded, &self.registry)?;
+        gatehouse_proxy::check(&loaded, &self.registry)
+            .map_err(|e| gatehouse_control::describe_all(&e, &loaded.config))?;
         Ok(loaded)
     }
 }

@@ -131,22 +131,26 @@ async fn drained_targets_get_nothing_and_all_drained_is_503() {
 
 #[tokio::test]
 async fn invalid_balancing_config_is_located() {
-    let yaml = "services:\n  - name: s\n    url: http://x\n    targets:\n      - target: nope\n    load_balancing:\n      algorithm: fastest\n      hash_on: header:x\n";
-    let err = gatehouse_config::parse_str(yaml, "lb.yaml")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("lb.yaml:5:9: services[0].targets[0].target: `nope` is not host:port"),
-        "{err}"
-    );
-    assert!(
-        err.contains("services[0].load_balancing.algorithm: unknown algorithm `fastest`"),
-        "{err}"
-    );
-    assert!(
-        err.contains(
-            "services[0].load_balancing.hash_on: only used with `algorithm: consistent-hash`"
+    // A malformed value stops the read at that value; cross-field checks
+    // come after.
+    let svc = "services:\n  - name: s\n    url: http://x\n";
+    for (rest, want) in [
+        (
+            "    targets:\n      - target: nope\n",
+            "lb.yaml:5:17: services[0].targets[0].target: `nope` is not host:port",
         ),
-        "{err}"
-    );
+        (
+            "    load_balancing:\n      algorithm: fastest\n",
+            "lb.yaml:5:18: services[0].load_balancing.algorithm: unknown algorithm `fastest`",
+        ),
+        (
+            "    load_balancing:\n      hash_on: header:x\n",
+            "lb.yaml:5:7: services[0].load_balancing.hash_on: only used with `algorithm: consistent-hash`",
+        ),
+    ] {
+        let err = gatehouse_config::parse_str(&format!("{svc}{rest}"), "lb.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
 }

@@ -167,16 +167,29 @@ async fn tcp_probe_ejects_a_refusing_target() {
 
 #[test]
 fn invalid_health_check_config_is_located() {
-    let yaml = "services:\n  - name: s\n    url: http://x:1\n    health_checks:\n      active:\n        path: health\n        interval: 0s\n        unhealthy_threshold: 0\n        expected_statuses: [99]\n";
-    let err = gatehouse_config::parse_str(yaml, "hc.yaml")
-        .unwrap_err()
-        .to_string();
-    for needle in [
-        "services[0].health_checks.active.path: must be a path starting with `/`",
-        "services[0].health_checks.active.interval: must be greater than zero",
-        "services[0].health_checks.active.unhealthy_threshold: must be at least 1",
-        "services[0].health_checks.active.expected_statuses[0]: must be an HTTP status",
+    // Each malformed value stops the read at that value.
+    let active = "services:\n  - name: s\n    url: http://x:1\n    health_checks:\n      active:\n";
+    for (field, needle) in [
+        (
+            "path: health",
+            "hc.yaml:6:15: services[0].health_checks.active.path: must be a path starting with `/`",
+        ),
+        (
+            "interval: 0s",
+            "services[0].health_checks.active.interval: must be greater than zero",
+        ),
+        (
+            "unhealthy_threshold: 0",
+            "services[0].health_checks.active.unhealthy_threshold: must be at least 1",
+        ),
+        (
+            "expected_statuses: [99]",
+            "services[0].health_checks.active.expected_statuses[0]: must be an HTTP status",
+        ),
     ] {
+        let err = gatehouse_config::parse_str(&format!("{active}        {field}\n"), "hc.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }
 }

@@ -626,29 +626,16 @@ async fn retried_attempts_feed_passive_health() {
 
 #[test]
 fn bad_retry_timeout_and_breaker_config_is_rejected_with_field_paths() {
+    // Fields that bound each other are all reported at once.
     let yaml = r#"services:
   - name: api
     url: http://api.internal:8080
-    total_timeout: 0s
     retries:
-      attempts: 11
-      on: [connect-failure, bogus, 700]
-      methods: [get]
       backoff: { base: 300ms, max: 250ms }
-      budget: { ratio: 0, min_per_second: 10 }
-      buffer_body: 100000000
-    circuit_breaker:
-      failure_ratio: 1.5
-      min_requests: 0
-      window: 1ms
-      open_for: 0s
-      half_open_requests: 0
-      failure_statuses: [99]
 routes:
   - name: r
     service: api
-    timeouts: { connect: 0s, per_try: 2s }
-    retries: { attempts: 30, on: [nope], backoff: { base: 1s } }
+    retries: { backoff: { base: 1s } }
   - name: m
     paths: ["/m"]
     timeouts: { total: 1s }
@@ -657,27 +644,87 @@ routes:
         .unwrap_err()
         .to_string();
     for needle in [
-        "services[0].total_timeout: must be greater than zero",
-        "services[0].retries.attempts: must be at most 10",
-        "services[0].retries.on[1]: unknown retry condition `bogus`",
-        "services[0].retries.on[2]: must be an HTTP status (100-599)",
-        "services[0].retries.methods[0]: `get` is not an HTTP method",
         "services[0].retries.backoff.base: must not be greater than `max`",
-        "services[0].retries.budget.ratio: must be greater than 0 and at most 1",
-        "services[0].retries.buffer_body: must be at most 67108864 bytes",
-        "services[0].circuit_breaker.failure_ratio: must be greater than 0 and at most 1",
-        "services[0].circuit_breaker.min_requests: must be at least 1",
-        "services[0].circuit_breaker.window: must be at least 10ms",
-        "services[0].circuit_breaker.open_for: must be greater than zero",
-        "services[0].circuit_breaker.half_open_requests: must be between 1 and 1000",
-        "services[0].circuit_breaker.failure_statuses[0]: must be an HTTP status",
-        "routes[0].timeouts.connect: must be greater than zero",
-        "routes[0].retries.attempts: must be at most 10",
-        "routes[0].retries.on[0]: unknown retry condition `nope`",
         // The route's base against the service's inherited max.
         "routes[0].retries.backoff.base: must not be greater than `max` (base 1s, max 250ms)",
         "routes[1].timeouts: only valid on a route with a `service`",
     ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    // A malformed value stops the read at that value.
+    let service = |block: &str| {
+        format!("services:\n  - name: api\n    url: http://api.internal:8080\n{block}")
+    };
+    let route = |block: &str| service(&format!("routes:\n  - name: r\n    service: api\n{block}"));
+    for (yaml, needle) in [
+        (
+            service("    total_timeout: 0s\n"),
+            "services[0].total_timeout: must be greater than zero",
+        ),
+        (
+            service("    retries:\n      attempts: 11\n"),
+            "services[0].retries.attempts: must be at most 10",
+        ),
+        (
+            service("    retries:\n      on: [connect-failure, bogus]\n"),
+            "services[0].retries.on[1]: unknown retry condition `bogus`",
+        ),
+        (
+            service("    retries:\n      on: [700]\n"),
+            "services[0].retries.on[0]: must be an HTTP status (100-599)",
+        ),
+        (
+            service("    retries:\n      methods: [get]\n"),
+            "services[0].retries.methods[0]: `get` is not an HTTP method",
+        ),
+        (
+            service("    retries:\n      budget: { ratio: 0, min_per_second: 10 }\n"),
+            "services[0].retries.budget.ratio: must be greater than 0 and at most 1",
+        ),
+        (
+            service("    retries:\n      buffer_body: 100000000\n"),
+            "services[0].retries.buffer_body: must be at most 67108864 bytes",
+        ),
+        (
+            service("    circuit_breaker:\n      failure_ratio: 1.5\n"),
+            "services[0].circuit_breaker.failure_ratio: must be greater than 0 and at most 1",
+        ),
+        (
+            service("    circuit_breaker:\n      min_requests: 0\n"),
+            "services[0].circuit_breaker.min_requests: must be at least 1",
+        ),
+        (
+            service("    circuit_breaker:\n      window: 1ms\n"),
+            "services[0].circuit_breaker.window: must be at least 10ms",
+        ),
+        (
+            service("    circuit_breaker:\n      open_for: 0s\n"),
+            "services[0].circuit_breaker.open_for: must be greater than zero",
+        ),
+        (
+            service("    circuit_breaker:\n      half_open_requests: 0\n"),
+            "services[0].circuit_breaker.half_open_requests: must be between 1 and 1000",
+        ),
+        (
+            service("    circuit_breaker:\n      failure_statuses: [99]\n"),
+            "services[0].circuit_breaker.failure_statuses[0]: must be an HTTP status",
+        ),
+        (
+            route("    timeouts: { connect: 0s, per_try: 2s }\n"),
+            "routes[0].timeouts.connect: must be greater than zero",
+        ),
+        (
+            route("    retries: { attempts: 30 }\n"),
+            "routes[0].retries.attempts: must be at most 10",
+        ),
+        (
+            route("    retries: { on: [nope] }\n"),
+            "routes[0].retries.on[0]: unknown retry condition `nope`",
+        ),
+    ] {
+        let err = gatehouse_config::parse_str(&yaml, "bad.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
     // Unknown keys inside the new blocks are rejected too.

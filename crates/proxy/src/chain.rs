@@ -144,16 +144,7 @@ impl Chain {
     /// `rewrite` phase would be partly or wholly ignored. `None` when every
     /// phase of the plugin can run once its consumer is known.
     pub fn consumer_level_problem(e: &Entry) -> Option<&'static str> {
-        let phases = e.plugin.phases();
-        if phases.contains(Phase::Rewrite) {
-            Some(
-                "its `rewrite` phase runs before any consumer or plan is known, so it would never run there; attach it to the route, service or globally instead",
-            )
-        } else if phases == gatehouse_core::Phases::NONE {
-            Some("it takes part in no phase, so it would never run")
-        } else {
-            None
-        }
+        e.plugin.phases().late_attachment_problem()
     }
 
     /// Whether `a` runs strictly after `b`.

@@ -53,11 +53,7 @@ impl DnsSettings {
     /// From validated config.
     pub fn new(c: &gatehouse_config::Dns) -> Self {
         Self {
-            nameservers: c
-                .nameservers
-                .iter()
-                .filter_map(|s| gatehouse_config::parse_nameserver(s))
-                .collect(),
+            nameservers: c.nameservers.iter().map(|n| n.0).collect(),
             min_ttl: c.min_ttl,
             max_ttl: c.max_ttl.max(c.min_ttl),
             error_ttl: c.error_ttl,

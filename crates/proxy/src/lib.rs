@@ -96,23 +96,22 @@ impl Gateway {
                 "some DNS names did not resolve in time; their services answer 503 until they do"
             );
         }
-        let mut specs: Vec<(String, bool)> = loaded
+        let mut specs: Vec<(SocketAddr, bool)> = loaded
             .config
             .listeners
             .iter()
-            .map(|l| (l.address.clone(), l.http2))
+            .map(|l| (l.address.0, l.http2))
             .collect();
         if specs.is_empty() {
-            specs.push((DEFAULT_LISTENER.to_string(), true));
+            specs.push((
+                SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 8080)),
+                true,
+            ));
         }
         let mut bound = Vec::with_capacity(specs.len());
         for (addr, http2) in specs {
-            let parsed: SocketAddr = addr.parse().map_err(|e| StartError::Bind {
-                addr: addr.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-            })?;
-            let listener = server::bind(parsed).map_err(|source| StartError::Bind {
-                addr: addr.clone(),
+            let listener = server::bind(addr).map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
                 source,
             })?;
             bound.push((listener, http2));

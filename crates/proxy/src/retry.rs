@@ -78,22 +78,13 @@ impl RetryOn {
     pub fn compile(conditions: &[RetryCondition]) -> Self {
         let mut on = Self::default();
         for c in conditions {
-            match c {
+            match *c {
                 RetryCondition::Status(s) => {
-                    if let Ok(s) = u16::try_from(*s) {
-                        on.statuses.insert(s);
-                    }
+                    on.statuses.insert(s);
                 }
-                RetryCondition::Name(n) => match n.as_str() {
-                    "connect-failure" => on.connect_failure = true,
-                    "reset" => on.reset = true,
-                    "timeout" => on.timeout = true,
-                    other => {
-                        if let Ok(s) = other.parse::<u16>() {
-                            on.statuses.insert(s);
-                        }
-                    }
-                },
+                RetryCondition::ConnectFailure => on.connect_failure = true,
+                RetryCondition::Reset => on.reset = true,
+                RetryCondition::Timeout => on.timeout = true,
             }
         }
         on
@@ -118,10 +109,8 @@ enum Failure {
     Status(u16),
 }
 
-fn methods(list: &[String]) -> Vec<Method> {
-    list.iter()
-        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
-        .collect()
+fn methods(list: &[gatehouse_config::Method]) -> Vec<Method> {
+    list.iter().map(|m| m.0.clone()).collect()
 }
 
 /// A service's retry policy.
@@ -865,9 +854,9 @@ mod tests {
     #[test]
     fn conditions_compile_names_and_statuses() {
         let on = RetryOn::compile(&[
-            RetryCondition::Name("reset".into()),
+            "reset".parse().unwrap(),
             RetryCondition::Status(503),
-            RetryCondition::Name("502".into()),
+            "502".parse().unwrap(),
         ]);
         assert!(on.reset && !on.connect_failure && !on.timeout);
         assert!(on.matches(Failure::Status(503)) && on.matches(Failure::Status(502)));
@@ -883,7 +872,7 @@ mod tests {
         assert!(!plain.methods.contains(&Method::POST));
         let o = RetryOverride::compile(&RouteRetries {
             attempts: Some(3),
-            methods: Some(vec!["GET".into(), "POST".into()]),
+            methods: Some(vec![Method::GET.into(), Method::POST.into()]),
             backoff: Some(gatehouse_config::RouteBackoff {
                 base: Some(Duration::from_millis(5)),
                 max: None,

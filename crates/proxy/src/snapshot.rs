@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::{
-    ConfigError, ConfigErrors, Loaded, OneOrMany, PluginRef, Source, UpstreamProtocol,
+    BalancingAlgorithm, ConfigError, ConfigErrors, Loaded, OneOrMany, PluginRef, RequestKey,
+    Source, UpstreamProtocol,
 };
-use gatehouse_core::{
-    App, AppKey, AppKeys, BuildCx, BuildEnv, Capabilities, Consumer, KeyHash, KeyHasher, Registry,
-    Resources, Schemes, Scope,
-};
+use gatehouse_core::{BuildCx, BuildEnv, Capabilities, KeyHasher, Registry, Resources, Scope};
 use gatehouse_router::{RouteSpec, Router, ValueMatch, VersionSource, VersionSpec};
 use gatehouse_upstream::Algorithm;
 use http::header::{HeaderName, HeaderValue};
@@ -145,16 +143,25 @@ pub enum HashOn {
 }
 
 impl HashOn {
-    fn parse(s: Option<&str>) -> Self {
-        match s.and_then(|s| s.split_once(':').map(|(k, v)| (k, v.to_string()))) {
-            Some(("header", v)) => HeaderName::from_bytes(v.as_bytes())
-                .map(HashOn::Header)
-                .unwrap_or(HashOn::ClientIp),
-            Some(("cookie", v)) => HashOn::Cookie(v),
-            Some(("query", v)) => HashOn::Query(v),
-            _ if s == Some("consumer") => HashOn::Consumer,
-            _ => HashOn::ClientIp,
+    fn from_config(k: &RequestKey) -> Self {
+        match k {
+            RequestKey::ClientIp => HashOn::ClientIp,
+            RequestKey::Consumer => HashOn::Consumer,
+            RequestKey::Header(h) => HashOn::Header(h.clone()),
+            RequestKey::Cookie(c) => HashOn::Cookie(c.clone()),
+            RequestKey::Query(q) => HashOn::Query(q.clone()),
         }
+    }
+}
+
+/// The balancer of a configured algorithm.
+fn algorithm(a: BalancingAlgorithm) -> Algorithm {
+    match a {
+        BalancingAlgorithm::RoundRobin => Algorithm::RoundRobin,
+        BalancingAlgorithm::LeastConnections => Algorithm::LeastConnections,
+        BalancingAlgorithm::ConsistentHash => Algorithm::ConsistentHash,
+        BalancingAlgorithm::Random => Algorithm::Random,
+        BalancingAlgorithm::P2cEwma => Algorithm::P2cEwma,
     }
 }
 
@@ -340,7 +347,7 @@ pub fn compile(
     for e in gatehouse_config::check_credentials(loaded, registry.schemes()) {
         errs.list.push(e);
     }
-    let envs = Envs::build(config, registry.schemes(), &hasher);
+    let envs = gatehouse_config::BuildEnvs::build(config, registry.schemes(), &hasher);
 
     // API versions: lifecycle headers, retired answers, subscriptions. The
     // OpenAPI document is only checked to exist for now.
@@ -421,13 +428,8 @@ pub fn compile(
             &envs.own[tenancy.of("services", i)],
             &mut errs,
         ));
-        let Ok(uri) = s.url.parse::<http::Uri>() else {
-            continue; // reported by validation
-        };
-        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
-        else {
-            continue;
-        };
+        let scheme = s.url.scheme().clone();
+        let authority = s.url.authority().clone();
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let host_header = match authority.port_u16() {
             Some(p) if p == default_port => HeaderValue::from_str(authority.host()),
@@ -463,12 +465,7 @@ pub fn compile(
         }
         // Targets: the listed ones, or the URL's own host:port. IP
         // literals are fixed; DNS names are resolved later by discovery.
-        let algorithm = s
-            .load_balancing
-            .algorithm
-            .as_deref()
-            .and_then(|a| a.parse::<Algorithm>().ok())
-            .unwrap_or_default();
+        let algorithm = algorithm(s.load_balancing.algorithm.unwrap_or_default());
         // Every breaker of the service reads one clock.
         let epoch = std::time::Instant::now();
         let breakers = s.circuit_breaker.as_ref().map(|c| {
@@ -488,19 +485,24 @@ pub fn compile(
                 .filter(|c| c.per_target)
                 .map(|c| (crate::circuit::breaker_config(c), epoch)),
         };
-        let spec = Spec::new(target_sources(s, &authority));
+        let spec = match target_sources(s, &authority) {
+            Ok(sources) => Spec::new(sources),
+            Err((field, message)) => {
+                errs.push(&format!("services[{i}].{field}"), message);
+                continue;
+            }
+        };
         let targets = if spec.needs_dns() {
             Targets::discovered(recipe, spec)
         } else if s.targets.is_empty() {
             Targets::fixed(recipe, vec![(authority.clone(), 1)])
         } else {
+            // No DNS needed: every entry is a `target` (an `srv` entry
+            // always needs DNS).
             let listed = s
                 .targets
                 .iter()
-                .filter_map(|t| {
-                    let a = t.target.as_deref()?.parse::<Authority>().ok()?;
-                    Some((a, t.weight()))
-                })
+                .filter_map(|t| Some((t.target.as_ref()?.0.clone(), t.weight())))
                 .collect();
             Targets::fixed(recipe, listed)
         };
@@ -533,7 +535,11 @@ pub fn compile(
                 .as_ref()
                 .map(|c| Arc::new(crate::limit::Limit::new(c))),
             targets,
-            hash_on: HashOn::parse(s.load_balancing.hash_on.as_deref()),
+            hash_on: s
+                .load_balancing
+                .hash_on
+                .as_ref()
+                .map_or(HashOn::ClientIp, |h| HashOn::from_config(&h.0)),
             active_check: s
                 .health_checks
                 .active
@@ -543,7 +549,7 @@ pub fn compile(
             workspace: tenancy.of("services", i),
             scheme,
             authority,
-            base_path: uri.path().trim_end_matches('/').to_string(),
+            base_path: s.url.base_path().to_string(),
             host_header,
             version: match s.protocol {
                 UpstreamProtocol::Http1 => http::Version::HTTP_11,
@@ -592,37 +598,23 @@ pub fn compile(
             &mut errs,
         );
 
-        let mut methods = Vec::with_capacity(r.methods.len());
-        for (j, m) in r.methods.iter().enumerate() {
-            match http::Method::from_bytes(m.as_bytes()) {
-                Ok(m) => methods.push(m),
-                Err(_) => errs.push(&format!("{at}.methods[{j}]"), "not an HTTP method"),
-            }
-        }
-        let headers = matchers(&r.headers, &format!("{at}.headers"), &mut errs)
-            .into_iter()
-            .filter_map(|(k, v)| HeaderName::from_bytes(k.as_bytes()).ok().map(|k| (k, v)))
-            .collect();
+        let methods = r.methods.iter().map(|m| m.0.clone()).collect();
+        let headers = header_matchers(&r.headers, &format!("{at}.headers"), &mut errs);
         let query = matchers(&r.query, &format!("{at}.query"), &mut errs);
-        let version = r.version.as_ref().and_then(|v| {
+        let version = r.version.as_ref().map(|v| {
+            // Exactly one source is set (validation).
             let source = if let Some(h) = &v.header {
-                match HeaderName::from_bytes(h.as_bytes()) {
-                    Ok(h) => VersionSource::Header(h),
-                    Err(_) => {
-                        errs.push(&format!("{at}.version.header"), "not a valid header name");
-                        return None;
-                    }
-                }
+                VersionSource::Header(h.0.clone())
             } else if let Some(q) = &v.query {
                 VersionSource::Query(q.clone())
             } else {
                 VersionSource::PathSegment
             };
-            Some(VersionSpec {
+            VersionSpec {
                 value: v.value.clone(),
                 source,
                 default: v.default,
-            })
+            }
         });
         let spec = RouteSpec {
             hosts: r.hosts.clone(),
@@ -695,10 +687,7 @@ pub fn compile(
             strip_prefix: r.strip_prefix,
             rewrite: r.rewrite.clone(),
             preserve_host: r.preserve_host,
-            host_rewrite: r
-                .host_rewrite
-                .as_deref()
-                .and_then(|h| HeaderValue::from_str(h).ok()),
+            host_rewrite: r.host_rewrite.as_ref().map(|h| h.0.clone()),
             strip_version: r.version.as_ref().is_some_and(|v| v.strip),
             api,
         };
@@ -792,15 +781,10 @@ pub fn compile(
     };
 
     let s = &config.server;
-    let nets = s
-        .trusted_proxies
-        .iter()
-        .filter_map(|p| gatehouse_config::parse_net(p))
-        .collect();
-    let request_id_header = HeaderName::from_bytes(s.request_id_header.as_bytes());
+    let nets = s.trusted_proxies.iter().map(|p| p.0).collect();
 
-    match (router, request_id_header) {
-        (Some(router), Ok(request_id_header)) if errs.list.is_empty() => Ok(Snapshot {
+    match router {
+        Some(router) if errs.list.is_empty() => Ok(Snapshot {
             version,
             router,
             routes,
@@ -814,7 +798,7 @@ pub fn compile(
                 max_header_bytes: s.max_header_bytes,
                 max_header_count: s.max_header_count,
                 via: s.via,
-                request_id_header,
+                request_id_header: s.request_id_header.0.clone(),
                 header_read_timeout: s.header_read_timeout,
                 shutdown_timeout: s.shutdown_timeout,
                 watch: s.watch,
@@ -830,123 +814,8 @@ pub fn compile(
             client_keys,
             dns: DnsSettings::new(&s.dns),
         }),
-        _ => {
-            if errs.list.is_empty() {
-                errs.push("server.request_id_header", "not a valid header name");
-            }
-            Err(ConfigErrors(errs.list))
-        }
-    }
-}
-
-/// The build environments of one configuration, by workspace id
-/// (`Config::workspaces`; a file config has one workspace, `default`).
-struct Envs {
-    /// For the plugins of the workspace's routes, services and consumers:
-    /// the keys and apps of the consumers its routes accept, and those
-    /// consumers by the name its documents use (own consumers unqualified,
-    /// accepted ones by their qualified name).
-    own: Vec<BuildEnv>,
-    /// For the global plugins on the workspace's routes: the same keys;
-    /// consumer names are those of `default`, where global plugins are
-    /// written (`default`'s map, shared by every workspace).
-    global: Vec<BuildEnv>,
-}
-
-impl Envs {
-    fn build(config: &gatehouse_config::Config, schemes: &Schemes, hasher: &KeyHasher) -> Self {
-        let tenancy = &config.workspaces;
-        let consumer = |c: &gatehouse_config::Consumer| Consumer {
-            username: c.username.as_str().into(),
-            custom_id: c.custom_id.as_deref().map(Into::into),
-        };
-        // The consumers of each workspace, with the name its own
-        // documents use for them.
-        let mut by_ws: Vec<Vec<(&str, &gatehouse_config::Consumer)>> =
-            vec![Vec::new(); tenancy.count()];
-        for (i, c) in config.consumers.iter().enumerate() {
-            let w = tenancy.of("consumers", i);
-            let prefix = format!("{}/", tenancy.name(w));
-            let local = if w == 0 {
-                c.username.as_str()
-            } else {
-                c.username.strip_prefix(&prefix).unwrap_or(&c.username)
-            };
-            if let Some(list) = by_ws.get_mut(w) {
-                list.push((local, c));
-            }
-        }
-        let mut own: Vec<BuildEnv> = Vec::with_capacity(by_ws.len());
-        for w in 0..by_ws.len() {
-            // Per scheme field, the credentials of the accepted workspaces
-            // (reversed into lookup order below: a scheme's index keeps
-            // the first of two equal credentials).
-            let mut credentials: HashMap<&str, Vec<(Consumer, &serde_json::Value)>> =
-                HashMap::new();
-            let mut consumers = HashMap::new();
-            let mut app_keys = AppKeys::new(hasher.clone());
-            // Accepted workspaces in reverse order, own last: the earlier
-            // a workspace is tried, the later it is inserted, so its key or
-            // name wins over the same one elsewhere.
-            let order: Vec<usize> = tenancy.accepted_by(w).collect();
-            for &from in order.iter().rev() {
-                for &(local, c) in by_ws.get(from).into_iter().flatten() {
-                    let rt = consumer(c);
-                    for (field, list) in &c.credentials.0 {
-                        let entries = credentials.entry(field.as_str()).or_default();
-                        entries.extend(list.iter().map(|v| (rt.clone(), v)));
-                    }
-                    for app in &c.apps {
-                        for k in &app.keys {
-                            let Some(hash) = KeyHash::parse(&k.hash) else {
-                                continue; // reported by validation
-                            };
-                            app_keys.insert(
-                                hash,
-                                AppKey {
-                                    app: App {
-                                        name: app.name.as_str().into(),
-                                        consumer: c.username.as_str().into(),
-                                    },
-                                    consumer: rt.clone(),
-                                    expires_at: k.expires_at.map(|t| t.0),
-                                    revoked: k.revoked,
-                                },
-                            );
-                        }
-                    }
-                    let name = if from == w {
-                        local
-                    } else {
-                        c.username.as_str()
-                    };
-                    consumers.insert(name.to_string(), rt);
-                }
-            }
-            // Earlier workspaces were pushed last: reverse into lookup order.
-            let mut indexes = gatehouse_core::credentials::Indexes::default();
-            for scheme in schemes.iter() {
-                let mut list = credentials.remove(scheme.field()).unwrap_or_default();
-                list.reverse();
-                indexes.insert(scheme.name(), scheme.index(&list));
-            }
-            own.push(BuildEnv {
-                credentials: indexes,
-                consumers: Arc::new(consumers),
-                app_keys: Arc::new(app_keys),
-            });
-        }
-        // Global plugins are written in `default`: the consumers they name
-        // are `default`'s (one shared map), the keys they check the route's.
-        let global = own
-            .iter()
-            .map(|env| BuildEnv {
-                credentials: env.credentials.clone(),
-                consumers: own[0].consumers.clone(),
-                app_keys: env.app_keys.clone(),
-            })
-            .collect();
-        Self { own, global }
+        // A router error is in the list.
+        _ => Err(ConfigErrors(errs.list)),
     }
 }
 
@@ -964,13 +833,14 @@ fn compile_split(
     for (j, b) in branches.iter().enumerate() {
         let bat = format!("{at}.split[{j}]");
         let Some(&svc) = service_index.get(b.service.as_str()) else {
-            continue; // reported by validation
+            errs.push(
+                &format!("{bat}.service"),
+                format!("no service named `{}`", b.service),
+            );
+            continue;
         };
         let when = b.when.as_ref().map(|w| When {
-            headers: matchers(&w.headers, &format!("{bat}.when.headers"), errs)
-                .into_iter()
-                .filter_map(|(k, v)| HeaderName::from_bytes(k.as_bytes()).ok().map(|k| (k, v)))
-                .collect(),
+            headers: header_matchers(&w.headers, &format!("{bat}.when.headers"), errs),
             cookies: w
                 .cookies
                 .iter()
@@ -992,11 +862,15 @@ fn compile_split(
             Arc::new(chain),
         ));
     }
-    let sticky = match r.sticky.as_ref().map(|s| StickyKey::parse(&s.hash_on)) {
+    let sticky = match r
+        .sticky
+        .as_ref()
+        .map(|s| StickyKey::from_config(&s.hash_on.0))
+    {
         None => None,
-        Some(Some(k)) => Some(k),
-        Some(None) => {
-            errs.push(&format!("{at}.sticky.hash_on"), "not a sticky key");
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => {
+            errs.push(&format!("{at}.sticky.hash_on"), e);
             return None;
         }
     };
@@ -1018,7 +892,10 @@ fn value_match(v: &OneOrMany) -> Result<ValueMatch, String> {
 
 /// Where a service's targets come from: each listed entry, or the URL's
 /// host and port (80 by default) when none are listed.
-fn target_sources(s: &gatehouse_config::Service, url: &Authority) -> Vec<TargetSource> {
+fn target_sources(
+    s: &gatehouse_config::Service,
+    url: &Authority,
+) -> Result<Vec<TargetSource>, (String, String)> {
     fn host_port(host: &str, port: u16, weight: u32, text: &str) -> Option<TargetSource> {
         // `localhost` never changes: it stays a fixed target that the
         // connector resolves when it connects (trying ::1 and 127.0.0.1 in
@@ -1037,19 +914,51 @@ fn target_sources(s: &gatehouse_config::Service, url: &Authority) -> Vec<TargetS
     if s.targets.is_empty() {
         let port = url.port_u16().unwrap_or(80);
         let text = format!("{}:{port}", url.host());
-        return host_port(url.host(), port, 1, &text).into_iter().collect();
+        return Ok(host_port(url.host(), port, 1, &text).into_iter().collect());
     }
     s.targets
         .iter()
-        .filter_map(|t| match (&t.target, &t.srv) {
-            (Some(target), _) => {
-                let a = target.parse::<Authority>().ok()?;
-                host_port(a.host(), a.port_u16()?, t.weight(), target)
+        .enumerate()
+        .map(|(j, t)| match (&t.target, &t.srv) {
+            (Some(target), None) => {
+                host_port(target.host(), target.port(), t.weight(), target.as_str()).ok_or_else(
+                    || {
+                        (
+                            format!("targets[{j}].target"),
+                            format!("`{target}` is not host:port"),
+                        )
+                    },
+                )
             }
-            (None, Some(srv)) => Some(TargetSource::Srv { name: srv.clone() }),
-            (None, None) => None,
+            (None, Some(srv)) => Ok(TargetSource::Srv {
+                name: srv.as_str().to_string(),
+            }),
+            _ => Err((
+                format!("targets[{j}]"),
+                "set exactly one of `target` and `srv`".to_string(),
+            )),
         })
         .collect()
+}
+
+/// Header matchers: names checked here (a map key is not a typed value
+/// yet), values compiled.
+fn header_matchers(
+    map: &std::collections::BTreeMap<String, OneOrMany>,
+    at: &str,
+    errs: &mut Errors<'_>,
+) -> Vec<(HeaderName, ValueMatch)> {
+    let mut out = Vec::with_capacity(map.len());
+    for (name, m) in matchers(map, at, errs) {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => out.push((h, m)),
+            Err(_) => errs.push(
+                &format!("{at}.{name}"),
+                format!("`{name}` is not a valid header name"),
+            ),
+        }
+    }
+    out
 }
 
 fn matchers(

@@ -65,6 +65,19 @@ pub enum StickyKey {
 }
 
 impl StickyKey {
+    /// From the typed config key (`consumer` is refused when the config is
+    /// read; it is an error here too).
+    pub fn from_config(k: &gatehouse_config::RequestKey) -> Result<Self, String> {
+        use gatehouse_config::RequestKey;
+        match k {
+            RequestKey::ClientIp => Ok(StickyKey::ClientIp),
+            RequestKey::Header(h) => Ok(StickyKey::Header(h.clone())),
+            RequestKey::Cookie(c) => Ok(StickyKey::Cookie(c.clone())),
+            RequestKey::Query(q) => Ok(StickyKey::Query(q.clone())),
+            RequestKey::Consumer => Err("`consumer` cannot be a sticky key".to_string()),
+        }
+    }
+
     /// Parses `client_ip`, `header:NAME`, `cookie:NAME` or `query:NAME`.
     pub fn parse(s: &str) -> Option<Self> {
         match s.split_once(':') {

@@ -176,7 +176,7 @@ async fn crud_and_versions(fx: Fixture) {
     assert_eq!(store.get_by_id(got.id).await.unwrap(), got);
     // The body is the config model's entity.
     let svc: gatehouse_config::Service = got.decode().unwrap();
-    assert_eq!(svc.url, "http://127.0.0.1:9000");
+    assert_eq!(svc.url.as_str(), "http://127.0.0.1:9000");
 
     let updated = store
         .put("alice", service("billing", 9001), Expect::Any)

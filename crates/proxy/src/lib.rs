@@ -24,6 +24,8 @@ pub mod snapshot;
 pub mod split;
 mod state;
 pub mod targets;
+#[cfg(any(test, feature = "__test"))]
+pub mod testing;
 pub mod tls;
 
 use std::net::SocketAddr;

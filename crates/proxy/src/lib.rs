@@ -21,6 +21,7 @@ mod logbody;
 pub mod retry;
 mod server;
 pub mod snapshot;
+mod sources;
 pub mod split;
 mod state;
 pub mod targets;

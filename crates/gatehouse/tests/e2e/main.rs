@@ -20,6 +20,7 @@ mod cli;
 mod cluster;
 mod config_sync;
 mod crash;
+mod data_dir;
 mod docs;
 mod secrets;
 mod store_certs;

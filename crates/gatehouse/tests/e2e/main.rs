@@ -3,6 +3,8 @@
 //! store-backed nodes through `nodes`, and the binary's own library parts
 //! (the admin API's write check) next to an in-process gateway. The data
 //! plane's tests (in-process gateway only) live in `crates/proxy/tests/dataplane`.
+//! `tests/cluster.rs` stays a binary of its own: it stops the shared
+//! PostgreSQL server, which the tests here use concurrently.
 //!
 //! A new file: `tests/e2e/NAME.rs` with `use crate::common;` / `use
 //! crate::nodes;` where a standalone test had `mod common;` / `mod nodes;`,
@@ -17,7 +19,6 @@ mod nodes;
 mod admin_cli;
 mod apps;
 mod cli;
-mod cluster;
 mod config_sync;
 mod crash;
 mod data_dir;

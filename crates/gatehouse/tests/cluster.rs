@@ -8,7 +8,8 @@
 //! PostgreSQL server (cargo runs test binaries one at a time), and it waits
 //! until PostgreSQL accepts connections again before it ends.
 
-use crate::nodes;
+#[path = "e2e/nodes.rs"]
+mod nodes;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -32,8 +32,8 @@ use http::uri::Authority;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use crate::sources::{Spec, TargetSource};
 use crate::sources::{Answer, entries, fixed};
+pub use crate::sources::{Spec, TargetSource};
 use crate::targets::Targets;
 
 /// Node-level resolver settings (`server.dns`), compiled.
@@ -76,7 +76,6 @@ impl DnsSettings {
 fn authority(addr: SocketAddr) -> Option<Authority> {
     addr.to_string().parse().ok()
 }
-
 
 /// Last good answers by source, kept across reloads: a reload during a DNS
 /// outage starts its discovery with them instead of with nothing.

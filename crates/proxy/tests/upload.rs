@@ -2,7 +2,9 @@
 //! binary, so no other test skews the memory reading.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common;
+mod common {
+    pub use gatehouse_proxy::testing::*;
+}
 
 use common::{TestGateway, req, send};
 use gatehouse_testkit::{StreamingBody, Upstream, current_rss_kb};

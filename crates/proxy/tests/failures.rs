@@ -5,7 +5,9 @@
 // Test code: helpers outside `#[test]` functions may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common;
+mod common {
+    pub use gatehouse_proxy::testing::*;
+}
 
 use std::time::{Duration, Instant};
 

@@ -86,9 +86,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => ProblemType::PreconditionFailed,
             StoreError::AlreadyExists(_) => ProblemType::Conflict,
             StoreError::Invalid(_) => ProblemType::InvalidEntity,
-            StoreError::Unavailable(_) => ProblemType::StoreUnavailable,
-            StoreError::SchemaTooNew { .. } | StoreError::Backend(_) => {
-                tracing::error!(error = %e, "admin API: store error");
+            StoreError::Unavailable { .. } => ProblemType::StoreUnavailable,
+            StoreError::SchemaTooNew { .. } | StoreError::Backend { .. } => {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "admin API: store error"
+                );
                 return Self::new(ProblemType::Internal, "store error (see the server log)");
             }
         };

@@ -13,23 +13,66 @@ use gatehouse_store::{Document, Kind};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+/// Why a certificate document's body is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// The body is not a certificate document.
+    #[error("{what}")]
+    Body {
+        /// Which document.
+        what: String,
+        /// The deserialisation error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `cert` does not parse as PEM.
+    #[error("{what}: `cert` is not PEM certificates")]
+    CertPem {
+        /// Which document.
+        what: String,
+        /// The PEM error.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// `cert` holds no certificate.
+    #[error("{what}: `cert` holds no PEM certificate")]
+    NoCert {
+        /// Which document.
+        what: String,
+    },
+    /// `key` does not parse as a PEM private key.
+    #[error("{what}: `key` is not a PEM private key")]
+    KeyPem {
+        /// Which document.
+        what: String,
+        /// The PEM error.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+}
+
 /// Checks a certificate document's body: PEM with at least one
 /// certificate, and a private key.
-pub fn check(doc: &Document) -> Result<gatehouse_admin::Certificate, String> {
+pub fn check(doc: &Document) -> Result<gatehouse_admin::Certificate, CertificateError> {
     let what = format!(
         "certificate `{}` in workspace `{}`",
         doc.name, doc.workspace
     );
-    let body: gatehouse_admin::Certificate =
-        serde_json::from_value(doc.body.clone()).map_err(|e| format!("{what}: {e}"))?;
-    let certs = CertificateDer::pem_slice_iter(body.cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{what}: `cert` is not PEM certificates: {e}"))?;
+    let body: gatehouse_admin::Certificate = match serde_json::from_value(doc.body.clone()) {
+        Ok(b) => b,
+        Err(source) => return Err(CertificateError::Body { what, source }),
+    };
+    let certs =
+        match CertificateDer::pem_slice_iter(body.cert.as_bytes()).collect::<Result<Vec<_>, _>>() {
+            Ok(c) => c,
+            Err(source) => return Err(CertificateError::CertPem { what, source }),
+        };
     if certs.is_empty() {
-        return Err(format!("{what}: `cert` holds no PEM certificate"));
+        return Err(CertificateError::NoCert { what });
     }
-    PrivateKeyDer::from_pem_slice(body.key.as_bytes())
-        .map_err(|e| format!("{what}: `key` is not a PEM private key: {e}"))?;
+    if let Err(source) = PrivateKeyDer::from_pem_slice(body.key.as_bytes()) {
+        return Err(CertificateError::KeyPem { what, source });
+    }
     Ok(body)
 }
 
@@ -39,6 +82,7 @@ pub fn check_all(documents: &[Document]) -> Result<(), Vec<String>> {
         .iter()
         .filter(|d| d.kind == Kind::Certificate)
         .filter_map(|d| check(d).err())
+        .map(|e| crate::chain(&e))
         .collect();
     if errors.is_empty() {
         Ok(())
@@ -70,7 +114,7 @@ pub fn with_store_certificates(
         let body = match check(d) {
             Ok(b) => b,
             Err(e) => {
-                errors.push(e);
+                errors.push(crate::chain(&e));
                 continue;
             }
         };
@@ -82,7 +126,7 @@ pub fn with_store_certificates(
         let key = dir.join(format!("{stem}.key"));
         for (path, pem) in [(&cert, &body.cert), (&key, &body.key)] {
             if std::fs::read(path).ok().as_deref() != Some(pem.as_bytes())
-                && let Err(e) = crate::node::write_private_file(path, pem.as_bytes())
+                && let Err(e) = crate::datadir::write_private_file(path, pem.as_bytes())
             {
                 errors.push(format!("cannot write {}: {e}", path.display()));
             }

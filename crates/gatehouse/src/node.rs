@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{Context as _, anyhow, bail};
 use clap::ValueEnum;
 use gatehouse_config::{Config, Loaded};
 use gatehouse_core::Registry;
@@ -22,6 +23,7 @@ use gatehouse_store::{Document, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
+use crate::datadir::{private_dir, write_private_file};
 use crate::reload::Signals;
 
 /// What a node runs.
@@ -71,18 +73,17 @@ const SNAPSHOT_FORMAT: u32 = 1;
 /// The node settings: `server` and `listeners` of the file, or the demo
 /// config's listeners and default server settings without a file. Entity
 /// sections in the file are an error (they come from the store).
-pub fn node_settings(path: Option<&Path>) -> Result<(Config, PathBuf), String> {
+pub fn node_settings(path: Option<&Path>) -> anyhow::Result<(Config, PathBuf)> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let Some(path) = path else {
-        let demo = gatehouse_config::parse_str(crate::DEMO_CONFIG, "<embedded demo config>")
-            .map_err(|e| e.to_string())?;
+        let demo = gatehouse_config::parse_str(crate::DEMO_CONFIG, "<embedded demo config>")?;
         let settings = Config {
             listeners: demo.config.listeners,
             ..Config::default()
         };
         return Ok((settings, cwd));
     };
-    let loaded = gatehouse_config::load_file(path).map_err(|e| e.to_string())?;
+    let loaded = gatehouse_config::load_file(path)?;
     let c = &loaded.config;
     let sections: Vec<&str> = [
         ("services", c.services.is_empty()),
@@ -97,11 +98,11 @@ pub fn node_settings(path: Option<&Path>) -> Result<(Config, PathBuf), String> {
     .filter_map(|(name, empty)| (!empty).then_some(name))
     .collect();
     if !sections.is_empty() {
-        return Err(format!(
+        bail!(
             "{}: with --store the configuration comes from the store; this file may only hold node settings (`server`, `listeners`), but it has `{}` (put them in the store with `gatehouse config apply`)",
             path.display(),
             sections.join("`, `")
-        ));
+        );
     }
     let base = loaded
         .base_dir
@@ -119,30 +120,11 @@ pub fn node_settings(path: Option<&Path>) -> Result<(Config, PathBuf), String> {
 }
 
 /// Runs a store-backed node until SIGTERM/SIGINT.
-pub fn run(opts: NodeOptions) -> ExitCode {
-    let (settings, base_dir) = match node_settings(opts.config.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match crate::cli::runtime(settings.server.worker_threads) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        match serve(opts, settings, base_dir).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+pub fn run(opts: NodeOptions) -> anyhow::Result<ExitCode> {
+    let (settings, base_dir) = node_settings(opts.config.as_deref())?;
+    let rt = crate::runtime(settings.server.worker_threads).context("cannot start the runtime")?;
+    rt.block_on(serve(opts, settings, base_dir))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The snapshot file: the last store snapshot this node loaded.
@@ -157,21 +139,59 @@ pub struct SnapshotFile {
     pub documents: Vec<Document>,
 }
 
+/// Why the snapshot file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotFileError {
+    /// Reading it failed (it exists).
+    #[error("cannot read snapshot file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not a snapshot file.
+    #[error("snapshot file {} is corrupt", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Another format version.
+    #[error("snapshot file {} has format {found}, this gatehouse reads format {SNAPSHOT_FORMAT}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Its format version.
+        found: u32,
+    },
+}
+
 /// Reads the snapshot file: `None` when there is none.
-pub fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, String> {
+pub fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, SnapshotFileError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read snapshot file {}: {e}", path.display())),
+        Err(source) => {
+            return Err(SnapshotFileError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
     };
-    let file: SnapshotFile = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("snapshot file {} is corrupt: {e}", path.display()))?;
+    let file: SnapshotFile =
+        serde_json::from_slice(&bytes).map_err(|source| SnapshotFileError::Corrupt {
+            path: path.to_owned(),
+            source,
+        })?;
     if file.format != SNAPSHOT_FORMAT {
-        return Err(format!(
-            "snapshot file {} has format {}, this gatehouse reads format {SNAPSHOT_FORMAT}",
-            path.display(),
-            file.format
-        ));
+        return Err(SnapshotFileError::Format {
+            path: path.to_owned(),
+            found: file.format,
+        });
     }
     Ok(Some(file))
 }
@@ -181,74 +201,15 @@ pub fn read_snapshot(path: &Path) -> Result<Option<SnapshotFile>, String> {
 /// document, credentials included) and certificate private keys. Both are
 /// created 0700 when first written ([`write_private_file`]); existing ones
 /// open to group or others are tightened here, at start, with a warning.
-fn private_data_dirs(opts: &NodeOptions) -> Result<(), String> {
+fn private_data_dirs(opts: &NodeOptions) -> anyhow::Result<()> {
     let data = opts
         .certs_dir
         .parent()
         .filter(|d| !d.as_os_str().is_empty());
     for dir in data.into_iter().chain([opts.certs_dir.as_path()]) {
-        private_dir(dir).map_err(|e| format!("data directory {}: {e}", dir.display()))?;
+        private_dir(dir).with_context(|| format!("data directory {}", dir.display()))?;
     }
     Ok(())
-}
-
-/// An existing `dir` readable by others is chmod-ed to 0700 with a
-/// warning; a missing one is left missing.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(dir) {
-        Ok(meta) => {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-                tracing::warn!(
-                    dir = %dir.display(),
-                    was = format!("{mode:o}"),
-                    "data directory was open to other users; made it 0700"
-                );
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes an owner-only (0600) file atomically, as the snapshot file and
-/// the store certificates are written: a temporary file in the same
-/// directory, fsync, rename over the old one, fsync of the directory.
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.exists() {
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(&dir)?;
-    }
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(name);
-    let result = (|| {
-        // Owner-only: the documents hold key hashes and credentials.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Turns documents into a configuration this node can load.
@@ -280,15 +241,14 @@ impl Assembler {
 }
 
 /// The store, its audit log redacting secrets under this node's secret.
-async fn open_store(url: &str, settings: &Config) -> Result<Arc<dyn Store>, String> {
+async fn open_store(url: &str, settings: &Config) -> anyhow::Result<Arc<dyn Store>> {
     gatehouse_store::open_with(url, Some(crate::admin::audit_redactor(settings)))
         .await
-        .map_err(|e| format!("cannot open the store: {e}"))
+        .context("cannot open the store")
 }
 
-async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> Result<(), String> {
-    let mut signals =
-        Signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+async fn serve(opts: NodeOptions, settings: Config, base_dir: PathBuf) -> anyhow::Result<()> {
+    let mut signals = Signals::install().context("cannot install signal handlers")?;
     let hup = Arc::new(Notify::new());
     let on_hup = Arc::clone(&hup);
     let control_plane = opts.role == Role::ControlPlane;
@@ -316,20 +276,20 @@ pub async fn serve_until(
     base_dir: PathBuf,
     hup: Arc<Notify>,
     stop: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let admin_listener = if opts.role == Role::DataPlane {
         None
     } else {
         let l = tokio::net::TcpListener::bind(opts.admin_listen)
             .await
-            .map_err(|e| format!("cannot listen on {} (admin API): {e}", opts.admin_listen))?;
+            .with_context(|| format!("cannot listen on {} (admin API)", opts.admin_listen))?;
         Some(l)
     };
     let (stop_tx, stop_rx) = watch::channel(false);
 
     if opts.role == Role::ControlPlane {
         let store = open_store(&opts.store, &settings).await?;
-        let listener = admin_listener.ok_or("no admin listener")?;
+        let listener = admin_listener.context("no admin listener")?;
         tracing::info!(listen = %opts.admin_listen, backend = store.backend(), role = "control-plane", "admin API listening");
         let state = crate::admin::state(store, &settings, opts.registry.clone());
         let admin = tokio::spawn(serve_admin(listener, state, stop_rx));
@@ -352,9 +312,7 @@ pub async fn serve_until(
     let store = open_store(&opts.store, &assembler.settings).await;
     let (loaded, revision, store, save) = initial(&assembler, &opts, file, store).await?;
 
-    let gateway = Gateway::start(&loaded, opts.registry.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let gateway = Gateway::start(&loaded, opts.registry.clone()).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         revision,
@@ -400,29 +358,31 @@ type Initial = (Loaded, u64, Option<Arc<dyn Store>>, Option<Vec<u8>>);
 async fn initial(
     assembler: &Assembler,
     opts: &NodeOptions,
-    file: Result<Option<SnapshotFile>, String>,
-    store: Result<Arc<dyn Store>, String>,
-) -> Result<Initial, String> {
+    file: Result<Option<SnapshotFile>, SnapshotFileError>,
+    store: anyhow::Result<Arc<dyn Store>>,
+) -> anyhow::Result<Initial> {
     let path = opts.snapshot_file.display();
-    let from_store = match &store {
-        Ok(s) => match s.snapshot().await {
-            Ok(snap) => match assembler.prepare(&snap.documents) {
-                Ok(loaded) => Ok((loaded, snap)),
-                Err(errors) => Err(format!(
-                    "the store's configuration (revision {}) is invalid:\n  {}",
-                    snap.revision,
-                    errors.join("\n  ")
-                )),
-            },
-            Err(e) => Err(format!("cannot read the store: {e}")),
-        },
-        Err(e) => Err(e.clone()),
+    let (from_store, store) = match store {
+        Ok(s) => {
+            let snapshot = match s.snapshot().await {
+                Ok(snap) => match assembler.prepare(&snap.documents) {
+                    Ok(loaded) => Ok((loaded, snap)),
+                    Err(errors) => Err(anyhow!(
+                        "the store's configuration (revision {}) is invalid:\n  {}",
+                        snap.revision,
+                        errors.join("\n  ")
+                    )),
+                },
+                Err(e) => Err(anyhow::Error::new(e).context("cannot read the store")),
+            };
+            (snapshot, Some(s))
+        }
+        Err(e) => (Err(e), None),
     };
-    let store = store.ok();
     match from_store {
         Ok((loaded, snap)) => {
             if let Err(e) = &file {
-                tracing::warn!(error = %e, "ignoring the snapshot file; it will be overwritten");
+                tracing::warn!(error = %crate::chain(e), "ignoring the snapshot file; it will be overwritten");
             }
             let bytes = encode(snap.revision, &snap.documents);
             Ok((loaded, snap.revision, store, bytes))
@@ -430,24 +390,27 @@ async fn initial(
         Err(store_error) => match file {
             Ok(Some(file)) => {
                 let loaded = assembler.prepare(&file.documents).map_err(|errors| {
-                    format!(
-                        "{store_error}\nand the snapshot file {path} (revision {}) does not load:\n  {}",
+                    anyhow!(
+                        "{store_error:#}\nand the snapshot file {path} (revision {}) does not load:\n  {}",
                         file.revision,
                         errors.join("\n  ")
                     )
                 })?;
                 tracing::warn!(
-                    error = %store_error,
+                    error = format!("{store_error:#}"),
                     snapshot_file = %path,
                     revision = file.revision,
                     "starting from the snapshot file; retrying the store in the background"
                 );
                 Ok((loaded, file.revision, store, None))
             }
-            Ok(None) => Err(format!(
-                "{store_error}\nand there is no snapshot file at {path} to start from"
+            Ok(None) => Err(anyhow!(
+                "{store_error:#}\nand there is no snapshot file at {path} to start from"
             )),
-            Err(file_error) => Err(format!("{store_error}\nand {file_error}")),
+            Err(file_error) => Err(anyhow!(
+                "{store_error:#}\nand {}",
+                crate::chain(&file_error)
+            )),
         },
     }
 }
@@ -515,7 +478,7 @@ impl Follower {
                 Ok(r) if Some(r) == self.served => return,
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the store revision; still serving the last good config");
+                    tracing::warn!(error = %crate::chain(&e), "cannot read the store revision; still serving the last good config");
                     return;
                 }
             }
@@ -523,7 +486,7 @@ impl Follower {
         let snap = match store.snapshot().await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the store; still serving the last good config");
+                tracing::warn!(error = %crate::chain(&e), "cannot read the store; still serving the last good config");
                 return;
             }
         };
@@ -603,7 +566,7 @@ impl Follower {
                             break s;
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, retry_in = ?delay, "store still unreachable; serving the snapshot file's config");
+                            tracing::warn!(error = format!("{e:#}"), retry_in = ?delay, "store still unreachable; serving the snapshot file's config");
                             delay = (delay * 2).min(RETRY_MAX);
                         }
                     }

@@ -8,6 +8,7 @@
 //! PostgreSQL server (cargo runs test binaries one at a time), and it waits
 //! until PostgreSQL accepts connections again before it ends.
 
+#[path = "e2e/nodes.rs"]
 mod nodes;
 
 use std::process::Command;

@@ -23,9 +23,12 @@ mod outbound;
 pub mod retry;
 mod server;
 pub mod snapshot;
+mod sources;
 pub mod split;
 mod state;
 pub mod targets;
+#[cfg(any(test, feature = "__test"))]
+pub mod testing;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
 use gatehouse_config::PassiveHealthCheck;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gatehouse_upstream::{
     Algorithm, Balancer, Breaker, BreakerConfig, BuildError, HealthSet, Target,
@@ -26,8 +26,7 @@ use gatehouse_upstream::{
 use http::uri::Authority;
 use tokio::sync::watch;
 
-use crate::discovery::Spec;
-use crate::health::Passive;
+use crate::sources::Spec;
 
 /// One immutable target set of a service.
 pub struct TargetSet {
@@ -288,6 +287,89 @@ fn address_id(a: &Authority) -> usize {
     h as usize
 }
 
+/// Passive health (outlier ejection) of one target set: counts consecutive
+/// failures of live requests per target and ejects a target for
+/// `cool_down` when they reach the threshold. Lock-free on the request path.
+pub struct Passive {
+    service: Arc<str>,
+    targets: Vec<Authority>,
+    health: Arc<HealthSet>,
+    /// The service's targets, to bring an ejected address back in the set
+    /// that is current when the cool-down ends (DNS may have replaced it).
+    home: Weak<Targets>,
+    failures: Vec<std::sync::atomic::AtomicU32>,
+    threshold: u32,
+    unhealthy_statuses: Vec<u16>,
+    cool_down: Duration,
+}
+
+impl Passive {
+    /// From validated config, for one set (`targets` and `health`) of the
+    /// service whose targets are `home`.
+    pub fn new(
+        c: &gatehouse_config::PassiveHealthCheck,
+        service: Arc<str>,
+        targets: Vec<Authority>,
+        health: Arc<HealthSet>,
+        home: Weak<Targets>,
+    ) -> Self {
+        Self {
+            service,
+            failures: targets
+                .iter()
+                .map(|_| std::sync::atomic::AtomicU32::new(0))
+                .collect(),
+            targets,
+            health,
+            home,
+            threshold: c.consecutive_failures,
+            unhealthy_statuses: c.unhealthy_statuses.clone(),
+            cool_down: c.cool_down,
+        }
+    }
+
+    /// Whether a response with `status` counts as a failure.
+    pub fn is_failure(&self, status: u16) -> bool {
+        self.unhealthy_statuses.contains(&status)
+    }
+
+    /// Records the outcome of one request to target `idx`.
+    pub fn report(self: &Arc<Self>, idx: usize, ok: bool) {
+        use std::sync::atomic::Ordering;
+        let Some(counter) = self.failures.get(idx) else {
+            return;
+        };
+        if ok {
+            if counter.load(Ordering::Relaxed) != 0 {
+                counter.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == self.threshold && self.health.is_healthy(idx) {
+            self.health.set(idx, false);
+            tracing::warn!(service = %self.service, target = %self.targets[idx], failures = n, cool_down = ?self.cool_down, "target ejected after consecutive failures");
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(me.cool_down).await;
+                me.failures[idx].store(0, Ordering::Relaxed);
+                me.health.set(idx, true);
+                // The set may have been replaced meanwhile, with this
+                // address's (ejected) bit carried over.
+                if let Some(home) = me.home.upgrade() {
+                    let current = home.load();
+                    if !Arc::ptr_eq(&current.health, &me.health)
+                        && let Some(i) = current.targets.iter().position(|a| *a == me.targets[idx])
+                    {
+                        current.health.set(i, true);
+                    }
+                }
+                tracing::info!(service = %me.service, target = %me.targets[idx], "ejected target back in rotation after cool-down");
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -310,7 +392,7 @@ mod tests {
     }
 
     fn spec() -> Spec {
-        Spec::new(vec![crate::discovery::TargetSource::Host {
+        Spec::new(vec![crate::sources::TargetSource::Host {
             name: "api.internal".into(),
             port: 80,
             weight: 1,

@@ -23,8 +23,14 @@ pub enum StoreError {
     #[error("invalid: {0}")]
     Invalid(String),
     /// The database cannot be reached; retrying later may help.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        /// What was being done.
+        context: String,
+        /// The driver's or the system's error, when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The database's schema is newer than this binary knows.
     #[error(
         "the database schema is at version {found}, newer than this gatehouse supports ({supported}); upgrade gatehouse"
@@ -36,8 +42,52 @@ pub enum StoreError {
         supported: i64,
     },
     /// Any other database failure.
-    #[error("store backend error: {0}")]
-    Backend(String),
+    #[error("store backend error: {context}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// The driver's or the system's error, when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+/// The cause of an `Unavailable` or `Backend` error: kept as an error (its
+/// own causes included), never flattened into a string.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    /// `Unavailable` caused by `source`.
+    pub fn unavailable(context: impl Into<String>, source: impl Into<Cause>) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `Backend` caused by `source`.
+    pub fn backend(context: impl Into<String>, source: impl Into<Cause>) -> Self {
+        StoreError::Backend {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `Backend` with no underlying error.
+    pub fn backend_msg(context: impl Into<String>) -> Self {
+        StoreError::Backend {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// `Unavailable` with no underlying error.
+    pub fn unavailable_msg(context: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
 }
 
 /// Shorthand for store results.

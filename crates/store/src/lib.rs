@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 pub use changes::Changes;
-pub use error::{Result, StoreError};
+pub use error::{Cause, Result, StoreError};
 pub use migrate::{POSTGRES_SCHEMA_VERSION, SQLITE_SCHEMA_VERSION};
 pub use model::{
     AdminToken, ApplyDocument, ApplyReport, AuditEntry, AuditQuery, AuditRedactor,

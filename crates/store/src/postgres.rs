@@ -70,37 +70,25 @@ impl Drop for PostgresStore {
     }
 }
 
-/// An error with its sources (tokio-postgres puts the useful part, such
-/// as "Connection refused", in the source).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         // admin_shutdown, crash_shutdown, cannot_connect_now
         if matches!(db.code().code(), "57P01" | "57P02" | "57P03") {
-            return StoreError::Unavailable(format!("postgres: {db}"));
+            return StoreError::unavailable("postgres", e);
         }
-        return StoreError::Backend(format!("postgres: {db}"));
+        return StoreError::backend("postgres", e);
     }
     if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
-        return StoreError::Unavailable(format!("postgres: {}", chain(&e)));
+        return StoreError::unavailable("postgres", e);
     }
-    StoreError::Backend(format!("postgres: {}", chain(&e)))
+    StoreError::backend("postgres", e)
 }
 
 async fn connect_client(config: &Config) -> Result<Client> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        StoreError::Unavailable(format!("cannot connect to postgres: {}", chain(&e)))
-    })?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::unavailable("cannot connect to postgres", e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres store connection ended");
@@ -156,7 +144,7 @@ impl PostgresStore {
 fn live<'a>(guard: &'a mut MutexGuard<'_, Option<Client>>) -> Result<&'a mut Client> {
     guard
         .as_mut()
-        .ok_or_else(|| StoreError::Unavailable("postgres: no connection".into()))
+        .ok_or_else(|| StoreError::unavailable_msg("postgres: no connection"))
 }
 
 async fn migrate_postgres(client: &mut Client) -> Result<()> {
@@ -432,7 +420,7 @@ async fn query_tokens(
 }
 
 fn token_json(t: &AdminToken) -> Result<Value> {
-    serde_json::to_value(t).map_err(|e| StoreError::Backend(format!("json: {e}")))
+    serde_json::to_value(t).map_err(|e| StoreError::backend("json", e))
 }
 
 fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
@@ -939,9 +927,10 @@ impl Drop for AbortOnDrop {
 async fn listen_once(config: &Config, hub: &watch::Sender<u64>) -> Result<()> {
     let mut config = config.clone();
     config.application_name(LISTEN_APPLICATION_NAME);
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| {
-        StoreError::Unavailable(format!("cannot connect to postgres: {}", chain(&e)))
-    })?;
+    let (client, mut connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::unavailable("cannot connect to postgres", e))?;
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let _driver = AbortOnDrop(tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -56,9 +56,9 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                StoreError::Unavailable(format!("sqlite: {e}"))
+                StoreError::unavailable("sqlite", e)
             }
-            _ => StoreError::Backend(format!("sqlite: {e}")),
+            _ => StoreError::backend("sqlite", e),
         }
     }
 }
@@ -70,7 +70,7 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let (conn, revision, canonical) = tokio::task::spawn_blocking(move || open_file(&path))
             .await
-            .map_err(|e| StoreError::Backend(format!("sqlite open task: {e}")))??;
+            .map_err(|e| StoreError::backend("sqlite open task", e))??;
         let hub = {
             let mut hubs = HUBS
                 .lock()
@@ -109,11 +109,11 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let mut conn = conn
                 .lock()
-                .map_err(|_| StoreError::Backend("sqlite connection mutex poisoned".into()))?;
+                .map_err(|_| StoreError::backend_msg("sqlite connection mutex poisoned"))?;
             f(&mut conn, &hub)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("sqlite task: {e}")))?
+        .map_err(|e| StoreError::backend("sqlite task", e))?
     }
 }
 
@@ -133,9 +133,7 @@ fn private_files(path: &Path) -> Result<()> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            .map_err(|e| StoreError::unavailable(format!("cannot create {}", dir.display()), e))?;
     }
     std::fs::OpenOptions::new()
         .read(true)
@@ -144,7 +142,7 @@ fn private_files(path: &Path) -> Result<()> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::unavailable(format!("cannot open {}", path.display()), e))?;
     for suffix in ["", "-wal", "-shm"] {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
@@ -156,10 +154,7 @@ fn private_files(path: &Path) -> Result<()> {
         if mode & 0o077 != 0 {
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(
                 |e| {
-                    StoreError::Unavailable(format!(
-                        "cannot make {} owner-only: {e}",
-                        file.display()
-                    ))
+                    StoreError::unavailable(format!("cannot make {} owner-only", file.display()), e)
                 },
             )?;
             tracing::warn!(
@@ -175,11 +170,11 @@ fn private_files(path: &Path) -> Result<()> {
 fn open_file(path: &Path) -> Result<(Connection, u64, PathBuf)> {
     private_files(path)?;
     let mut conn = Connection::open(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::unavailable(format!("cannot open {}", path.display()), e))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend_msg(format!(
             "sqlite: {} refused WAL mode (got `{mode}`)",
             path.display()
         )));
@@ -259,11 +254,11 @@ fn bump(tx: &Transaction<'_>) -> Result<u64> {
 }
 
 fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("json: {e}")))
+    serde_json::to_string(v).map_err(|e| StoreError::backend("json", e))
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("stored json: {e}")))
+    serde_json::from_str(s).map_err(|e| StoreError::backend("stored json", e))
 }
 
 fn read_doc(row: &Row<'_>) -> Result<Document> {
@@ -273,7 +268,7 @@ fn read_doc(row: &Row<'_>) -> Result<Document> {
     let body: String = row.get(5)?;
     let version: i64 = row.get(6)?;
     Ok(Document {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("stored id: {e}")))?,
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::backend("stored id", e))?,
         workspace: row.get(1)?,
         kind: kind.parse()?,
         name: row.get(3)?,
@@ -412,7 +407,7 @@ fn read_token(row: &Row<'_>) -> Result<AdminToken> {
     let id: String = row.get(0)?;
     let role: String = row.get(2)?;
     Ok(AdminToken {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Backend(format!("stored id: {e}")))?,
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::backend("stored id", e))?,
         name: row.get(1)?,
         role: Role::from_parts(&role, row.get(3)?)?,
         created_at: row.get(4)?,
@@ -434,7 +429,7 @@ fn query_tokens(conn: &Connection, sql: &str, args: &[SqlValue]) -> Result<Vec<A
 }
 
 fn token_json(t: &AdminToken) -> Result<Value> {
-    serde_json::to_value(t).map_err(|e| StoreError::Backend(format!("json: {e}")))
+    serde_json::to_value(t).map_err(|e| StoreError::backend("json", e))
 }
 
 #[async_trait]

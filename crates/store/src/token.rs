@@ -22,7 +22,7 @@ pub(crate) fn generate() -> Result<String, StoreError> {
     let mut bytes = [0u8; 32];
     OsRng
         .try_fill_bytes(&mut bytes)
-        .map_err(|e| StoreError::Backend(format!("no randomness for a token: {e}")))?;
+        .map_err(|e| StoreError::backend("no randomness for a token", e))?;
     Ok(format!("{PREFIX}{}", hex(&bytes)))
 }
 

@@ -1132,7 +1132,7 @@ async fn postgres_down_is_unavailable() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
 }
 
 #[tokio::test]

@@ -7,6 +7,8 @@ pub mod body;
 pub mod credentials;
 pub mod ctx;
 pub mod export;
+#[cfg(any(test, feature = "testing"))]
+pub mod harness;
 pub mod keys;
 pub mod metrics;
 pub mod plugin;

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use gatehouse_core::ProblemType;
 use std::sync::Arc;
 
-use gatehouse_store::{Document, Kind, NewDocument, Snapshot, WORKSPACE_SCOPE};
+use gatehouse_store::{Document, Kind, NewDocument, StoreSnapshot, WORKSPACE_SCOPE};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -162,7 +162,7 @@ pub fn remember_write(state: &AppState, checked: Option<Checked>, written: &Docu
     };
     *slot = written.clone();
     if let Ok(mut cache) = state.snapshot_cache.lock() {
-        *cache = Some(Arc::new(Snapshot {
+        *cache = Some(Arc::new(StoreSnapshot {
             revision: written.version,
             documents,
         }));
@@ -173,7 +173,7 @@ pub fn remember_write(state: &AppState, checked: Option<Checked>, written: &Docu
 /// when the revision has not moved since it was read or written, else a
 /// fresh one (and that is cached). The documents at one revision never
 /// change, so a cache keyed by revision cannot be stale.
-async fn current_snapshot(state: &AppState) -> ApiResult<Arc<Snapshot>> {
+async fn current_snapshot(state: &AppState) -> ApiResult<Arc<StoreSnapshot>> {
     let revision = state.store.revision().await?;
     if let Ok(cache) = state.snapshot_cache.lock()
         && let Some(s) = cache.as_ref()

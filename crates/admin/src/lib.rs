@@ -75,7 +75,7 @@ pub struct AppState {
     /// The last snapshot the cross-entity check read, reused while the
     /// store's revision has not moved (a cheap read) instead of reading
     /// every document again on each write.
-    snapshot_cache: Arc<std::sync::Mutex<Option<Arc<gatehouse_store::Snapshot>>>>,
+    snapshot_cache: Arc<std::sync::Mutex<Option<Arc<gatehouse_store::StoreSnapshot>>>>,
     /// Held from the cross-entity check of a write to its commit, so two
     /// writes through this API never both pass a check against the same
     /// snapshot (see `check::cross_check`).

@@ -527,9 +527,9 @@ pub struct Retries {
     /// HEAD, OPTIONS, PUT, DELETE, TRACE).
     pub methods: Vec<Method>,
     /// Wait before each retry.
-    pub backoff: Backoff,
+    pub backoff: BackoffConfig,
     /// How many retries the service may add on top of its traffic.
-    pub budget: RetryBudget,
+    pub budget: RetryBudgetConfig,
     /// Request bodies with a Content-Length up to this many bytes are
     /// buffered so they can be sent again; 0: requests with a body are
     /// never retried. At most 67108864 (64 MiB).
@@ -543,8 +543,8 @@ impl Default for Retries {
             attempts: 1,
             on: vec![RetryCondition::ConnectFailure],
             methods: default_retry_methods(),
-            backoff: Backoff::default(),
-            budget: RetryBudget::default(),
+            backoff: BackoffConfig::default(),
+            budget: RetryBudgetConfig::default(),
             buffer_body: 0,
         }
     }
@@ -567,7 +567,8 @@ pub fn default_retry_methods() -> Vec<Method> {
 /// Exponential backoff with full jitter between retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct Backoff {
+#[schemars(rename = "Backoff")]
+pub struct BackoffConfig {
     /// Upper bound of the first retry's wait; it doubles with every retry.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
@@ -579,7 +580,7 @@ pub struct Backoff {
     pub max: Duration,
 }
 
-impl Default for Backoff {
+impl Default for BackoffConfig {
     fn default() -> Self {
         Self {
             base: Duration::from_millis(25),
@@ -591,7 +592,8 @@ impl Default for Backoff {
 /// The retry budget of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct RetryBudget {
+#[schemars(rename = "RetryBudget")]
+pub struct RetryBudgetConfig {
     /// Retries may add at most this share (0 < ratio ≤ 1) to the rate of
     /// first tries.
     #[serde(deserialize_with = "crate::types::ratio")]
@@ -600,7 +602,7 @@ pub struct RetryBudget {
     pub min_per_second: u32,
 }
 
-impl Default for RetryBudget {
+impl Default for RetryBudgetConfig {
     fn default() -> Self {
         Self {
             ratio: 0.2,

@@ -25,7 +25,7 @@ pub use migrate::{POSTGRES_SCHEMA_VERSION, SQLITE_SCHEMA_VERSION};
 pub use model::{
     AdminToken, ApplyDocument, ApplyReport, AuditEntry, AuditQuery, AuditRedactor,
     DEFAULT_WORKSPACE, Document, Expect, IssuedToken, Kind, ListQuery, MAX_PAGE_SIZE, NewDocument,
-    Outcome, Page, Role, Snapshot, WORKSPACE_SCOPE, Written,
+    Outcome, Page, Role, StoreSnapshot, WORKSPACE_SCOPE, Written,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -83,7 +83,7 @@ pub trait Store: Send + Sync + 'static {
     async fn revision(&self) -> Result<u64>;
 
     /// Every document and the revision they are at, read consistently.
-    async fn snapshot(&self) -> Result<Snapshot>;
+    async fn snapshot(&self) -> Result<StoreSnapshot>;
 
     /// Audit entries, newest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;

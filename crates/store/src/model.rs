@@ -251,7 +251,7 @@ pub struct ApplyReport {
 
 /// Everything a node compiles: all documents at one revision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Snapshot {
+pub struct StoreSnapshot {
     /// The revision these documents are at.
     pub revision: u64,
     /// Every document, ordered by workspace, kind, name.

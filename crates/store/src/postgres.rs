@@ -31,7 +31,7 @@ use crate::common::{
 use crate::migrate;
 use crate::model::{
     AdminToken, ApplyDocument, ApplyReport, AuditEntry, AuditQuery, DEFAULT_WORKSPACE, Document,
-    Expect, IssuedToken, Kind, ListQuery, NewDocument, Outcome, Page, Role, Snapshot,
+    Expect, IssuedToken, Kind, ListQuery, NewDocument, Outcome, Page, Role, StoreSnapshot,
     WORKSPACE_SCOPE, Written,
 };
 use crate::{Result, Store, StoreError, token};
@@ -693,7 +693,7 @@ impl Store for PostgresStore {
         read_revision(&*live(&mut guard)?).await
     }
 
-    async fn snapshot(&self) -> Result<Snapshot> {
+    async fn snapshot(&self) -> Result<StoreSnapshot> {
         let mut guard = self.client().await?;
         let tx = live(&mut guard)?
             .build_transaction()
@@ -710,7 +710,7 @@ impl Store for PostgresStore {
         )
         .await?;
         tx.commit().await.map_err(pg_err)?;
-        Ok(Snapshot {
+        Ok(StoreSnapshot {
             revision,
             documents,
         })

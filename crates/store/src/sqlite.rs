@@ -25,7 +25,7 @@ use crate::common::{
 use crate::migrate;
 use crate::model::{
     AdminToken, ApplyDocument, ApplyReport, AuditEntry, AuditQuery, DEFAULT_WORKSPACE, Document,
-    Expect, IssuedToken, Kind, ListQuery, NewDocument, Outcome, Page, Role, Snapshot,
+    Expect, IssuedToken, Kind, ListQuery, NewDocument, Outcome, Page, Role, StoreSnapshot,
     WORKSPACE_SCOPE, Written,
 };
 use crate::{Result, Store, StoreError, token};
@@ -694,7 +694,7 @@ impl Store for SqliteStore {
         self.run(|conn, _| read_revision(conn)).await
     }
 
-    async fn snapshot(&self) -> Result<Snapshot> {
+    async fn snapshot(&self) -> Result<StoreSnapshot> {
         self.run(|conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let revision = read_revision(&tx)?;
@@ -704,7 +704,7 @@ impl Store for SqliteStore {
                 &[],
             )?;
             tx.commit()?;
-            Ok(Snapshot {
+            Ok(StoreSnapshot {
                 revision,
                 documents,
             })

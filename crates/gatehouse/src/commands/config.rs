@@ -480,7 +480,7 @@ pub fn dump(docs: &[Document]) -> anyhow::Result<String> {
 
 /// What `apply` would change.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub struct SyncPlan {
     /// Readable lines: `+ kind name`, `- kind name`, `~ kind name: path: old -> new`.
     pub lines: Vec<String>,
     /// Documents to create.
@@ -493,7 +493,7 @@ pub struct Plan {
     pub unchanged: usize,
 }
 
-impl Plan {
+impl SyncPlan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
         self.create + self.update + self.delete > 0
@@ -509,8 +509,8 @@ impl Plan {
 }
 
 /// Compares the workspace's documents with the desired ones, field by field.
-pub fn diff(current: &[Document], desired: &[ApplyDocument]) -> Plan {
-    let mut plan = Plan::default();
+pub fn diff(current: &[Document], desired: &[ApplyDocument]) -> SyncPlan {
+    let mut plan = SyncPlan::default();
     let now: BTreeMap<(Kind, &str), &Document> = current
         .iter()
         .map(|d| ((d.kind, d.name.as_str()), d))

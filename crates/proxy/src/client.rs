@@ -162,15 +162,3 @@ pub fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
     }
     UpstreamFailure::Unreachable
 }
-
-/// Whether an error of type `E` is somewhere in `e`'s causes.
-pub fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    chain(e).any(|err| err.is::<E>())
-}
-
-/// The first `E` in the source chain of `e`, if any.
-pub fn find_cause<'a, E: std::error::Error + 'static>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a E> {
-    chain(e).find_map(|err| err.downcast_ref::<E>())
-}

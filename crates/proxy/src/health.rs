@@ -18,7 +18,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinHandle;
 
-pub use crate::targets::Passive;
 use crate::targets::Targets;
 use crate::tls::upstream::Connector;
 

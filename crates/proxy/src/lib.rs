@@ -6,30 +6,30 @@
 //! hyper's server and client types.
 
 pub mod canon;
-pub mod chain;
-pub mod circuit;
-pub mod client;
+mod chain;
+mod circuit;
+mod client;
 mod conns;
-pub mod discovery;
+mod discovery;
 mod error;
-pub mod forward;
+mod forward;
 mod framing;
 mod handler;
-pub mod health;
-pub mod lifecycle;
-pub mod limit;
+mod health;
+mod lifecycle;
+mod limit;
 mod logbody;
 mod outbound;
-pub mod retry;
+mod retry;
 mod server;
-pub mod snapshot;
+mod snapshot;
 mod sources;
-pub mod split;
+mod split;
 mod state;
-pub mod targets;
+mod targets;
 #[cfg(any(test, feature = "__test"))]
 pub mod testing;
-pub mod tls;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

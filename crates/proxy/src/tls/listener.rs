@@ -298,17 +298,6 @@ fn client_verifier(
         .map_err(|e| FieldError::new(&ca.field, format!("cannot verify clients with it: {e}")))
 }
 
-/// The DNS names (SANs) of the first certificate of a PEM chain, lower
-/// case: the names SNI serves it for when no `hosts` are given. Empty when
-/// the PEM does not parse (reported by whoever loads it).
-pub fn pem_dns_names(pem: &[u8]) -> Vec<String> {
-    use rustls_pki_types::pem::PemObject;
-    match CertificateDer::pem_slice_iter(pem).next() {
-        Some(Ok(der)) => dns_sans(&der),
-        _ => Vec::new(),
-    }
-}
-
 /// The DNS names (SANs) of a certificate, lower case.
 fn dns_sans(der: &CertificateDer<'_>) -> Vec<String> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {

@@ -8,6 +8,7 @@
 //! route table happens in `gatehouse-proxy`, which reports its errors
 //! through the same [`Source::locate`].
 
+mod collect;
 mod credentials;
 mod envs;
 mod error;

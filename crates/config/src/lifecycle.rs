@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::collect::{Collector, list};
 use crate::model::{ApiState, Config};
-use crate::validate::{Collector, list};
 
 /// Whether `hash` is the stored form of a key hash: `k1:` and 64 hex
 /// digits.

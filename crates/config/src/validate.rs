@@ -5,26 +5,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::collect::{Collector, list};
 use crate::error::ConfigErrors;
 use crate::locate::Source;
 use crate::model::{Config, OneOrMany, PluginRef, Route, Service};
 
-pub(crate) struct Collector<'a> {
-    source: &'a Source,
-    errors: Vec<crate::ConfigError>,
-}
-
-impl Collector<'_> {
-    pub(crate) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(self.source.error(&field.into(), message));
-    }
-}
-
 pub(crate) fn validate(config: &Config, source: &Source) -> Result<(), ConfigErrors> {
-    let mut c = Collector {
-        source,
-        errors: Vec::new(),
-    };
+    let mut c = Collector::new(source);
     server(config, &mut c);
     listeners(config, &mut c);
     services(config, &mut c);
@@ -32,11 +19,7 @@ pub(crate) fn validate(config: &Config, source: &Source) -> Result<(), ConfigErr
     consumers(config, &mut c);
     crate::lifecycle::validate(config, &mut c);
     plugin_refs(&config.plugins, "plugins", &mut c);
-    if c.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(c.errors))
-    }
+    c.finish()
 }
 
 fn server(config: &Config, c: &mut Collector<'_>) {
@@ -506,13 +489,4 @@ fn plugin_refs(plugins: &[PluginRef], at: &str, c: &mut Collector<'_>) {
             );
         }
     }
-}
-
-pub(crate) fn list(names: &HashSet<&str>) -> String {
-    if names.is_empty() {
-        return "none".to_string();
-    }
-    let mut v: Vec<&str> = names.iter().copied().collect();
-    v.sort_unstable();
-    v.join(", ")
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::ctx::Consumer;
-use crate::plugin::PluginError;
+use crate::error::PluginError;
 
 /// A scheme's lookup index, built once per workspace and compile; its
 /// plugin gets it back with [`crate::BuildEnv::index`] and downcasts it to

@@ -16,9 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ctx::Ctx;
+use crate::env::BuildEnv;
+use crate::error::PluginError;
 use crate::plugin::{
-    BuildEnv, ErrorFlow, Flow, LogRecord, Phase, Plugin, PluginError, PluginFactory, Request,
-    Response, UpstreamChoice, UpstreamFailure,
+    ErrorFlow, Flow, LogRecord, Phase, Plugin, PluginFactory, Request, Response, UpstreamChoice,
+    UpstreamFailure,
 };
 use crate::problem::{Problem, ProblemType};
 use crate::resources::{BuildCx, Resources, Scope};

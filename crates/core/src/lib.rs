@@ -6,6 +6,8 @@
 pub mod body;
 pub mod credentials;
 pub mod ctx;
+pub mod env;
+pub mod error;
 pub mod export;
 #[cfg(any(test, feature = "testing"))]
 pub mod harness;
@@ -15,16 +17,19 @@ pub mod plugin;
 pub mod problem;
 pub mod registry;
 pub mod resources;
+mod stream;
 pub mod tls;
 
 pub use body::{Body, BodyRejected, BoxError};
 pub use credentials::{CredentialScheme, Schemes};
 pub use ctx::{App, Consumer, Ctx};
+pub use env::BuildEnv;
+pub use error::PluginError;
 pub use keys::{AppKey, AppKeys, KeyHash, KeyHasher};
 pub use metrics::Metrics;
 pub use plugin::{
-    Band, BuildEnv, Capabilities, ErrorFlow, Flow, LogRecord, Phase, Phases, Plugin, PluginError,
-    PluginFactory, Request, Response, UpstreamChoice, UpstreamFailure,
+    Band, Capabilities, ErrorFlow, Flow, LogRecord, Phase, Phases, Plugin, PluginFactory, Request,
+    Response, UpstreamChoice, UpstreamFailure,
 };
 pub use problem::{Problem, ProblemDef, ProblemType};
 pub use registry::Registry;

@@ -8,14 +8,14 @@
 //! Inside a phase, plugins run by descending priority; ties are broken by
 //! name, so the order is deterministic.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::body::Body;
-use crate::ctx::{Consumer, Ctx};
+use crate::ctx::Ctx;
+use crate::error::PluginError;
 use crate::problem::{Problem, ProblemDef, ProblemType};
 use crate::resources::BuildCx;
 
@@ -368,52 +368,6 @@ pub trait Plugin: Send + Sync + 'static {
     /// work to a bounded queue instead.
     fn log(&self, _ctx: &Ctx, _record: &LogRecord) {
         testing::ran(Phase::Log);
-    }
-}
-
-/// Why a plugin configuration was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct PluginError {
-    /// Dotted path of the faulty field inside the plugin's `config`
-    /// (`allow[2]`), empty for the whole config.
-    pub path: String,
-    /// What was wrong and what was expected.
-    pub message: String,
-}
-
-impl PluginError {
-    /// An error about the field at `path`.
-    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Things a plugin may need at build time besides its own config: the
-/// data of the workspace whose plugin is built (docs/security.md), that is
-/// of the consumers its routes accept.
-#[derive(Debug, Clone, Default)]
-pub struct BuildEnv {
-    /// The lookup indexes of the registered credential schemes, by scheme
-    /// name (see [`crate::credentials`]); a plugin reads its own with
-    /// [`BuildEnv::index`].
-    pub credentials: crate::credentials::Indexes,
-    /// Every configured consumer by username (to check references such as
-    /// `key-auth`'s `anonymous`).
-    pub consumers: Arc<HashMap<String, Consumer>>,
-    /// Hashed API keys of the consumers' apps (see [`crate::keys`]).
-    pub app_keys: Arc<crate::keys::AppKeys>,
-}
-
-impl BuildEnv {
-    /// The lookup index credential scheme `scheme` built for this
-    /// workspace, downcast to the scheme's index type `T`; `None` when the
-    /// scheme is not registered (or `T` is not its type).
-    pub fn index<T: std::any::Any + Send + Sync>(&self, scheme: &str) -> Option<Arc<T>> {
-        self.credentials.get::<T>(scheme)
     }
 }
 

@@ -7,7 +7,7 @@
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
-use crate::body::{self, Body};
+use crate::stream::{self as body, Body};
 
 /// The media type of problem details.
 pub const CONTENT_TYPE: &str = "application/problem+json";

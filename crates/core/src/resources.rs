@@ -31,8 +31,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::env::BuildEnv;
 use crate::metrics::Metrics;
-use crate::plugin::BuildEnv;
 
 /// The future a background task runs.
 pub type TaskFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

@@ -15,7 +15,7 @@ use http::HeaderValue;
 use http::header;
 use http::uri::Authority;
 
-use crate::retry::StatusSet;
+use crate::retry_policy::StatusSet;
 use crate::targets::TargetSet;
 
 /// The circuit breakers of one service: the service's own here; with

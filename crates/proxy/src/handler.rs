@@ -22,10 +22,10 @@ use crate::error::{ErrorSource, GatewayError};
 use crate::forward::{self, Hop};
 use crate::lifecycle::ApiRt;
 use crate::outbound::{self, Outbound, PathSource};
-use crate::retry;
 use crate::snapshot::{HashOn, RouteRt, ServiceRt, Settings, Snapshot};
 use crate::split::RequestView;
 use crate::state::Shared;
+use crate::{retry, retry_policy};
 
 /// Facts about the downstream connection, computed once per connection.
 #[derive(Debug)]
@@ -749,8 +749,8 @@ async fn forward_upstream(
             && kept.is_none()
             && !(req.version() == Version::HTTP_11 && forward::is_upgrade_request(req.headers()))
         {
-            let limit =
-                retry::Effective::new(&dest.svc.retry, up.route.retry.as_deref()).buffer_body();
+            let limit = retry_policy::Effective::new(&dest.svc.retry, up.route.retry.as_deref())
+                .buffer_body();
             kept = Kept::of(&mut req, limit).await?;
         }
         let err = match send(snap, chain, ctx, req, up, hop, &dest).await {
@@ -946,7 +946,7 @@ async fn send(
         client: timeouts
             .and_then(|t| t.client_for(dest.index))
             .unwrap_or(&svc.client),
-        policy: retry::Effective::new(&svc.retry, route.retry.as_deref()),
+        policy: retry_policy::Effective::new(&svc.retry, route.retry.as_deref()),
         per_try: timeouts.and_then(|t| t.per_try).unwrap_or(svc.timeout),
         total: timeouts.and_then(|t| t.total).or(svc.total_timeout),
         started,

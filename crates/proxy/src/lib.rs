@@ -21,6 +21,7 @@ mod limit;
 mod logbody;
 mod outbound;
 mod retry;
+mod retry_policy;
 mod server;
 mod snapshot;
 mod sources;

@@ -118,7 +118,7 @@ pub struct ServiceRt {
     /// untracked target is used without bookkeeping.
     pub balanced: bool,
     /// Retry policy (routes may override fields).
-    pub retry: crate::retry::RetryPolicy,
+    pub retry: crate::retry_policy::RetryPolicy,
     /// How many retries the service may add; state restarts on reload.
     pub budget: gatehouse_upstream::RetryBudget,
     /// Randomness for backoff jitter.
@@ -193,7 +193,7 @@ pub struct RouteRt {
     /// Timeouts instead of the service's, if the route sets any.
     pub timeouts: Option<Box<RouteTimeouts>>,
     /// Retry fields instead of the service's, if the route sets any.
-    pub retry: Option<Box<crate::retry::RetryOverride>>,
+    pub retry: Option<Box<crate::retry_policy::RetryOverride>>,
     /// The API version the route belongs to, if any (never a draft: draft
     /// routes are left out of the snapshot).
     pub api: Option<Arc<crate::lifecycle::ApiRt>>,
@@ -521,7 +521,7 @@ pub fn compile(
         services.push(ServiceRt {
             balanced,
             breakers,
-            retry: crate::retry::RetryPolicy::compile(&s.retries),
+            retry: crate::retry_policy::RetryPolicy::compile(&s.retries),
             budget: gatehouse_upstream::RetryBudget::new(
                 s.retries.budget.ratio,
                 s.retries.budget.min_per_second,
@@ -678,7 +678,7 @@ pub fn compile(
             retry: r
                 .retries
                 .as_ref()
-                .map(|rr| Box::new(crate::retry::RetryOverride::compile(rr))),
+                .map(|rr| Box::new(crate::retry_policy::RetryOverride::compile(rr))),
             name: r.name.as_str().into(),
             workspace: ws,
             service,

@@ -15,6 +15,7 @@
 //! - [`http1_client`], [`h2c_client`]: hyper clients with a boxed request body.
 //! - [`StreamingBody`]: a request body that generates bytes without holding them.
 //! - [`rss`]: resident-memory readings for flat-memory assertions.
+//! - [`layering`]: the module-cycle check each crate runs on its own sources.
 //! - [`DnsServer`]: an authoritative DNS server (UDP and TCP) whose A, AAAA
 //!   and SRV records tests change at runtime, or that stops answering or
 //!   answers NXDOMAIN/SERVFAIL.
@@ -30,6 +31,7 @@
 pub mod body;
 pub mod client;
 pub mod dns;
+pub mod layering;
 pub mod normalize;
 pub mod pg;
 pub mod raw;

@@ -504,7 +504,7 @@ enum Expect {
 /// Adds `attempt` (documents of team-a) to [`victim`] and checks the answer
 /// team-a gets: accepted or refused as expected, and never a word that
 /// names or confirms anything of team-b.
-fn check(case: &str, attempt: Vec<Document>, expect: Expect) {
+fn check(attempt: Vec<Document>, expect: &Expect) -> Result<(), String> {
     let mut docs = victim();
     docs.extend(attempt);
     let answer = check_documents_for(
@@ -513,13 +513,12 @@ fn check(case: &str, attempt: Vec<Document>, expect: Expect) {
         &gatehouse_plugins::registry(),
         Viewer::Workspace("team-a"),
     );
-    match (&expect, &answer) {
-        (Expect::Ok, Ok(_)) => {}
+    match (expect, &answer) {
+        (Expect::Ok, Ok(_)) => Ok(()),
         (Expect::Refused(text), Err(errors)) => {
-            assert!(
-                errors.iter().any(|e| e.contains(text)),
-                "{case}: expected a message with {text:?}, got {errors:?}"
-            );
+            if !errors.iter().any(|e| e.contains(text)) {
+                return Err(format!("expected a message with {text:?}, got {errors:?}"));
+            }
             for e in errors {
                 for secret in [
                     "team-b",
@@ -534,12 +533,38 @@ fn check(case: &str, attempt: Vec<Document>, expect: Expect) {
                     "consumers[",
                     "services[",
                 ] {
-                    assert!(!e.contains(secret), "{case}: {e:?} reveals {secret:?}");
+                    if e.contains(secret) {
+                        return Err(format!("{e:?} reveals {secret:?}"));
+                    }
                 }
             }
+            Ok(())
         }
-        _ => panic!("{case}: expected {expect:?}, got {answer:?}"),
+        (Expect::Ok, Err(errors)) => Err(format!("expected it accepted, got {errors:?}")),
+        (Expect::Refused(text), Ok(_)) => Err(format!(
+            "expected a refusal with {text:?}, but it was accepted"
+        )),
     }
+}
+
+/// Runs [`check`] on every named attempt, then fails naming each attempt
+/// that was answered wrongly.
+fn check_all(attempts: Vec<(&str, Vec<Document>, Expect)>) {
+    assert!(!attempts.is_empty(), "no attempts");
+    let failures: Vec<String> = attempts
+        .into_iter()
+        .filter_map(|(case, attempt, expect)| {
+            check(attempt, &expect)
+                .err()
+                .map(|e| format!("{case}: {e}"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} attempt(s) answered wrongly:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn a_route(name: &str, body: Value) -> Document {
@@ -551,53 +576,55 @@ fn a_route(name: &str, body: Value) -> Document {
     route("team-a", name, body)
 }
 
+const TAKEN: &str = "is taken by another workspace";
+
 #[test]
-fn hostile_attempts_of_one_workspace_against_another() {
-    let taken = "is taken by another workspace";
-    check(
-        "the same host",
-        vec![a_route("grab", json!({"hosts": ["b.example.com"]}))],
-        Expect::Refused(taken),
-    );
-    check(
-        "the same host in another spelling",
-        vec![a_route("grab", json!({"hosts": ["B.Example.COM."]}))],
-        Expect::Refused(taken),
-    );
-    check(
-        "the same host, higher priority, another path",
-        vec![a_route(
-            "grab",
-            json!({"hosts": ["b.example.com"], "priority": 1000, "paths": ["/keys/*"]}),
-        )],
-        Expect::Refused(taken),
-    );
-    check(
-        "a wildcard over the host",
-        vec![a_route("grab", json!({"hosts": ["*.example.com"]}))],
-        Expect::Refused(taken),
-    );
-    check(
-        "a host under the other's wildcard",
-        vec![a_route("grab", json!({"hosts": ["x.b-apps.example"]}))],
-        Expect::Refused(taken),
-    );
-    check(
-        "a wildcard under the other's wildcard",
-        vec![a_route("grab", json!({"hosts": ["*.deep.b-apps.example"]}))],
-        Expect::Refused(taken),
-    );
-    check(
-        "a host-less route with a high priority",
-        vec![a_route("grab", json!({"priority": 1000}))],
-        Expect::Refused("must name its hosts"),
-    );
-    check(
-        "the any-host pattern",
-        vec![a_route("grab", json!({"hosts": ["*"], "priority": 1000}))],
-        Expect::Refused("must name its hosts"),
-    );
-    check(
+fn a_route_cannot_claim_a_host_of_another_workspace() {
+    check_all(vec![
+        (
+            "the same host",
+            vec![a_route("grab", json!({"hosts": ["b.example.com"]}))],
+            Expect::Refused(TAKEN),
+        ),
+        (
+            "the same host in another spelling",
+            vec![a_route("grab", json!({"hosts": ["B.Example.COM."]}))],
+            Expect::Refused(TAKEN),
+        ),
+        (
+            "the same host, higher priority, another path",
+            vec![a_route(
+                "grab",
+                json!({"hosts": ["b.example.com"], "priority": 1000, "paths": ["/keys/*"]}),
+            )],
+            Expect::Refused(TAKEN),
+        ),
+        (
+            "a wildcard over the host",
+            vec![a_route("grab", json!({"hosts": ["*.example.com"]}))],
+            Expect::Refused(TAKEN),
+        ),
+        (
+            "a host under the other's wildcard",
+            vec![a_route("grab", json!({"hosts": ["x.b-apps.example"]}))],
+            Expect::Refused(TAKEN),
+        ),
+        (
+            "a wildcard under the other's wildcard",
+            vec![a_route("grab", json!({"hosts": ["*.deep.b-apps.example"]}))],
+            Expect::Refused(TAKEN),
+        ),
+        (
+            "a route on the other's certificate name",
+            vec![a_route("grab", json!({"hosts": ["secure.b.example"]}))],
+            Expect::Refused(TAKEN),
+        ),
+    ]);
+}
+
+#[test]
+fn a_certificate_cannot_claim_a_route_host_of_another_workspace() {
+    check_all(vec![(
         "a certificate for the other's route host",
         vec![doc(
             "team-a",
@@ -605,114 +632,154 @@ fn hostile_attempts_of_one_workspace_against_another() {
             "mitm",
             json!({"cert": "", "key": "", "hosts": ["b.example.com"]}),
         )],
-        Expect::Refused(taken),
-    );
-    check(
-        "a route on the other's certificate name",
-        vec![a_route("grab", json!({"hosts": ["secure.b.example"]}))],
-        Expect::Refused(taken),
-    );
-    check(
+        Expect::Refused(TAKEN),
+    )]);
+}
+
+#[test]
+fn a_route_without_hosts_is_refused_at_any_priority() {
+    check_all(vec![
+        (
+            "a host-less route with a high priority",
+            vec![a_route("grab", json!({"priority": 1000}))],
+            Expect::Refused("must name its hosts"),
+        ),
+        (
+            "the any-host pattern",
+            vec![a_route("grab", json!({"hosts": ["*"], "priority": 1000}))],
+            Expect::Refused("must name its hosts"),
+        ),
+    ]);
+}
+
+#[test]
+fn a_route_cannot_rank_below_the_catch_all_of_default() {
+    check_all(vec![(
         "a route out-ranked by default's catch-all",
         vec![a_route(
             "low",
             json!({"hosts": ["a.example.com"], "priority": -1}),
         )],
         Expect::Refused("use at least 0"),
-    );
-    check(
-        "a guessed plaintext key of the other workspace (no oracle)",
-        vec![doc(
-            "team-a",
-            Kind::Consumer,
-            "mallory",
-            json!({"username": "mallory", "credentials": {"key_auth": [{"key": "bobs-guessable-key"}]}}),
-        )],
-        Expect::Ok,
-    );
-    check(
-        "a guessed app key hash of the other workspace (no oracle)",
-        vec![doc(
-            "team-a",
-            Kind::Consumer,
-            "mallory",
-            json!({"username": "mallory", "apps": [{"name": "m", "keys": [{"hash": format!("k1:{}", "ab".repeat(32))}]}]}),
-        )],
-        Expect::Ok,
-    );
-    check(
-        "a reference to the other's service lists no names",
-        vec![route(
-            "team-a",
-            "r",
-            json!({"service": "nope", "hosts": ["a.example.com"], "paths": ["/"]}),
-        )],
-        Expect::Refused("no service named `team-a/nope`"),
-    );
-    check(
-        "a duplicate key within its own workspace names its own consumer",
-        vec![
-            doc(
+    )]);
+}
+
+#[test]
+fn the_check_is_no_oracle_for_keys_of_another_workspace() {
+    check_all(vec![
+        (
+            "a guessed plaintext key of the other workspace",
+            vec![doc(
                 "team-a",
                 Kind::Consumer,
-                "m1",
-                json!({"username": "m1", "credentials": {"key_auth": [{"key": "same-key-0001"}]}}),
-            ),
-            doc(
+                "mallory",
+                json!({"username": "mallory", "credentials": {"key_auth": [{"key": "bobs-guessable-key"}]}}),
+            )],
+            Expect::Ok,
+        ),
+        (
+            "a guessed app key hash of the other workspace",
+            vec![doc(
                 "team-a",
                 Kind::Consumer,
-                "m2",
-                json!({"username": "m2", "credentials": {"key_auth": [{"key": "same-key-0001"}]}}),
-            ),
-        ],
-        Expect::Refused("duplicate API key (also used by consumer `team-a/m1`"),
-    );
-    // Node files are shared by every workspace: a path would use another
-    // workspace's (or the node's) private key, probe for files, or break
-    // every node's store later by naming a file that goes away. Refused
-    // alike whether the file exists or not.
+                "mallory",
+                json!({"username": "mallory", "apps": [{"name": "m", "keys": [{"hash": format!("k1:{}", "ab".repeat(32))}]}]}),
+            )],
+            Expect::Ok,
+        ),
+    ]);
+}
+
+#[test]
+fn refusals_name_only_entities_of_the_writing_workspace() {
+    check_all(vec![
+        (
+            "a reference to the other's service lists no names",
+            vec![route(
+                "team-a",
+                "r",
+                json!({"service": "nope", "hosts": ["a.example.com"], "paths": ["/"]}),
+            )],
+            Expect::Refused("no service named `team-a/nope`"),
+        ),
+        (
+            "a duplicate key within its own workspace names its own consumer",
+            vec![
+                doc(
+                    "team-a",
+                    Kind::Consumer,
+                    "m1",
+                    json!({"username": "m1", "credentials": {"key_auth": [{"key": "same-key-0001"}]}}),
+                ),
+                doc(
+                    "team-a",
+                    Kind::Consumer,
+                    "m2",
+                    json!({"username": "m2", "credentials": {"key_auth": [{"key": "same-key-0001"}]}}),
+                ),
+            ],
+            Expect::Refused("duplicate API key (also used by consumer `team-a/m1`"),
+        ),
+    ]);
+}
+
+/// Node files are shared by every workspace: a path would use another
+/// workspace's (or the node's) private key, probe for files, or break every
+/// node's store later by naming a file that goes away. Refused alike
+/// whether the file exists or not.
+#[test]
+fn node_files_cannot_be_named_outside_default() {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    for (case, tls) in [
-        ("an upstream CA file that exists", json!({"ca": manifest})),
+    let service = |tls: Value| {
+        vec![doc(
+            "team-a",
+            Kind::Service,
+            "files",
+            json!({"name": "files", "url": "https://127.0.0.1:9", "tls": tls}),
+        )]
+    };
+    check_all(vec![
+        (
+            "an upstream CA file that exists",
+            service(json!({"ca": manifest})),
+            Expect::Refused("names a file on the node"),
+        ),
         (
             "an upstream CA file that does not exist",
-            json!({"ca": "/nonexistent/ca.pem"}),
+            service(json!({"ca": "/nonexistent/ca.pem"})),
+            Expect::Refused("names a file on the node"),
         ),
         (
             "another workspace's certificate key as the client identity",
-            json!({"client_cert": "gatehouse-data/certs/team-b--7365637572652d63657274.crt",
-                   "client_key": "gatehouse-data/certs/team-b--7365637572652d63657274.key"}),
+            service(
+                json!({"client_cert": "gatehouse-data/certs/team-b--7365637572652d63657274.crt",
+                       "client_key": "gatehouse-data/certs/team-b--7365637572652d63657274.key"}),
+            ),
+            Expect::Refused("names a file on the node"),
         ),
-    ] {
-        check(
-            case,
+        (
+            "an OpenAPI file",
             vec![doc(
                 "team-a",
-                Kind::Service,
-                "files",
-                json!({"name": "files", "url": "https://127.0.0.1:9", "tls": tls}),
+                Kind::Api,
+                "spec@v1",
+                json!({"name": "spec", "version": "v1", "openapi": manifest}),
             )],
-            Expect::Refused("names a file on the node"),
-        );
-    }
-    check(
-        "an OpenAPI file",
-        vec![doc(
-            "team-a",
-            Kind::Api,
-            "spec@v1",
-            json!({"name": "spec", "version": "v1", "openapi": manifest}),
-        )],
-        Expect::Refused("`openapi` names a file on the node"),
-    );
-    check(
-        "its own host, any priority",
+            Expect::Refused("`openapi` names a file on the node"),
+        ),
+    ]);
+}
+
+#[test]
+fn its_own_hosts_are_accepted_at_any_priority() {
+    check_all(vec![(
+        "its own host and wildcard, priority 1000",
         vec![a_route(
             "mine",
             json!({"hosts": ["a.example.com", "*.a-apps.example"], "priority": 1000}),
         )],
         Expect::Ok,
-    );
+    )]);
 }
 
 #[test]

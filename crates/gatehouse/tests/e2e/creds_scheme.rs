@@ -432,189 +432,331 @@ fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-#[tokio::test]
-async fn store_documents_of_the_test_scheme_through_the_admin_api_and_a_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let registry = registry();
-    let hasher = KeyHasher::new(SECRET.as_bytes());
-    let store = gatehouse_store::open_with(
-        &url,
-        Some(gatehouse_admin::secrets::audit_redactor(
-            registry.schemes().clone(),
-            Some(hasher.clone()),
-        )),
-    )
-    .await
-    .unwrap();
-    let state = gatehouse_admin::AppState::new(store.clone())
-        .with_key_hasher(hasher)
-        .with_schemes(registry.schemes().clone())
-        .with_validator(Arc::new(Check {
-            registry: registry.clone(),
-            settings: settings(),
-        }));
-    let admin = Admin::start(store.clone(), state).await;
-    let ok = |(status, body): (u16, String)| {
-        assert!(status == 200 || status == 201, "{status} {body}");
-        body
-    };
-    let up = Upstream::echo().await;
-    for ws in ["team-a", "team-b"] {
-        ok(admin
-            .call("PUT", &format!("/workspaces/{ws}"), json!({}))
-            .await);
-        ok(admin
-            .put(ws, "services", "api", json!({"url": up.url()}))
-            .await);
-        let host = format!("{}.example", &ws[5..]);
-        ok(admin
-            .put(
-                ws,
-                "routes",
-                "mine",
-                json!({"service": "api", "hosts": [host], "paths": ["/*"], "plugins": [
-                    {"name": "test-token"},
-                    {"name": "headers", "config": {"request": {"set": {"x-consumer": "$(consumer)"}}}}
-                ]}),
-            )
-            .await);
-        ok(admin.put(ws, "consumers", "alice", json!({})).await);
+/// Asserts that a write succeeded (200 or 201); its answer.
+fn ok((status, body): (u16, String)) -> String {
+    assert!(status == 200 || status == 201, "{status} {body}");
+    body
+}
+
+/// The `token_fingerprint` of a written credential document.
+fn fingerprint(answer: &str) -> String {
+    json_of(answer)["body"]["test_token"]["token_fingerprint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no fingerprint in {answer}"))
+        .to_owned()
+}
+
+/// A store (SQLite in a temporary directory) behind an admin API that
+/// knows the scheme, holding workspaces `team-a` and `team-b`, each with
+/// service `api`, route `mine` on `a.example` / `b.example` guarded by
+/// `test-token`, and a consumer `alice` without credentials.
+struct Fixture {
+    url: String,
+    registry: Registry,
+    store: Arc<dyn Store>,
+    admin: Admin,
+    _up: Upstream,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let registry = registry();
+        let hasher = KeyHasher::new(SECRET.as_bytes());
+        let store = gatehouse_store::open_with(
+            &url,
+            Some(gatehouse_admin::secrets::audit_redactor(
+                registry.schemes().clone(),
+                Some(hasher.clone()),
+            )),
+        )
+        .await
+        .unwrap();
+        let state = gatehouse_admin::AppState::new(store.clone())
+            .with_key_hasher(hasher)
+            .with_schemes(registry.schemes().clone())
+            .with_validator(Arc::new(Check {
+                registry: registry.clone(),
+                settings: settings(),
+            }));
+        let admin = Admin::start(store.clone(), state).await;
+        let up = Upstream::echo().await;
+        for ws in ["team-a", "team-b"] {
+            ok(admin
+                .call("PUT", &format!("/workspaces/{ws}"), json!({}))
+                .await);
+            ok(admin
+                .put(ws, "services", "api", json!({"url": up.url()}))
+                .await);
+            let host = format!("{}.example", &ws[5..]);
+            ok(admin
+                .put(
+                    ws,
+                    "routes",
+                    "mine",
+                    json!({"service": "api", "hosts": [host], "paths": ["/*"], "plugins": [
+                        {"name": "test-token"},
+                        {"name": "headers", "config": {"request": {"set": {"x-consumer": "$(consumer)"}}}}
+                    ]}),
+                )
+                .await);
+            ok(admin.put(ws, "consumers", "alice", json!({})).await);
+        }
+        Fixture {
+            url,
+            registry,
+            store,
+            admin,
+            _up: up,
+            _dir: dir,
+        }
     }
 
-    // A credential document of the scheme: accepted, answered redacted.
-    let written = ok(admin
-        .put(
-            "team-a",
-            "credentials",
-            "alice-token",
-            json!({"consumer": "alice", "test_token": {"token": A_TOKEN, "label": "ci"}}),
+    /// [`Fixture::start`], then alice's credential document `alice-token`
+    /// in team-a, bob's inline token in team-a and the same `alice-token`
+    /// in team-b; with the fingerprint team-a's write answered.
+    async fn with_credentials() -> (Fixture, String) {
+        let f = Fixture::start().await;
+        let written = f.put_alice_token("team-a").await;
+        f.put_bob_inline().await;
+        f.put_alice_token("team-b").await;
+        (f, fingerprint(&written))
+    }
+
+    /// Writes credential document `alice-token` (A_TOKEN, label `ci`) for
+    /// `alice` of `ws`; the answer.
+    async fn put_alice_token(&self, ws: &str) -> String {
+        ok(self
+            .admin
+            .put(
+                ws,
+                "credentials",
+                "alice-token",
+                json!({"consumer": "alice", "test_token": {"token": A_TOKEN, "label": "ci"}}),
+            )
+            .await)
+    }
+
+    /// Writes consumer `bob` of team-a with B_TOKEN inline; the answer.
+    async fn put_bob_inline(&self) -> String {
+        ok(self
+            .admin
+            .put(
+                "team-a",
+                "consumers",
+                "bob",
+                json!({"credentials": {"test_token": [{"token": B_TOKEN}]}}),
+            )
+            .await)
+    }
+
+    /// GET of team-a's `alice-token` (which shows no token), PUT back as read.
+    async fn put_back_redacted_view(&self) {
+        let (_, read) = self
+            .admin
+            .call(
+                "GET",
+                "/workspaces/team-a/credentials/alice-token",
+                Value::Null,
+            )
+            .await;
+        assert!(!read.contains(A_TOKEN), "{read}");
+        let view = json_of(&read)["body"].clone();
+        ok(self
+            .admin
+            .put("team-a", "credentials", "alice-token", view)
+            .await);
+    }
+
+    /// A second admin API on the same store whose registry lacks the scheme.
+    async fn plain_admin(&self) -> Admin {
+        Admin::start(
+            self.store.clone(),
+            gatehouse_admin::AppState::new(self.store.clone()),
         )
-        .await);
+        .await
+    }
+
+    /// Writes `body` as `kind/name` of team-a and checks that it is refused
+    /// with `code` and a message containing `expect`, echoing no token.
+    async fn refused(
+        &self,
+        kind: &str,
+        name: &str,
+        body: Value,
+        expect: &str,
+        code: u16,
+    ) -> Result<(), String> {
+        let (status, answer) = self.admin.put("team-a", kind, name, body.clone()).await;
+        if status != code {
+            return Err(format!("{body}: status {status}, not {code}: {answer}"));
+        }
+        if !answer.contains(expect) {
+            return Err(format!("{body}: no {expect:?} in {answer}"));
+        }
+        for token in [A_TOKEN, "long-enough"] {
+            if answer.contains(token) {
+                return Err(format!("{body}: the answer echoes {token:?}: {answer}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_credential_document_is_answered_redacted_with_a_fingerprint() {
+    let f = Fixture::start().await;
+    let written = f.put_alice_token("team-a").await;
     assert!(!written.contains(A_TOKEN), "{written}");
     let body = &json_of(&written)["body"]["test_token"];
     assert_eq!(body["token"], Value::Null, "{written}");
     assert_eq!(body["label"], "ci");
-    let fingerprint = body["token_fingerprint"].as_str().unwrap().to_owned();
+    let fingerprint = fingerprint(&written);
     assert!(fingerprint.starts_with("hmac-sha256:"), "{fingerprint}");
+}
 
-    // Inline on a consumer: the same policy.
-    let written = ok(admin
-        .put(
-            "team-a",
-            "consumers",
-            "bob",
-            json!({"credentials": {"test_token": [{"token": B_TOKEN}]}}),
-        )
-        .await);
+#[tokio::test]
+async fn an_inline_credential_of_a_consumer_is_answered_redacted() {
+    let f = Fixture::start().await;
+    let written = f.put_bob_inline().await;
     assert!(!written.contains(B_TOKEN), "{written}");
     assert!(
         json_of(&written)["body"]["credentials"]["test_token"][0]["token_fingerprint"].is_string(),
         "{written}"
     );
+}
 
-    // Malformed bodies: 400 naming the field (the body's own check); a
-    // duplicate: 422 (the cross-entity check). Never echoing the token.
-    let refused = [
+/// The body's own check answers 400 naming the field, never the token,
+/// with the scheme's tokens already in the store.
+#[tokio::test]
+async fn malformed_credentials_are_refused_with_400_naming_the_field() {
+    let (f, _) = Fixture::with_credentials().await;
+    let cases = [
         (
+            "a token too short",
+            "credentials",
             json!({"consumer": "alice", "test_token": {"token": "short"}}),
             "body.test_token.token: test tokens must be at least 12 characters long",
-            400,
         ),
         (
+            "a bare string",
+            "credentials",
             json!({"consumer": "alice", "test_token": "a-bare-string-token"}),
             "body.test_token: expected an object",
-            400,
         ),
         (
+            "an unknown field",
+            "credentials",
             json!({"consumer": "alice", "test_token": {"token": "long-enough-token", "x": 1}}),
             "body.test_token: unknown field `x`",
-            400,
         ),
         (
+            "an unknown scheme",
+            "credentials",
             json!({"consumer": "alice", "nope_token": {"token": "long-enough-token"}}),
             "body.nope_token: unknown credential scheme `nope_token` (registered: `key_auth`, `test_token`)",
-            400,
         ),
         (
+            "no scheme",
+            "credentials",
             json!({"consumer": "alice"}),
             "set exactly one credential scheme (`key_auth`, `test_token`), found none",
-            400,
         ),
         (
+            "two schemes",
+            "credentials",
             json!({"consumer": "alice", "test_token": {"token": "long-enough-token"}, "key_auth": {"key": "long-enough-key"}}),
             "set exactly one credential scheme, found several",
-            400,
         ),
-        // Unique per workspace: alice's token again, in team-a.
         (
-            json!({"consumer": "bob", "test_token": {"token": A_TOKEN}}),
-            "duplicate test token",
-            422,
+            "a token too short inline on a consumer",
+            "consumers",
+            json!({"credentials": {"test_token": [{"token": "short"}]}}),
+            "body.credentials.test_token[0].token: test tokens must be",
         ),
     ];
-    for (body, expect, code) in refused {
-        let (status, answer) = admin
-            .put("team-a", "credentials", "bad", body.clone())
-            .await;
-        assert_eq!(status, code, "{body}: {answer}");
-        assert!(answer.contains(expect), "{body}: {answer}");
-        assert!(!answer.contains(A_TOKEN), "{answer}");
-        assert!(!answer.contains("long-enough"), "{answer}");
+    let mut failures = Vec::new();
+    for (case, kind, body, expect) in cases {
+        let name = if kind == "consumers" { "carol" } else { "bad" };
+        if let Err(e) = f.refused(kind, name, body, expect, 400).await {
+            failures.push(format!("{case}: {e}"));
+        }
     }
-    let (status, answer) = admin
-        .put(
-            "team-a",
-            "consumers",
-            "carol",
-            json!({"credentials": {"test_token": [{"token": "short"}]}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer.contains("body.credentials.test_token[0].token: test tokens must be"),
-        "{answer}"
-    );
-    // Another workspace may use the same token (uniqueness is per
-    // workspace, so a write never tells whether another tenant uses it).
-    ok(admin
-        .put(
-            "team-b",
-            "credentials",
-            "alice-token",
-            json!({"consumer": "alice", "test_token": {"token": A_TOKEN}}),
-        )
-        .await);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
 
-    // GET -> PUT of the redacted view keeps the stored token.
-    let (_, read) = admin
-        .call(
-            "GET",
-            "/workspaces/team-a/credentials/alice-token",
-            Value::Null,
-        )
-        .await;
-    assert!(!read.contains(A_TOKEN), "{read}");
-    let view = json_of(&read)["body"].clone();
-    ok(admin
-        .put("team-a", "credentials", "alice-token", view)
-        .await);
-    let stored = store
+/// The cross-entity check answers 422; the answer names the other
+/// credential, never the token.
+#[tokio::test]
+async fn a_token_used_twice_in_one_workspace_is_refused_with_422() {
+    let (f, _) = Fixture::with_credentials().await;
+    f.refused(
+        "credentials",
+        "bad",
+        json!({"consumer": "bob", "test_token": {"token": A_TOKEN}}),
+        "duplicate test token",
+        422,
+    )
+    .await
+    .unwrap();
+}
+
+/// Uniqueness is per workspace, so a write never tells whether another
+/// tenant uses a token.
+#[tokio::test]
+async fn another_workspace_may_use_the_same_token() {
+    let f = Fixture::start().await;
+    f.put_alice_token("team-a").await;
+    f.put_alice_token("team-b").await;
+    let stored = f
+        .store
+        .get("team-b", Kind::Credential, "alice-token")
+        .await
+        .unwrap();
+    assert_eq!(stored.body["test_token"]["token"], A_TOKEN);
+}
+
+#[tokio::test]
+async fn a_redacted_view_put_back_keeps_the_stored_token() {
+    let (f, _) = Fixture::with_credentials().await;
+    f.put_back_redacted_view().await;
+    let stored = f
+        .store
         .get("team-a", Kind::Credential, "alice-token")
         .await
         .unwrap();
     assert_eq!(stored.body["test_token"]["token"], A_TOKEN);
+}
 
-    // The audit log holds fingerprints only.
-    let (status, audit) = admin.call("GET", "/audit?limit=500", Value::Null).await;
+/// After writes of documents and inline tokens, a refused duplicate and a
+/// round trip of the redacted view.
+#[tokio::test]
+async fn the_audit_log_holds_fingerprints_only() {
+    let (f, fingerprint) = Fixture::with_credentials().await;
+    f.refused(
+        "credentials",
+        "bad",
+        json!({"consumer": "bob", "test_token": {"token": A_TOKEN}}),
+        "duplicate test token",
+        422,
+    )
+    .await
+    .unwrap();
+    f.put_back_redacted_view().await;
+    let (status, audit) = f.admin.call("GET", "/audit?limit=500", Value::Null).await;
     assert_eq!(status, 200, "{audit}");
     assert!(audit.contains(&fingerprint), "{audit}");
     for secret in [A_TOKEN, B_TOKEN] {
         assert!(!audit.contains(secret), "{audit}");
     }
+}
 
-    // The OpenAPI document describes the scheme, its secret write-only.
-    let (_, doc) = admin.call("GET", "/openapi.json", Value::Null).await;
+#[tokio::test]
+async fn the_openapi_document_describes_the_scheme_with_its_secret_write_only() {
+    let f = Fixture::start().await;
+    let (_, doc) = f.admin.call("GET", "/openapi.json", Value::Null).await;
     let doc = json_of(&doc);
     let schemas = &doc["components"]["schemas"];
     assert_eq!(
@@ -627,9 +769,12 @@ async fn store_documents_of_the_test_scheme_through_the_admin_api_and_a_node() {
         "#/components/schemas/TestTokenCredential"
     );
     assert!(schemas["Credentials"]["properties"]["test_token"].is_object());
+}
 
-    // An admin API whose registry lacks the scheme refuses it.
-    let plain = Admin::start(store.clone(), gatehouse_admin::AppState::new(store.clone())).await;
+#[tokio::test]
+async fn an_admin_api_without_the_scheme_refuses_its_credentials() {
+    let f = Fixture::start().await;
+    let plain = f.plain_admin().await;
     let (status, answer) = plain
         .put(
             "team-a",
@@ -643,8 +788,15 @@ async fn store_documents_of_the_test_scheme_through_the_admin_api_and_a_node() {
         answer.contains("unknown credential scheme `test_token`"),
         "{answer}"
     );
-    // Nor does it show that scheme's credentials: it cannot know which of
-    // their fields are secret.
+}
+
+/// It cannot know which of their fields are secret, so it shows none of
+/// the scheme's credentials, on reads or in the audit log.
+#[tokio::test]
+async fn an_admin_api_without_the_scheme_shows_none_of_its_secrets() {
+    let (f, _) = Fixture::with_credentials().await;
+    f.put_back_redacted_view().await;
+    let plain = f.plain_admin().await;
     for path in [
         "/workspaces/team-a/credentials/alice-token",
         "/workspaces/team-a/consumers/bob",
@@ -656,13 +808,15 @@ async fn store_documents_of_the_test_scheme_through_the_admin_api_and_a_node() {
             assert!(!read.contains(secret), "{path}: {read}");
         }
     }
+}
 
-    // A node serving the store identifies each workspace's consumers by
-    // their own workspace's tokens only.
-    let snapshot = store.snapshot().await.unwrap();
+#[tokio::test]
+async fn a_node_serving_the_store_knows_each_workspaces_own_tokens_only() {
+    let (f, _) = Fixture::with_credentials().await;
+    let snapshot = f.store.snapshot().await.unwrap();
     let loaded = gatehouse_control::prepare(&snapshot.documents, &settings()).unwrap();
     let gw = TestGateway {
-        gateway: gatehouse_proxy::Gateway::start(&loaded, registry.clone())
+        gateway: gatehouse_proxy::Gateway::start(&loaded, f.registry.clone())
             .await
             .unwrap(),
     };
@@ -691,12 +845,15 @@ async fn store_documents_of_the_test_scheme_through_the_admin_api_and_a_node() {
             // The plugin leaves the header; nothing else of the scheme leaks.
         }
     }
+}
 
-    // `config dump` (the binary, whose registry has no such scheme) never
-    // writes the scheme's secrets either.
+/// `config dump` is the binary, whose registry has no such scheme.
+#[tokio::test]
+async fn config_dump_writes_none_of_the_schemes_secrets() {
+    let (f, _) = Fixture::with_credentials().await;
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["config", "dump", "--workspace", "team-a"])
-        .env("GATEHOUSE_STORE", &url)
+        .env("GATEHOUSE_STORE", &f.url)
         .env("GATEHOUSE_LOG", "warn")
         .output()
         .unwrap();

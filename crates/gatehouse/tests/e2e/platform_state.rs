@@ -212,108 +212,160 @@ async fn until(addr: &str, path: &str, want: u16) {
     nodes::until_status(addr, path, want, Duration::from_secs(10)).await;
 }
 
+/// Route `count` answered by the counting plugin with this config.
+fn counting(window: &str, note: &str) -> serde_json::Value {
+    json!({"name": "count", "paths": ["/count"], "plugins": [
+        {"name": "counting", "config": {"window": window, "note": note}}
+    ]})
+}
+
+/// A store-backed node (role `both`, in-process, the built-in registry plus
+/// `counting`) serving route `count` with window `1m`, note `a`; its
+/// counter is at 1.
+struct StoreNode {
+    proxy: String,
+    admin: String,
+    token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    node: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl StoreNode {
+    async fn start() -> StoreNode {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = gatehouse_store::open(&url).await.unwrap();
+        let role = gatehouse_admin::parse_role("super-admin", None).unwrap();
+        let token = store
+            .create_token("test", "t", role)
+            .await
+            .unwrap()
+            .plaintext;
+        put(store.as_ref(), Kind::Route, "count", counting("1m", "a")).await;
+
+        let proxy = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{}", free_port());
+        let settings = dir.path().join("node.yaml");
+        std::fs::write(
+            &settings,
+            format!("server:\n  shutdown_timeout: 2s\nlisteners:\n  - address: \"{proxy}\"\n"),
+        )
+        .unwrap();
+        let opts = gatehouse::node::NodeOptions {
+            store: url.clone(),
+            config: Some(settings.clone()),
+            role: gatehouse::node::Role::Both,
+            admin_listen: admin.parse().unwrap(),
+            snapshot_file: dir.path().join("snapshot.json"),
+            certs_dir: dir.path().join("certs"),
+            resync_interval: Duration::from_secs(30),
+            registry: registry(),
+        };
+        let (node_settings, base) = gatehouse::node::node_settings(Some(&settings)).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let hup = Arc::new(tokio::sync::Notify::new());
+        let node = tokio::spawn(gatehouse::node::serve_until(
+            opts,
+            node_settings,
+            base,
+            hup,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        // The request that finds the node ready is the count's first.
+        until(&proxy, "/count", 200).await;
+        StoreNode {
+            proxy,
+            admin,
+            token,
+            stop: stop_tx,
+            node,
+            _dir: dir,
+        }
+    }
+
+    /// `PUT path` on the admin API; asserts 200 or 201.
+    async fn write(&self, path: &str, body: serde_json::Value) {
+        let (status, text) = http(&self.admin, "PUT", path, Some(&self.token), Some(&body))
+            .await
+            .unwrap();
+        assert!(
+            status == 200 || status == 201,
+            "PUT {path}: {status} {text}"
+        );
+    }
+
+    /// Writes route `name` on `/name`, answered by `mock`, and waits until
+    /// the proxy serves it (so every earlier write is in too).
+    async fn write_marker(&self, name: &str) {
+        let route = json!({"body": {"name": name, "paths": [format!("/{name}")],
+            "plugins": [{"name": "mock", "config": {"body": "m"}}]}});
+        self.write(&format!("/workspaces/default/routes/{name}"), route)
+            .await;
+        until(&self.proxy, &format!("/{name}"), 200).await;
+    }
+
+    /// Stops the node; it stops within 10 s, without an error.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.node)
+            .await
+            .expect("the node stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Admin writes of unrelated entities each make the node reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_keeps_counting_across_admin_writes_on_a_store_backed_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let store = gatehouse_store::open(&url).await.unwrap();
-    let role = gatehouse_admin::parse_role("super-admin", None).unwrap();
-    let token = store
-        .create_token("test", "t", role)
-        .await
-        .unwrap()
-        .plaintext;
-    let counting = |window: &str, note: &str| {
-        json!({"name": "count", "paths": ["/count"], "plugins": [
-            {"name": "counting", "config": {"window": window, "note": note}}
-        ]})
-    };
-    put(store.as_ref(), Kind::Route, "count", counting("1m", "a")).await;
-
-    let proxy = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
-    let settings = dir.path().join("node.yaml");
-    std::fs::write(
-        &settings,
-        format!("server:\n  shutdown_timeout: 2s\nlisteners:\n  - address: \"{proxy}\"\n"),
-    )
-    .unwrap();
-    let opts = gatehouse::node::NodeOptions {
-        store: url.clone(),
-        config: Some(settings.clone()),
-        role: gatehouse::node::Role::Both,
-        admin_listen: admin.parse().unwrap(),
-        snapshot_file: dir.path().join("snapshot.json"),
-        certs_dir: dir.path().join("certs"),
-        resync_interval: Duration::from_secs(30),
-        registry: registry(),
-    };
-    let (node_settings, base) = gatehouse::node::node_settings(Some(&settings)).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let hup = Arc::new(tokio::sync::Notify::new());
-    let node = tokio::spawn(gatehouse::node::serve_until(
-        opts,
-        node_settings,
-        base,
-        hup,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    until(&proxy, "/count", 200).await;
-    let mut want = 1; // the request `until` made
-    let write = |path: String, body: serde_json::Value| {
-        let (admin, token) = (admin.clone(), token.clone());
-        async move {
-            let (status, text) = http(&admin, "PUT", &path, Some(&token), Some(&body))
-                .await
-                .unwrap();
-            assert!(
-                status == 200 || status == 201,
-                "PUT {path}: {status} {text}"
-            );
-        }
-    };
-
-    // Admin writes of unrelated entities: each makes the node reload.
+    let node = StoreNode::start().await;
+    let mut want = 1;
     for i in 0..10 {
         let route = json!({"body": {"name": format!("other-{i}"), "paths": [format!("/other-{i}")],
             "plugins": [{"name": "mock", "config": {"body": "x"}}]}});
-        write(format!("/workspaces/default/routes/other-{i}"), route).await;
+        node.write(&format!("/workspaces/default/routes/other-{i}"), route)
+            .await;
         let consumer = json!({"body": {"username": format!("user-{i}")}});
-        write(format!("/workspaces/default/consumers/user-{i}"), consumer).await;
-        until(&proxy, &format!("/other-{i}"), 200).await;
+        node.write(&format!("/workspaces/default/consumers/user-{i}"), consumer)
+            .await;
+        until(&node.proxy, &format!("/other-{i}"), 200).await;
         want += 1;
-        assert_eq!(count(&proxy).await, want, "after admin write {i}");
+        assert_eq!(count(&node.proxy).await, want, "after admin write {i}");
     }
+    node.stop().await;
+}
 
-    // A compatible change of its own config keeps the count.
-    write(
-        "/workspaces/default/routes/count".into(),
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compatible_change_of_its_config_keeps_the_count_on_a_store_backed_node() {
+    let node = StoreNode::start().await;
+    node.write(
+        "/workspaces/default/routes/count",
         json!({"body": counting("1m", "b")}),
     )
     .await;
     // Wait for it with a change next to it that the proxy shows.
-    write(
-        "/workspaces/default/routes/marker".into(),
-        json!({"body": {"name": "marker", "paths": ["/marker"],
-            "plugins": [{"name": "mock", "config": {"body": "m"}}]}}),
-    )
-    .await;
-    until(&proxy, "/marker", 200).await;
-    want += 1;
-    assert_eq!(count(&proxy).await, want, "after a compatible change");
+    node.write_marker("marker").await;
+    assert_eq!(count(&node.proxy).await, 2, "after a compatible change");
+    node.stop().await;
+}
 
-    // An incompatible one resets it.
-    write(
-        "/workspaces/default/routes/count".into(),
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_change_of_its_config_resets_the_count_on_a_store_backed_node() {
+    let node = StoreNode::start().await;
+    // A count above 1 first, so that a reset shows.
+    assert_eq!(count(&node.proxy).await, 2);
+    node.write(
+        "/workspaces/default/routes/count",
         json!({"body": counting("5m", "b")}),
     )
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         // The old snapshot keeps counting until the new one is in.
-        let n = count(&proxy).await;
+        let n = count(&node.proxy).await;
         if n == 1 {
             break;
         }
@@ -323,12 +375,6 @@ async fn a_counter_keeps_counting_across_admin_writes_on_a_store_backed_node() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(count(&proxy).await, 2);
-
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(10), node)
-        .await
-        .expect("the node stops")
-        .unwrap()
-        .unwrap();
+    assert_eq!(count(&node.proxy).await, 2);
+    node.stop().await;
 }

@@ -11,11 +11,12 @@
 use crate::nodes;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_store::{Kind, Role};
+use gatehouse_store::{Kind, Role, Store};
 use gatehouse_testkit::Upstream;
 use gatehouse_testkit::tls::TestCa;
 use nodes::{BIN, Node, free_port, http};
@@ -42,184 +43,294 @@ async fn until_key(node: &Node, path: &str, key: &str, want: u16) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_round_tripped_key_still_authenticates_and_files_are_private() {
-    let dir = tempfile::tempdir().unwrap();
-    // A data directory open to others is tightened at start.
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // The store in a directory the store creates.
-    let db = dir.path().join("store/sub/g.db");
-    let url = format!("sqlite://{}", db.display());
-    let ca = TestCa::new("secrets-ca");
-    let (cert, key) = ca
-        .server_cert(&["default.test"])
-        .write(dir.path(), "default");
-    let settings = dir.path().join("node.yaml");
-    std::fs::write(
-        &settings,
-        format!(
-            "server:\n  shutdown_timeout: 2s\n  key_hash_secret: node-secret-0123456789abcdef\nlisteners:\n  - address: \"127.0.0.1:0\"\n  - address: \"127.0.0.1:0\"\n    tls:\n      certificates:\n        - cert: {}\n          key: {}\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
-    let store = gatehouse_store::open(&url).await.unwrap();
-    let root = store
-        .create_token("test", "root", Role::SuperAdmin)
-        .await
-        .unwrap()
-        .plaintext;
-    let admin = format!("127.0.0.1:{}", free_port());
-    let node = Node::start(
-        &url,
-        &[
-            "--config",
-            settings.to_str().unwrap(),
-            "--admin-listen",
-            &admin,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        true,
-    );
-    let upstream = Upstream::builder().body("secret area").start().await;
-    let call = |method: &'static str, path: String, body: Option<Value>| {
-        let (admin, root) = (admin.clone(), root.clone());
-        async move {
-            let (s, b) = http(&admin, method, &path, Some(&root), body.as_ref())
-                .await
-                .unwrap();
-            (s, b)
-        }
-    };
-    let ws = "/workspaces/default";
-    for (kind, body) in [
-        ("services", json!({ "name": "app", "url": upstream.url() })),
-        (
-            "routes",
-            json!({ "name": "r", "service": "app", "paths": ["/k"], "plugins": [{ "name": "key-auth" }] }),
-        ),
-        ("consumers", json!({ "username": "alice" })),
-    ] {
-        let (s, b) = call(
-            "POST",
-            format!("{ws}/{kind}"),
-            Some(json!({ "body": body })),
+const WS: &str = "/workspaces/default";
+
+/// A store-backed node (`gatehouse run --store`, role `both`, a plain and a
+/// TLS listener) serving route `/k` guarded by `key-auth`, with consumer
+/// `alice` and her credential document `alice-key` (KEY), which already
+/// authenticates. Its store lives in a directory the store creates; its
+/// data directory was open to others before it started.
+struct Fixture {
+    node: Node,
+    admin: String,
+    root: String,
+    ca: TestCa,
+    /// The TLS listener's certificate file.
+    cert: PathBuf,
+    db: PathBuf,
+    data: PathBuf,
+    /// The answer to the creation of `alice-key`.
+    created: String,
+    _store: Arc<dyn Store>,
+    upstream: Upstream,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        // A data directory open to others is tightened at start.
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The store in a directory the store creates.
+        let db = dir.path().join("store/sub/g.db");
+        let url = format!("sqlite://{}", db.display());
+        let ca = TestCa::new("secrets-ca");
+        let (cert, key) = ca
+            .server_cert(&["default.test"])
+            .write(dir.path(), "default");
+        let settings = dir.path().join("node.yaml");
+        std::fs::write(
+            &settings,
+            format!(
+                "server:\n  shutdown_timeout: 2s\n  key_hash_secret: node-secret-0123456789abcdef\nlisteners:\n  - address: \"127.0.0.1:0\"\n  - address: \"127.0.0.1:0\"\n    tls:\n      certificates:\n        - cert: {}\n          key: {}\n",
+                cert.display(),
+                key.display()
+            ),
         )
-        .await;
-        assert_eq!(s, 201, "{b}\n{}", node.log());
+        .unwrap();
+        let store = gatehouse_store::open(&url).await.unwrap();
+        let root = store
+            .create_token("test", "root", Role::SuperAdmin)
+            .await
+            .unwrap()
+            .plaintext;
+        let admin = format!("127.0.0.1:{}", free_port());
+        let node = Node::start(
+            &url,
+            &[
+                "--config",
+                settings.to_str().unwrap(),
+                "--admin-listen",
+                &admin,
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            true,
+        );
+        let upstream = Upstream::builder().body("secret area").start().await;
+        let mut f = Fixture {
+            node,
+            admin,
+            root,
+            ca,
+            cert,
+            db,
+            data,
+            created: String::new(),
+            _store: store,
+            upstream,
+            _dir: dir,
+        };
+        for (kind, body) in [
+            (
+                "services",
+                json!({ "name": "app", "url": f.upstream.url() }),
+            ),
+            (
+                "routes",
+                json!({ "name": "r", "service": "app", "paths": ["/k"], "plugins": [{ "name": "key-auth" }] }),
+            ),
+            ("consumers", json!({ "username": "alice" })),
+        ] {
+            let (s, b) = f
+                .call(
+                    "POST",
+                    &format!("{WS}/{kind}"),
+                    Some(json!({ "body": body })),
+                )
+                .await;
+            assert_eq!(s, 201, "{b}\n{}", f.node.log());
+        }
+        let (s, b) = f
+            .call(
+                "POST",
+                &format!("{WS}/credentials"),
+                Some(json!({ "name": "alice-key", "body": { "consumer": "alice", "key_auth": { "key": KEY } } })),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        until_key(&f.node, "/k", KEY, 200).await;
+        f.created = b;
+        f
     }
-    let (s, b) = call(
-        "POST",
-        format!("{ws}/credentials"),
-        Some(json!({ "name": "alice-key", "body": { "consumer": "alice", "key_auth": { "key": KEY } } })),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    assert!(!b.contains(KEY), "{b}");
-    until_key(&node, "/k", KEY, 200).await;
 
-    // GET → PUT of the redacted view: unchanged, and the key still works.
-    let (s, b) = call("GET", format!("{ws}/credentials/alice-key"), None).await;
-    assert_eq!(s, 200);
-    assert!(!b.contains(KEY), "{b}");
-    let view: Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(view["body"]["key_auth"]["key"], Value::Null);
-    let (s, b) = call(
-        "PUT",
-        format!("{ws}/credentials/alice-key"),
-        Some(json!({ "body": view["body"] })),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    let after: Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(after["version"], view["version"], "nothing changed");
-    until_key(&node, "/k", KEY, 200).await;
+    /// A call to the admin API as the super-admin: status and body.
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+        http(&self.admin, method, path, Some(&self.root), body.as_ref())
+            .await
+            .unwrap()
+    }
 
-    // A new key replaces it on the data plane.
-    let (s, b) = call(
-        "PATCH",
-        format!("{ws}/credentials/alice-key"),
-        Some(json!({ "body": { "key_auth": { "key": NEW_KEY } } })),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    assert!(!b.contains(NEW_KEY), "{b}");
-    until_key(&node, "/k", NEW_KEY, 200).await;
-    until_key(&node, "/k", KEY, 401).await;
+    /// GET of `alice-key` (no key shown), PUT back as read: nothing changes.
+    async fn round_trip(&self) {
+        let (s, b) = self
+            .call("GET", &format!("{WS}/credentials/alice-key"), None)
+            .await;
+        assert_eq!(s, 200);
+        assert!(!b.contains(KEY), "{b}");
+        let view: Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(view["body"]["key_auth"]["key"], Value::Null);
+        let (s, b) = self
+            .call(
+                "PUT",
+                &format!("{WS}/credentials/alice-key"),
+                Some(json!({ "body": view["body"] })),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        let after: Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(after["version"], view["version"], "nothing changed");
+    }
 
-    // The real check's 422 answers name no secret: a key another
-    // credential already has, a certificate whose key is not PEM.
-    let pem_body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCsecret";
-    for (path, body) in [
-        (
-            format!("{ws}/credentials"),
-            json!({ "name": "dup", "body": { "consumer": "alice", "key_auth": { "key": NEW_KEY } } }),
-        ),
-        (
-            format!("{ws}/certificates"),
-            json!({ "name": "bad", "body": {
-                "cert": std::fs::read_to_string(&cert).unwrap(),
-                "key": format!("-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----\n")
-            } }),
-        ),
-    ] {
-        let (s, b) = call("POST", path.clone(), Some(body)).await;
-        assert_eq!(s, 422, "{path}: {b}");
-        for needle in [NEW_KEY, KEY, pem_body] {
-            assert!(!b.contains(needle), "{path} leaks {needle}: {b}");
+    /// PATCHes NEW_KEY into `alice-key` (answered without it) and waits
+    /// until the data plane takes NEW_KEY and refuses KEY.
+    async fn replace_key(&self) {
+        let (s, b) = self
+            .call(
+                "PATCH",
+                &format!("{WS}/credentials/alice-key"),
+                Some(json!({ "body": { "key_auth": { "key": NEW_KEY } } })),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        assert!(!b.contains(NEW_KEY), "{b}");
+        until_key(&self.node, "/k", NEW_KEY, 200).await;
+        until_key(&self.node, "/k", KEY, 401).await;
+    }
+
+    /// Writes the real check refuses with 422 (a second credential with
+    /// `key`, the key `alice-key` has; a certificate whose key is not PEM):
+    /// the answers name no secret.
+    async fn refusals_name_no_secret(&self, key: &str) {
+        let pem_body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCsecret";
+        for (path, body) in [
+            (
+                format!("{WS}/credentials"),
+                json!({ "name": "dup", "body": { "consumer": "alice", "key_auth": { "key": key } } }),
+            ),
+            (
+                format!("{WS}/certificates"),
+                json!({ "name": "bad", "body": {
+                    "cert": std::fs::read_to_string(&self.cert).unwrap(),
+                    "key": format!("-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----\n")
+                } }),
+            ),
+        ] {
+            let (s, b) = self.call("POST", &path, Some(body)).await;
+            assert_eq!(s, 422, "{path}: {b}");
+            for needle in [NEW_KEY, KEY, pem_body] {
+                assert!(!b.contains(needle), "{path} leaks {needle}: {b}");
+            }
         }
     }
-    // The audit log through the API holds neither key.
-    let (s, b) = call("GET", "/audit?limit=1000".to_owned(), None).await;
+
+    /// Stops the node; it exits with 0.
+    fn stop(self) {
+        self.node.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_credential_is_answered_without_its_key_and_authenticates() {
+    let f = Fixture::start().await;
+    assert!(!f.created.contains(KEY), "{}", f.created);
+    until_key(&f.node, "/k", KEY, 200).await;
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_round_tripped_credential_is_unchanged_and_still_authenticates() {
+    let f = Fixture::start().await;
+    f.round_trip().await;
+    until_key(&f.node, "/k", KEY, 200).await;
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_key_replaces_the_old_one_on_the_data_plane() {
+    let f = Fixture::start().await;
+    f.replace_key().await;
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_checks_422_answers_name_no_secret() {
+    let f = Fixture::start().await;
+    f.refusals_name_no_secret(KEY).await;
+    f.stop();
+}
+
+/// After every kind of write: creation, a round trip, a new key and
+/// refused writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_holds_no_key() {
+    let f = Fixture::start().await;
+    f.round_trip().await;
+    f.replace_key().await;
+    f.refusals_name_no_secret(NEW_KEY).await;
+    let (s, b) = f.call("GET", "/audit?limit=1000", None).await;
     assert_eq!(s, 200);
     assert!(!b.contains(KEY) && !b.contains(NEW_KEY), "{b}");
+    f.stop();
+}
 
-    // A certificate document: its files are owner-only.
-    let pair = ca.server_cert(&["store.test"]);
-    let (s, b) = call(
-        "POST",
-        format!("{ws}/certificates"),
-        Some(json!({ "name": "c", "body": { "cert": pair.cert_pem, "key": pair.key_pem } })),
-    )
-    .await;
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_documents_files_are_owner_only() {
+    let f = Fixture::start().await;
+    let pair = f.ca.server_cert(&["store.test"]);
+    let (s, b) = f
+        .call(
+            "POST",
+            &format!("{WS}/certificates"),
+            Some(json!({ "name": "c", "body": { "cert": pair.cert_pem, "key": pair.key_pem } })),
+        )
+        .await;
     assert_eq!(s, 201, "{b}");
     assert!(!b.contains(&pair.key_pem[30..80]), "{b}");
-    let certs = data.join("certs");
+    let certs = f.data.join("certs");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::fs::read_dir(&certs).map_or(0, Iterator::count) < 2 {
-        assert!(std::time::Instant::now() < deadline, "{}", node.log());
+        assert!(std::time::Instant::now() < deadline, "{}", f.node.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    for file in std::fs::read_dir(&certs).unwrap() {
+        let file = file.unwrap().path();
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    for d in [&f.data, &certs] {
+        assert_eq!(mode(d), 0o700, "{}", d.display());
+    }
+    f.stop();
+}
 
-    // Every file the store and the node made is owner-only.
-    let mut files = vec![
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_and_data_directory_files_are_owner_only() {
+    let f = Fixture::start().await;
+    let snapshot = f.data.join("snapshot.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !snapshot.exists() {
+        assert!(std::time::Instant::now() < deadline, "{}", f.node.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let db = &f.db;
+    for file in [
         db.clone(),
         db.with_extension("db-wal"),
         db.with_extension("db-shm"),
-        data.join("snapshot.json"),
-    ];
-    files.extend(
-        std::fs::read_dir(&certs)
-            .unwrap()
-            .map(|e| e.unwrap().path()),
-    );
-    for f in &files {
-        assert_eq!(mode(f), 0o600, "{}", f.display());
+        snapshot,
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     for d in [
         db.parent().unwrap(),
         db.parent().unwrap().parent().unwrap(),
-        &data,
-        &certs,
+        &f.data,
     ] {
         assert_eq!(mode(d), 0o700, "{}", d.display());
     }
-    node.stop();
-    drop(store);
+    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,12 +8,14 @@
 //! load), which the 170 tests of this binary running beside them would move.
 //!
 //! A new file: `tests/dataplane/NAME.rs` with `use crate::common;` where a
-//! standalone test had `mod common;`, and `mod NAME;` below.
+//! standalone test had `mod common;`, and `mod NAME;` below. Tables of
+//! hostile configs name their rows through `table`.
 
 /// The shared harness, under the name the modules use.
 mod common {
     pub use gatehouse_proxy::testing::*;
 }
+mod table;
 
 mod balancing;
 mod concurrency;

@@ -4,7 +4,7 @@
 //! request takes; breakers fail fast and recover through half-open probes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common;
+use crate::{common, table};
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -624,9 +624,17 @@ async fn retried_attempts_feed_passive_health() {
     assert_eq!(bad.hits(), 2, "ejected after two failed attempts");
 }
 
+/// The error `yaml` is refused with when read as `bad.yaml`.
+fn read_error(yaml: &str) -> Result<String, String> {
+    match gatehouse_config::parse_str(yaml, "bad.yaml") {
+        Ok(_) => Err(format!("accepted:\n{yaml}")),
+        Err(e) => Ok(e.to_string()),
+    }
+}
+
+/// Fields that bound each other are all reported at once.
 #[test]
-fn bad_retry_timeout_and_breaker_config_is_rejected_with_field_paths() {
-    // Fields that bound each other are all reported at once.
+fn retry_bounds_are_checked_across_service_and_route_and_all_reported() {
     let yaml = r#"services:
   - name: api
     url: http://api.internal:8080
@@ -640,98 +648,128 @@ routes:
     paths: ["/m"]
     timeouts: { total: 1s }
 "#;
-    let err = gatehouse_config::parse_str(yaml, "bad.yaml")
-        .unwrap_err()
-        .to_string();
-    for needle in [
-        "services[0].retries.backoff.base: must not be greater than `max`",
-        // The route's base against the service's inherited max.
-        "routes[0].retries.backoff.base: must not be greater than `max` (base 1s, max 250ms)",
-        "routes[1].timeouts: only valid on a route with a `service`",
-    ] {
-        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
-    }
-    // A malformed value stops the read at that value.
+    let err = read_error(yaml);
+    table::assert_rows([
+        (
+            "a service's backoff base above its max",
+            "services[0].retries.backoff.base: must not be greater than `max`",
+        ),
+        (
+            "a route's base above the max it inherits from its service",
+            "routes[0].retries.backoff.base: must not be greater than `max` (base 1s, max 250ms)",
+        ),
+        (
+            "timeouts on a route without a service",
+            "routes[1].timeouts: only valid on a route with a `service`",
+        ),
+    ]
+    .map(|(name, needle)| {
+        (
+            name,
+            err.clone().and_then(|e| table::contains_all(&e, &[needle])),
+        )
+    }));
+}
+
+/// A malformed value stops the read at that value.
+#[test]
+fn bad_retry_timeout_and_breaker_values_are_rejected_with_field_paths() {
     let service = |block: &str| {
         format!("services:\n  - name: api\n    url: http://api.internal:8080\n{block}")
     };
     let route = |block: &str| service(&format!("routes:\n  - name: r\n    service: api\n{block}"));
-    for (yaml, needle) in [
+    let cases = [
         (
+            "a zero total timeout",
             service("    total_timeout: 0s\n"),
             "services[0].total_timeout: must be greater than zero",
         ),
         (
+            "too many attempts",
             service("    retries:\n      attempts: 11\n"),
             "services[0].retries.attempts: must be at most 10",
         ),
         (
+            "an unknown retry condition",
             service("    retries:\n      on: [connect-failure, bogus]\n"),
             "services[0].retries.on[1]: unknown retry condition `bogus`",
         ),
         (
+            "a retry status out of range",
             service("    retries:\n      on: [700]\n"),
             "services[0].retries.on[0]: must be an HTTP status (100-599)",
         ),
         (
+            "a lower-case retry method",
             service("    retries:\n      methods: [get]\n"),
             "services[0].retries.methods[0]: `get` is not an HTTP method",
         ),
         (
+            "a zero budget ratio",
             service("    retries:\n      budget: { ratio: 0, min_per_second: 10 }\n"),
             "services[0].retries.budget.ratio: must be greater than 0 and at most 1",
         ),
         (
+            "a body buffer above 64 MiB",
             service("    retries:\n      buffer_body: 100000000\n"),
             "services[0].retries.buffer_body: must be at most 67108864 bytes",
         ),
         (
+            "a failure ratio above 1",
             service("    circuit_breaker:\n      failure_ratio: 1.5\n"),
             "services[0].circuit_breaker.failure_ratio: must be greater than 0 and at most 1",
         ),
         (
+            "zero minimum requests",
             service("    circuit_breaker:\n      min_requests: 0\n"),
             "services[0].circuit_breaker.min_requests: must be at least 1",
         ),
         (
+            "a breaker window under 10ms",
             service("    circuit_breaker:\n      window: 1ms\n"),
             "services[0].circuit_breaker.window: must be at least 10ms",
         ),
         (
+            "a zero open time",
             service("    circuit_breaker:\n      open_for: 0s\n"),
             "services[0].circuit_breaker.open_for: must be greater than zero",
         ),
         (
+            "zero half-open requests",
             service("    circuit_breaker:\n      half_open_requests: 0\n"),
             "services[0].circuit_breaker.half_open_requests: must be between 1 and 1000",
         ),
         (
+            "a breaker failure status out of range",
             service("    circuit_breaker:\n      failure_statuses: [99]\n"),
             "services[0].circuit_breaker.failure_statuses[0]: must be an HTTP status",
         ),
         (
+            "a zero connect timeout on a route",
             route("    timeouts: { connect: 0s, per_try: 2s }\n"),
             "routes[0].timeouts.connect: must be greater than zero",
         ),
         (
+            "too many attempts on a route",
             route("    retries: { attempts: 30 }\n"),
             "routes[0].retries.attempts: must be at most 10",
         ),
         (
+            "an unknown retry condition on a route",
             route("    retries: { on: [nope] }\n"),
             "routes[0].retries.on[0]: unknown retry condition `nope`",
         ),
-    ] {
-        let err = gatehouse_config::parse_str(&yaml, "bad.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
-    }
-    // Unknown keys inside the new blocks are rejected too.
-    let typo =
-        "services:\n  - name: a\n    url: http://a:1\n    circuit_breaker:\n      open_after: 3\n";
-    let err = gatehouse_config::parse_str(typo, "typo.yaml")
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("unknown field `open_after`"), "{err}");
+        (
+            "an unknown key in a circuit_breaker block",
+            "services:\n  - name: a\n    url: http://a:1\n    circuit_breaker:\n      open_after: 3\n"
+                .to_owned(),
+            "unknown field `open_after`",
+        ),
+    ];
+    table::assert_rows(cases.iter().map(|(name, yaml, needle)| {
+        (
+            *name,
+            read_error(yaml).and_then(|e| table::contains_all(&e, &[needle])),
+        )
+    }));
 }

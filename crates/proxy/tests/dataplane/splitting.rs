@@ -3,7 +3,7 @@
 //! per-branch service plugins, the all-zero 503, and config errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common;
+use crate::{common, table};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -402,103 +402,133 @@ async fn all_zero_weights_route_only_matching_requests() {
     assert_eq!(p.v2.hits(), 5);
 }
 
-#[tokio::test]
-async fn invalid_split_configs_name_the_field() {
+#[test]
+fn invalid_split_configs_name_the_field() {
     let svc = "services:\n  - name: a\n    url: http://127.0.0.1:1\n  - name: b\n    url: http://127.0.0.1:2\nroutes:\n  - name: r\n";
-    let cases: &[(&str, &str)] = &[
+    let cases: &[(&str, &str, &str)] = &[
         (
+            "split next to service",
             "    service: a\n    split:\n      - service: b\n        weight: 1\n",
             "routes[0].split: cannot be combined with `service`",
         ),
         (
+            "a branch naming an unknown service",
             "    split:\n      - service: a\n        weight: 1\n      - service: nope\n        weight: 1\n",
             "test.yaml:11:9: routes[0].split[1].service: no service named `nope` (defined services: a, b)",
         ),
         (
+            "no branch",
             "    split: []\n",
             "routes[0].split: must list at least one branch",
         ),
         (
+            "one service in two branches",
             "    split:\n      - service: a\n        weight: 1\n      - service: a\n        weight: 2\n",
             "routes[0].split[1].service: `a` is already used by routes[0].split[0]",
         ),
         (
+            "all weights zero and no when",
             "    split:\n      - service: a\n        weight: 0\n      - service: b\n        weight: 0\n",
             "routes[0].split: every weight is 0 and no branch has `when`",
         ),
         (
+            "a weight above 65535",
             "    split:\n      - service: a\n        weight: 70000\n",
             "routes[0].split[0].weight: must be at most 65535",
         ),
         (
+            "weights adding up above 65536",
             "    split:\n      - service: a\n        weight: 60000\n      - service: b\n        weight: 60000\n",
             "routes[0].split: weights add up to 120000, more than the maximum of 65536",
         ),
         (
+            "an unknown sticky key",
             "    split:\n      - service: a\n        weight: 1\n    sticky:\n      hash_on: session\n",
             "routes[0].sticky.hash_on: `session` is not a sticky key (expected client_ip, header:NAME, cookie:NAME or query:NAME)",
         ),
         (
+            "a sticky header that is no header name",
             "    split:\n      - service: a\n        weight: 1\n    sticky:\n      hash_on: \"header:a b\"\n",
             "routes[0].sticky.hash_on: `header:a b` is not a sticky key",
         ),
         (
+            "the consumer as sticky key",
             "    split:\n      - service: a\n        weight: 1\n    sticky:\n      hash_on: consumer\n",
             "routes[0].sticky.hash_on: `consumer` cannot be a sticky key",
         ),
         (
+            "sticky without split",
             "    service: a\n    sticky:\n      hash_on: client_ip\n",
             "routes[0].sticky: only used with `split`",
         ),
         (
+            "an empty when",
             "    split:\n      - service: a\n        weight: 1\n      - service: b\n        weight: 0\n        when: {}\n",
             "routes[0].split[1].when: must list at least one of `headers` or `cookies`",
         ),
         (
+            "a when header that is no header name",
             "    split:\n      - service: a\n        weight: 1\n      - service: b\n        weight: 0\n        when:\n          headers: { \"x y\": \"1\" }\n",
             "routes[0].split[1].when.headers.x y: `x y` is not a valid header name",
         ),
         (
+            "a when cookie that is no cookie name",
             "    split:\n      - service: a\n        weight: 1\n      - service: b\n        weight: 0\n        when:\n          cookies: { \"a=b\": \"1\", c: [] }\n",
             "routes[0].split[1].when.cookies.a=b: `a=b` is not a valid cookie name",
         ),
         (
+            "a when cookie without values",
             "    split:\n      - service: a\n        weight: 1\n      - service: b\n        weight: 0\n        when:\n          cookies: { c: [] }\n",
             "routes[0].split[1].when.cookies.c: must list at least one value",
         ),
-        ("    split:\n      - service: a\n", "missing field `weight`"),
         (
+            "a branch without weight",
+            "    split:\n      - service: a\n",
+            "missing field `weight`",
+        ),
+        (
+            "a when on the query",
             "    split:\n      - service: a\n        weight: 1\n        when:\n          query: { a: \"1\" }\n",
             "unknown field `query`, expected `headers` or `cookies`",
         ),
     ];
-    for (route, want) in cases {
-        let yaml = format!("{svc}{route}");
-        let err = gatehouse_config::parse_str(&yaml, "test.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(want), "for\n{route}wanted {want}\ngot {err}");
-    }
+    table::assert_rows(cases.iter().map(|&(name, route, want)| {
+        let result = match gatehouse_config::parse_str(&format!("{svc}{route}"), "test.yaml") {
+            Ok(_) => Err(format!("accepted:\n{route}")),
+            Err(e) => {
+                table::contains_all(&e.to_string(), &[want]).map_err(|e| format!("for\n{route}{e}"))
+            }
+        };
+        (name, result)
+    }));
+}
 
-    // A bad regex is found when the config is compiled (start or reload).
+/// A bad regex is found when the config is compiled (start or reload).
+#[tokio::test]
+async fn a_bad_split_regex_fails_the_reload_and_the_old_config_keeps_serving() {
     let p = pair().await;
     let gw = TestGateway::start(&config(&p, &weights(1, 1, ""))).await;
-    let bad = weights(
-        1,
-        0,
-        "        when:\n          cookies: { canary: \"~(\" }\n",
-    );
-    let err = gw.reload(&config(&p, &bad)).await.unwrap_err();
-    assert!(
-        err.contains("routes[0].split[1].when.cookies.canary: invalid regex"),
-        "{err}"
-    );
-    let bad = weights(1, 0, "        when:\n          headers: { x-a: \"~[\" }\n");
-    let err = gw.reload(&config(&p, &bad)).await.unwrap_err();
-    assert!(
-        err.contains("routes[0].split[1].when.headers.x-a: invalid regex"),
-        "{err}"
-    );
+    let cases = [
+        (
+            "a cookie regex",
+            "        when:\n          cookies: { canary: \"~(\" }\n",
+            "routes[0].split[1].when.cookies.canary: invalid regex",
+        ),
+        (
+            "a header regex",
+            "        when:\n          headers: { x-a: \"~[\" }\n",
+            "routes[0].split[1].when.headers.x-a: invalid regex",
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, when, want) in cases {
+        let result = match gw.reload(&config(&p, &weights(1, 0, when))).await {
+            Ok(_) => Err("the reload succeeded".to_owned()),
+            Err(e) => table::contains_all(&e, &[want]),
+        };
+        rows.push((name, result));
+    }
+    table::assert_rows(rows);
     // The old config keeps serving.
     assert_eq!(
         served_by(&hit(&http1_client(), &gw, &[]).await),

@@ -7,7 +7,7 @@
 //! with rcgen (`gatehouse_testkit::tls`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common;
+use crate::{common, table};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -971,90 +971,106 @@ fn validation_names_the_field_of_each_broken_tls_file() {
     let missing = dir.path().join("missing.pem");
     let listener = |tls: &str| format!("listeners:\n  - address: \"127.0.0.1:0\"\n    tls:\n{tls}");
     let certs = |cert: &Path, key: &Path| certs_block(&[cert_entry(cert, key)]);
-
-    assert_eq!(check(&listener(&certs(&c, &k))), Ok(()));
-
-    let err = check(&listener(&certs(&missing, &k))).unwrap_err();
-    assert!(
-        err.contains("listeners[0].tls.certificates[0].cert: cannot read"),
-        "{err}"
-    );
-    assert!(err.contains("missing.pem"), "{err}");
-    let err = check(&listener(&certs(&garbage, &k))).unwrap_err();
-    assert!(
-        err.contains("listeners[0].tls.certificates[0].cert: ") && err.contains("not valid PEM"),
-        "{err}"
-    );
-    let err = check(&listener(&certs(&empty_file, &k))).unwrap_err();
-    assert!(err.contains("no PEM certificate found"), "{err}");
-    let err = check(&listener(&certs(&c, &c))).unwrap_err();
-    assert!(
-        err.contains("listeners[0].tls.certificates[0].key: no private key"),
-        "{err}"
-    );
-    let err = check(&listener(&certs(&c, &other_key))).unwrap_err();
-    assert!(
-        err.contains("listeners[0].tls.certificates[0].key: the key in")
-            && err.contains("does not match"),
-        "{err}"
-    );
-    let err = check(&listener("      certificates: []\n")).unwrap_err();
-    assert!(
-        err.contains("listeners[0].tls.certificates: at least one"),
-        "{err}"
-    );
-    let err = check(&listener(&format!(
-        "{}      min_version: \"1.1\"\n",
-        certs(&c, &k)
-    )))
-    .unwrap_err();
-    assert!(
-        err.contains("min_version") && err.contains("unsupported TLS version `1.1`"),
-        "{err}"
-    );
-    let err = check(&listener(&format!(
-        "{}      client_auth:\n        ca: {}\n",
-        certs(&c, &k),
-        q(&missing)
-    )))
-    .unwrap_err();
-    assert!(
-        err.contains("listeners[0].tls.client_auth.ca: cannot read"),
-        "{err}"
-    );
-    // Errors carry the line of the field.
-    assert!(err.starts_with("tls.yaml:"), "{err}");
-
     let service = |tls: &str| {
         format!("services:\n  - name: s\n    url: https://backend.internal\n    tls:\n{tls}")
     };
-    let err = check(&service(&format!("      ca: {}\n", q(&missing)))).unwrap_err();
-    assert!(err.contains("services[0].tls.ca: cannot read"), "{err}");
-    let err = check(&service(&format!("      client_cert: {}\n", q(&c)))).unwrap_err();
-    assert!(
-        err.contains("services[0].tls.client_key: required"),
-        "{err}"
-    );
-    let err = check(&service(&format!(
-        "      client_cert: {}\n      client_key: {}\n",
-        q(&c),
-        q(&other_key)
-    )))
-    .unwrap_err();
-    assert!(
-        err.contains("services[0].tls.client_key: the key in"),
-        "{err}"
-    );
-    let err = check(&service("      sni: \"not a name\"\n")).unwrap_err();
-    assert!(err.contains("services[0].tls.sni"), "{err}");
-    let err = check(
-        "services:\n  - name: s\n    url: http://backend.internal\n    tls:\n      insecure_skip_verify: true\n",
-    )
-    .unwrap_err();
-    assert!(
-        err.contains("services[0].tls: only used with an https:// URL"),
-        "{err}"
-    );
+
+    // (case, config, the texts its error has; none: valid)
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("a good certificate and key", listener(&certs(&c, &k)), &[]),
+        (
+            "a missing certificate file",
+            listener(&certs(&missing, &k)),
+            &[
+                "listeners[0].tls.certificates[0].cert: cannot read",
+                "missing.pem",
+            ],
+        ),
+        (
+            "a certificate file that is not PEM",
+            listener(&certs(&garbage, &k)),
+            &["listeners[0].tls.certificates[0].cert: ", "not valid PEM"],
+        ),
+        (
+            "an empty certificate file",
+            listener(&certs(&empty_file, &k)),
+            &["no PEM certificate found"],
+        ),
+        (
+            "a certificate as the key",
+            listener(&certs(&c, &c)),
+            &["listeners[0].tls.certificates[0].key: no private key"],
+        ),
+        (
+            "the key of another certificate",
+            listener(&certs(&c, &other_key)),
+            &[
+                "listeners[0].tls.certificates[0].key: the key in",
+                "does not match",
+            ],
+        ),
+        (
+            "no certificate",
+            listener("      certificates: []\n"),
+            &["listeners[0].tls.certificates: at least one"],
+        ),
+        (
+            "TLS 1.1 as minimum version",
+            listener(&format!("{}      min_version: \"1.1\"\n", certs(&c, &k))),
+            &["min_version", "unsupported TLS version `1.1`"],
+        ),
+        (
+            "a missing client CA file",
+            listener(&format!(
+                "{}      client_auth:\n        ca: {}\n",
+                certs(&c, &k),
+                q(&missing)
+            )),
+            // Errors carry the file (and line) of the field.
+            &["tls.yaml:", "listeners[0].tls.client_auth.ca: cannot read"],
+        ),
+        (
+            "a missing upstream CA file",
+            service(&format!("      ca: {}\n", q(&missing))),
+            &["services[0].tls.ca: cannot read"],
+        ),
+        (
+            "a client certificate without its key",
+            service(&format!("      client_cert: {}\n", q(&c))),
+            &["services[0].tls.client_key: required"],
+        ),
+        (
+            "a client certificate with another certificate's key",
+            service(&format!(
+                "      client_cert: {}\n      client_key: {}\n",
+                q(&c),
+                q(&other_key)
+            )),
+            &["services[0].tls.client_key: the key in"],
+        ),
+        (
+            "an SNI that is no name",
+            service("      sni: \"not a name\"\n"),
+            &["services[0].tls.sni"],
+        ),
+        (
+            "tls on an http:// service",
+            "services:\n  - name: s\n    url: http://backend.internal\n    tls:\n      insecure_skip_verify: true\n".to_owned(),
+            &["services[0].tls: only used with an https:// URL"],
+        ),
+    ];
+    table::assert_rows(cases.iter().map(|(name, yaml, needles)| {
+        let result = match (check(yaml), needles.is_empty()) {
+            (Ok(()), true) => Ok(()),
+            (Ok(()), false) => Err(format!("accepted, expected {needles:?}")),
+            (Err(e), true) => Err(format!("refused: {e}")),
+            (Err(e), false) if !e.starts_with("tls.yaml:") => {
+                Err(format!("the error does not start with the file: {e}"))
+            }
+            (Err(e), false) => table::contains_all(&e, needles),
+        };
+        (*name, result)
+    }));
 }
 
 #[test]

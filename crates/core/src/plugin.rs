@@ -108,6 +108,28 @@ impl Phases {
     pub const fn contains(self, phase: Phase) -> bool {
         self.0 & (phase as u16) != 0
     }
+
+    /// The phases in either set.
+    #[must_use]
+    pub const fn union(self, other: Phases) -> Self {
+        Phases(self.0 | other.0)
+    }
+
+    /// Whether the sets share a phase.
+    pub const fn intersects(self, other: Phases) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// The phases whose plugins get the request itself (`&mut Request`)
+    /// and may replace its body: after them the proxy recomputes the
+    /// upstream request's framing from the body it sends.
+    pub const REQUEST: Phases = Phases::of(&[
+        Phase::Rewrite,
+        Phase::Access,
+        Phase::Upstream,
+        Phase::RequestBody,
+        Phase::UpstreamRequest,
+    ]);
 }
 
 /// What a plugin does that the proxy needs to know about, as a bit set.
@@ -560,6 +582,39 @@ mod tests {
             Flow::Continue
         }
         fn log(&self, _ctx: &Ctx, _record: &LogRecord) {}
+    }
+
+    #[test]
+    fn phase_sets_union_and_intersect() {
+        let a = Phases::of(&[Phase::Rewrite, Phase::Log]);
+        let b = Phases::of(&[Phase::Log, Phase::UpstreamRequest]);
+        let u = a.union(b);
+        for p in [Phase::Rewrite, Phase::Log, Phase::UpstreamRequest] {
+            assert!(u.contains(p), "{p:?}");
+        }
+        assert!(!u.contains(Phase::Access));
+        assert!(a.intersects(b));
+        assert!(!a.intersects(Phases::of(&[Phase::Access])));
+        assert!(!Phases::NONE.intersects(Phases::REQUEST));
+        // Every phase that gets `&mut Request` is a request phase; the
+        // response side and `upstream_error` are not.
+        for p in [
+            Phase::Rewrite,
+            Phase::Access,
+            Phase::Upstream,
+            Phase::RequestBody,
+            Phase::UpstreamRequest,
+        ] {
+            assert!(Phases::REQUEST.contains(p), "{p:?}");
+        }
+        for p in [
+            Phase::UpstreamError,
+            Phase::ResponseHeaders,
+            Phase::ResponseBody,
+            Phase::Log,
+        ] {
+            assert!(!Phases::REQUEST.contains(p), "{p:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use gatehouse_core::{Capabilities, Phase, Plugin};
+use gatehouse_core::{Capabilities, Phase, Phases, Plugin};
 
 /// One plugin instance with its effective priority.
 #[derive(Clone)]
@@ -44,6 +44,8 @@ pub struct Chain {
     response_headers: Vec<usize>,
     response_body: Vec<usize>,
     log: Vec<usize>,
+    /// Every phase some plugin takes part in.
+    phases: Phases,
 }
 
 impl Chain {
@@ -78,6 +80,9 @@ impl Chain {
             response_headers: pick(Phase::ResponseHeaders),
             response_body: pick(Phase::ResponseBody),
             log: pick(Phase::Log),
+            phases: entries
+                .iter()
+                .fold(Phases::NONE, |all, e| all.union(e.plugin.phases())),
             entries,
         }
     }
@@ -113,7 +118,12 @@ impl Chain {
 
     /// Whether any plugin takes part in `phase`.
     pub fn has(&self, phase: Phase) -> bool {
-        self.phase(phase).next().is_some()
+        self.phases.contains(phase)
+    }
+
+    /// Whether any plugin takes part in one of `phases`.
+    pub fn has_any(&self, phases: Phases) -> bool {
+        self.phases.intersects(phases)
     }
 
     /// The access plugins of this chain — just merged with a consumer's
@@ -286,6 +296,32 @@ mod tests {
         assert_eq!(access, vec!["b", "a"]);
         assert!(chain.has(Phase::Log));
         assert!(!chain.has(Phase::ResponseBody));
+    }
+
+    #[test]
+    fn has_agrees_with_the_phase_lists_and_has_any_with_request_phases() {
+        use gatehouse_core::plugin::testing::PROBES;
+        let chains = [
+            Chain::default(),
+            Chain::merge([&[e("r", 1, &[Phase::ResponseHeaders, Phase::Log])][..]]),
+            Chain::merge([&[
+                e("a", 1, &[Phase::Rewrite]),
+                e("b", 2, &[Phase::UpstreamRequest, Phase::Log]),
+            ][..]]),
+        ];
+        for chain in &chains {
+            for (phase, name, _) in PROBES {
+                assert_eq!(
+                    chain.has(*phase),
+                    chain.phase(*phase).next().is_some(),
+                    "{name}"
+                );
+            }
+        }
+        let wants = [false, false, true];
+        for (chain, want) in chains.iter().zip(wants) {
+            assert_eq!(chain.has_any(Phases::REQUEST), want);
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use gatehouse_core::{
-    Body, Capabilities, Ctx, ErrorFlow, Flow, Phase, Problem, ProblemType, TlsInfo, UpstreamChoice,
-    UpstreamFailure, body,
+    Body, Capabilities, Ctx, ErrorFlow, Flow, Phase, Phases, Problem, ProblemType, TlsInfo,
+    UpstreamChoice, UpstreamFailure, body,
 };
 use gatehouse_router::{Match, RequestInfo};
 use http::header::{self, HeaderValue};
@@ -933,8 +933,12 @@ async fn send(
         }
     }
     // The body is final now (request_body and upstream_request are past):
-    // framing follows it, and only then is it sized for a replay.
-    outbound::reframe(&mut req);
+    // framing follows it, and only then is it sized for a replay. Without
+    // a plugin that had the request, the body is the client's and its
+    // framing (Transfer-Encoding already stripped as hop-by-hop) stands.
+    if chain.has_any(Phases::REQUEST) {
+        outbound::reframe(&mut req, chain.has(Phase::UpstreamRequest));
+    }
     let body_kind = retry::BodyKind::of(&req);
 
     // Send, with retries, under the per-try and total timeouts (the

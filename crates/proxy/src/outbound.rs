@@ -156,12 +156,16 @@ pub(crate) fn build(mut parts: Parts, out: &Outbound<'_>) -> Result<Parts, Probl
 /// Makes the request's framing follow its body, as plugins left it: an
 /// exact length is sent as `Content-Length` (kept absent for a bodyless
 /// request that had none), anything else without (hyper chunks it).
-/// `Transfer-Encoding` is hyper's to write, never a plugin's.
-pub(crate) fn reframe(req: &mut http::Request<Body>) {
+/// `Transfer-Encoding` is hyper's to write, never a plugin's: [`build`]
+/// removed the client's, and `after_build` says a plugin had the head
+/// since (the `upstream_request` phase), so one it set is removed too.
+pub(crate) fn reframe(req: &mut http::Request<Body>, after_build: bool) {
     use http_body::Body as _;
     let exact = req.body().size_hint().exact();
     let headers = req.headers_mut();
-    headers.remove(header::TRANSFER_ENCODING);
+    if after_build {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
     match exact {
         Some(0) if !headers.contains_key(header::CONTENT_LENGTH) => {}
         Some(n) => {
@@ -360,7 +364,7 @@ mod tests {
                 req.headers_mut()
                     .insert("content-length", HeaderValue::from_str(cl).unwrap());
             }
-            reframe(&mut req);
+            reframe(&mut req, true);
             assert!(!req.headers().contains_key("transfer-encoding"));
             assert_eq!(
                 req.headers()

@@ -5,7 +5,7 @@
 //!
 //! `tests/{faults,failures,limits,upload}.rs` are binaries of their own:
 //! they measure the process (RSS before and after, latency bounds under
-//! load), which the 170 tests of this binary running beside them would move.
+//! load), which the many tests of this binary running beside them would move.
 //!
 //! A new file: `tests/dataplane/NAME.rs` with `use crate::common;` where a
 //! standalone test had `mod common;`, and `mod NAME;` below. Tables of

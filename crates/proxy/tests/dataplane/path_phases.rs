@@ -54,10 +54,10 @@ fn text(config: &Value, field: &str) -> Option<String> {
 }
 
 /// Replaces the request body with `body`, in the `request_body` phase or,
-/// with `in: upstream_request`, in that one.
+/// with `in: upstream_request` or `in: rewrite`, in that one.
 struct BodySwap {
     body: String,
-    late: bool,
+    phase: Phase,
 }
 
 #[async_trait]
@@ -66,11 +66,11 @@ impl Plugin for BodySwap {
         "test-body-swap"
     }
     fn phases(&self) -> Phases {
-        if self.late {
-            Phases::of(&[Phase::UpstreamRequest])
-        } else {
-            Phases::of(&[Phase::RequestBody])
-        }
+        Phases::of(&[self.phase])
+    }
+    async fn rewrite(&self, _ctx: &mut Ctx, req: &mut Request) -> Flow {
+        *req.body_mut() = body::full(self.body.clone());
+        Flow::Continue
     }
     async fn request_body(&self, ctx: &mut Ctx, req: &mut Request) -> Flow {
         // Reads the client's body (bounded), then replaces it.
@@ -178,7 +178,11 @@ fn registry() -> gatehouse_plugins::Registry {
         make: |c| {
             Arc::new(BodySwap {
                 body: text(c, "body").unwrap_or_default(),
-                late: text(c, "in").as_deref() == Some("upstream_request"),
+                phase: match text(c, "in").as_deref() {
+                    Some("upstream_request") => Phase::UpstreamRequest,
+                    Some("rewrite") => Phase::Rewrite,
+                    _ => Phase::RequestBody,
+                },
             })
         },
     }));
@@ -316,6 +320,82 @@ async fn a_body_replaced_in_upstream_request_is_framed_and_replayed_too() {
             (Some("4".into()), "late".into())
         ]
     );
+}
+
+#[tokio::test]
+async fn a_body_replaced_in_rewrite_is_framed_too() {
+    let (up, seen) = recording(0).await;
+    let plugin = "      - name: test-body-swap\n        config: { body: \"early\", in: rewrite }\n";
+    let gw = TestGateway::start_with_registry(&body_config(&up, plugin), registry()).await;
+    let r = send(post(&gw, "/r", "the client's original body")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "early");
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [(Some("5".into()), "early".into())]
+    );
+}
+
+/// Without a plugin that had the request, the proxy leaves the client's
+/// framing as it came (Transfer-Encoding is hop-by-hop and hyper re-chunks):
+/// each row is a raw request and the Content-Length and body the upstream
+/// must see.
+#[tokio::test]
+async fn an_untouched_body_keeps_the_clients_framing() {
+    let (up, seen) = recording(0).await;
+    let config = body_config(&up, "").replace("    plugins:\n", "");
+    let gw = TestGateway::start_with_registry(&config, registry()).await;
+    let cases: [(&str, &str, Option<&str>, &str); 5] = [
+        (
+            "content-length",
+            "POST /r HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 5\r\n\r\nhello",
+            Some("5"),
+            "hello",
+        ),
+        (
+            "chunked",
+            "POST /r HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            None,
+            "hello",
+        ),
+        (
+            "empty with content-length 0",
+            "POST /r HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            Some("0"),
+            "",
+        ),
+        (
+            "chunked, empty",
+            "POST /r HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            None,
+            "",
+        ),
+        (
+            "no body",
+            "GET /r HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            None,
+            "",
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, raw, cl, body) in cases {
+        seen.lock().unwrap().clear();
+        let resp = gatehouse_testkit::raw::send(gw.addr(), raw.as_bytes())
+            .await
+            .unwrap();
+        let got = seen.lock().unwrap().clone();
+        let want = vec![(cl.map(String::from), body.to_string())];
+        let result = if resp.statuses() == [200] && got == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "statuses {:?}, upstream saw {got:?}, want {want:?}",
+                resp.statuses()
+            ))
+        };
+        rows.push((name, result));
+    }
+    crate::table::assert_rows(rows);
 }
 
 #[tokio::test]

@@ -692,6 +692,20 @@ routes:
         ("POST", "/admin/x", "X-Method-Override: get\r\n", 400),
         ("POST", "/admin/x?_method=GET", "", 400),
         ("POST", "/admin/x?_m%65thod=GET", "", 400),
+        // A second value of the field asks for another method.
+        (
+            "PUT",
+            "/admin/x",
+            "X-HTTP-Method-Override: PUT\r\nX-HTTP-Method-Override: GET\r\n",
+            400,
+        ),
+        // Late among other fields, in mixed case.
+        (
+            "PUT",
+            "/admin/x",
+            "A: 1\r\nB: 2\r\nAccept: */*\r\nx-HTTP-METHOD-override: GET\r\n",
+            400,
+        ),
         ("PUT", "/public/x", "X-HTTP-Method-Override: PUT\r\n", 0),
         ("PUT", "/public/x", "X-HTTP-Method-Override:  put \r\n", 0),
         ("POST", "/public/x?_method=POST", "", 0),

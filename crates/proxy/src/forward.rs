@@ -28,6 +28,14 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+// Values the request path sends as they are: built at compile time, so a
+// request clones a static buffer instead of checking bytes.
+static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
+static PROTO_HTTPS: HeaderValue = HeaderValue::from_static("https");
+static VIA_2: HeaderValue = HeaderValue::from_static("2 gatehouse");
+static VIA_10: HeaderValue = HeaderValue::from_static("1.0 gatehouse");
+static VIA_11: HeaderValue = HeaderValue::from_static("1.1 gatehouse");
+
 /// Fields in which proxies, CDNs and load balancers name the original
 /// client. Like X-Forwarded-For they are only believed from trusted
 /// proxies: from anyone else they are removed, so an upstream that reads
@@ -231,7 +239,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// keep-alive connection do not format the same address again and again.
 #[derive(Debug, Clone)]
 pub struct PeerText {
-    /// The address as X-Forwarded-For writes it.
+    /// The address (IPv4-mapped IPv6 as IPv4).
+    ip: IpAddr,
+    /// The address as X-Forwarded-For (and X-Real-IP) writes it.
     text: HeaderValue,
     /// The address as a Forwarded `for=` node (IPv6 quoted and bracketed).
     node: String,
@@ -254,6 +264,7 @@ impl PeerText {
             IpAddr::V6(_) => format!("\"[{text}]\""),
         };
         Self {
+            ip,
             text: owned_value(text).unwrap_or_else(|| HeaderValue::from_static("unknown")),
             node,
             port: HeaderValue::from(port),
@@ -291,7 +302,14 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
             headers.remove(name);
         }
     }
-    match hop.client.and_then(|ip| owned_value(ip.to_string())) {
+    // The client is usually the peer, whose address is rendered once per
+    // connection.
+    let real_ip = match hop.client {
+        Some(ip) if ip == hop.peer.ip => Some(hop.peer.text.clone()),
+        Some(ip) => owned_value(ip.to_string()),
+        None => None,
+    };
+    match real_ip {
         Some(v) => {
             headers.insert(X_REAL_IP.clone(), v);
         }
@@ -313,10 +331,12 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     }
     let keep = |headers: &HeaderMap, name: &HeaderName| hop.trusted && headers.contains_key(name);
     if !keep(headers, &X_FORWARDED_PROTO) {
-        headers.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(hop.proto),
-        );
+        let proto = if hop.proto == "https" {
+            PROTO_HTTPS.clone()
+        } else {
+            PROTO_HTTP.clone()
+        };
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
     }
     if !keep(headers, &X_FORWARDED_HOST) {
         match &hop.host {
@@ -369,16 +389,31 @@ fn owned_value(s: String) -> Option<HeaderValue> {
 /// Appends `1.1 gatehouse` (or `2 gatehouse`) to Via.
 pub fn append_via(headers: &mut HeaderMap, version: http::Version) {
     let me = match version {
-        http::Version::HTTP_2 => "2 gatehouse",
-        http::Version::HTTP_10 => "1.0 gatehouse",
-        _ => "1.1 gatehouse",
+        http::Version::HTTP_2 => &VIA_2,
+        http::Version::HTTP_10 => &VIA_10,
+        _ => &VIA_11,
     };
-    let value = match join_values(headers, &header::VIA) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {me}")).ok(),
-        None => Some(HeaderValue::from_static(me)),
-    };
-    if let Some(v) = value {
-        headers.insert(header::VIA, v);
+    // One lookup: most messages carry no Via yet.
+    match headers.entry(header::VIA) {
+        header::Entry::Vacant(slot) => {
+            slot.insert(me.clone());
+        }
+        header::Entry::Occupied(mut prior) => {
+            let mut joined = String::new();
+            for v in prior.iter() {
+                // An unreadable prior value is replaced by ours alone.
+                let Ok(text) = v.to_str() else {
+                    prior.insert(me.clone());
+                    return;
+                };
+                joined.push_str(text);
+                joined.push_str(", ");
+            }
+            joined.push_str(me.to_str().unwrap_or_default());
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                prior.insert(v);
+            }
+        }
     }
 }
 
@@ -639,5 +674,56 @@ mod tests {
         let mut h = map(&[("via", "1.1 edge")]);
         append_via(&mut h, http::Version::HTTP_11);
         assert_eq!(h["via"], "1.1 edge, 1.1 gatehouse");
+        // (prior values, version, expected single value)
+        let cases: [(&[&[u8]], http::Version, &str); 5] = [
+            (&[], http::Version::HTTP_11, "1.1 gatehouse"),
+            (&[], http::Version::HTTP_2, "2 gatehouse"),
+            (&[], http::Version::HTTP_10, "1.0 gatehouse"),
+            (
+                &[b"1.0 a", b"1.1 b"],
+                http::Version::HTTP_2,
+                "1.0 a, 1.1 b, 2 gatehouse",
+            ),
+            // An unreadable prior value is replaced, not joined.
+            (&[b"1.1 \xff"], http::Version::HTTP_11, "1.1 gatehouse"),
+        ];
+        for (prior, version, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in prior {
+                h.append(header::VIA, HeaderValue::from_bytes(v).unwrap());
+            }
+            append_via(&mut h, version);
+            let got: Vec<_> = h.get_all(header::VIA).iter().collect();
+            assert_eq!(got, [want], "{prior:?} {version:?}");
+        }
+    }
+
+    #[test]
+    fn x_real_ip_is_the_client_whether_or_not_it_is_the_peer() {
+        let peer = PeerText::new("10.0.0.1".parse().unwrap(), 8080);
+        let mapped = PeerText::new("::ffff:10.0.0.2".parse().unwrap(), 8080);
+        let cases: [(&PeerText, Option<IpAddr>, Option<&str>); 4] = [
+            (&peer, Some("10.0.0.1".parse().unwrap()), Some("10.0.0.1")),
+            (&peer, Some("192.0.2.7".parse().unwrap()), Some("192.0.2.7")),
+            (&peer, None, None),
+            (&mapped, Some("10.0.0.2".parse().unwrap()), Some("10.0.0.2")),
+        ];
+        for (peer, client, want) in cases {
+            let mut h = map(&[("x-real-ip", "6.6.6.6")]);
+            let hop = Hop {
+                peer,
+                trusted: false,
+                proto: "https",
+                host: None,
+                client,
+            };
+            set_forwarding_headers(&mut h, &hop);
+            assert_eq!(
+                h.get("x-real-ip").map(|v| v.to_str().unwrap()),
+                want,
+                "{client:?}"
+            );
+            assert_eq!(h["x-forwarded-proto"], "https");
+        }
     }
 }

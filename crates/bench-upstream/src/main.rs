@@ -1,4 +1,5 @@
-//! `bench-upstream`: a tiny HTTP/1.1 keep-alive server that answers every request with 200 and a fixed body.
+//! `bench-upstream`: a tiny HTTP/1.1 keep-alive server that answers every request with 200 and a fixed body
+//! (`GET /big`: a 1 MiB body, built once at start-up).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,9 +16,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 const BODY: &[u8] = b"hello from upstream\n";
+/// The path answered with [`BIG_LEN`] bytes instead of [`BODY`].
+const BIG_PATH: &str = "/big";
+const BIG_LEN: usize = 1 << 20;
 const USAGE: &str = "usage: bench-upstream [--listen ADDR] [--threads N]\n  \
      --listen ADDR  socket address to bind (default 127.0.0.1:9000)\n  \
-     --threads N    tokio worker threads (default 1)";
+     --threads N    tokio worker threads (default 1)\n\
+     Answers 200 `hello from upstream` to every request, and 1 MiB of it to GET /big.";
 
 struct Args {
     listen: SocketAddr,
@@ -49,14 +54,32 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args { listen, threads })
 }
 
-async fn handle(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(BODY)));
+/// The 1 MiB body of `GET /big`: lines of `hello from upstream\n` cut to [`BIG_LEN`] bytes.
+/// Built once; each response clones the `Bytes` (a reference count), so every
+/// answer sends the same bytes without copying them.
+fn big_body() -> Bytes {
+    BODY.iter()
+        .copied()
+        .cycle()
+        .take(BIG_LEN)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+async fn handle(req: Request<Incoming>, big: Bytes) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = if req.uri().path() == BIG_PATH {
+        big
+    } else {
+        Bytes::from_static(BODY)
+    };
+    let mut resp = Response::new(Full::new(body));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(resp)
 }
 
 async fn serve(listener: TcpListener) -> std::io::Result<()> {
+    let big = big_body();
     let mut http = http1::Builder::new();
     http.keep_alive(true);
     loop {
@@ -70,7 +93,9 @@ async fn serve(listener: TcpListener) -> std::io::Result<()> {
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(stream), service_fn(handle));
+        let big = big.clone();
+        let service = service_fn(move |req| handle(req, big.clone()));
+        let conn = http.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
             // Client resets at the end of a load run are expected; stay quiet.
             let _ = conn.await;

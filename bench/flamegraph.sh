@@ -85,5 +85,5 @@ REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 perf script -i "$WORK/perf.data" 2>/dev/null \
     | inferno-collapse-perf --all 2>/dev/null \
     | inferno-flamegraph --title "gatehouse $MODE, rev $REV, $STAMP ($(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt") req/s under perf)" \
-        --width 1600 >"$OUT"
+        --width 1600 --minwidth "${MINWIDTH:-1.5}" >"$OUT"
 log "wrote $OUT"

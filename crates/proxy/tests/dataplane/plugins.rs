@@ -361,6 +361,18 @@ routes:
     let id = r.header("x-correlation-id").expect("echoed").to_string();
     assert_ne!(id, "client-chosen");
     assert_eq!(r.json()["headers"]["x-correlation-id"], id.as_str());
-    // The core x-request-id carries the same id.
+    // The core x-request-id carries the same id, to the upstream and back,
+    // even when the client sent one of its own.
     assert_eq!(r.header("x-request-id"), Some(id.as_str()));
+    assert_eq!(r.json()["headers"]["x-request-id"], id.as_str());
+    let r = send(empty(
+        req("GET", &gw.url("/"))
+            .header("x-correlation-id", "client-chosen")
+            .header("x-request-id", "client-core-id"),
+    ))
+    .await;
+    let id = r.header("x-correlation-id").expect("echoed").to_string();
+    assert_ne!(id, "client-chosen");
+    assert_eq!(r.header("x-request-id"), Some(id.as_str()));
+    assert_eq!(r.json()["headers"]["x-request-id"], id.as_str());
 }

@@ -143,7 +143,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
     // The connection's place under the caps; moved into its stream.
     ticket: Ticket,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let snap = shared.snapshot();
@@ -173,6 +173,29 @@ async fn serve_connection(
         .await;
         return;
     };
+    // Boxed: the TLS handshake and stream hold rustls's connection state,
+    // several KB that every plain connection's task would otherwise
+    // reserve too (the task is as large as its largest path).
+    Box::pin(serve_tls(
+        stream, tls, peer, port, spec, shared, ticket, limits, stop,
+    ))
+    .await;
+}
+
+/// Serves a connection of a TLS listener: handshake (under
+/// `header_read_timeout`), then HTTP with the protocol ALPN chose.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls(
+    stream: TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    peer: SocketAddr,
+    port: u16,
+    spec: ListenerSpec,
+    shared: Arc<Shared>,
+    ticket: Ticket,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
     if *stop.borrow() {
         return;
     }

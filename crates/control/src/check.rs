@@ -91,14 +91,11 @@ fn build(
     let mut built = Vec::new();
     for (i, r) in refs.iter().enumerate() {
         let Some(factory) = registry.get(&r.name) else {
-            errs.push(loaded.source.error(
-                &format!("{at}[{i}].name"),
-                format!(
-                    "unknown plugin `{}` (available: {})",
-                    r.name,
-                    registry.names().collect::<Vec<_>>().join(", ")
-                ),
-            ));
+            errs.push(
+                loaded
+                    .source
+                    .error(&format!("{at}[{i}].name"), registry.unknown_plugin(&r.name)),
+            );
             continue;
         };
         let config = r.config.clone().unwrap_or(serde_json::Value::Null);
@@ -112,13 +109,7 @@ fn build(
         ) {
             Ok(plugin) => built.push((i, plugin.phases())),
             Err(e) => {
-                let path = if e.path.is_empty() {
-                    format!("{at}[{i}].config")
-                } else if e.path.starts_with('[') {
-                    format!("{at}[{i}].config{}", e.path)
-                } else {
-                    format!("{at}[{i}].config.{}", e.path)
-                };
+                let path = e.field_under(&format!("{at}[{i}].config"));
                 errs.push(loaded.source.error(&path, e.message));
             }
         }

@@ -52,6 +52,15 @@ impl Registry {
         self.factories.keys().copied()
     }
 
+    /// The message for a plugin name that is not registered, listing the
+    /// ones that are.
+    pub fn unknown_plugin(&self, name: &str) -> String {
+        format!(
+            "unknown plugin `{name}` (available: {})",
+            self.names().collect::<Vec<_>>().join(", ")
+        )
+    }
+
     /// Registered factories, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn PluginFactory>> + '_ {
         self.factories.values()

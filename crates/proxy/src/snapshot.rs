@@ -1007,14 +1007,7 @@ fn build_plugins(
     let mut out = Vec::with_capacity(refs.len());
     for (i, r) in refs.iter().enumerate() {
         let Some(factory) = registry.get(&r.name) else {
-            errs.push(
-                &format!("{at}[{i}].name"),
-                format!(
-                    "unknown plugin `{}` (available: {})",
-                    r.name,
-                    registry.names().collect::<Vec<_>>().join(", ")
-                ),
-            );
+            errs.push(&format!("{at}[{i}].name"), registry.unknown_plugin(&r.name));
             continue;
         };
         let config = r.config.clone().unwrap_or(serde_json::Value::Null);
@@ -1030,13 +1023,7 @@ fn build_plugins(
                 }
             }
             Err(e) => {
-                let path = if e.path.is_empty() {
-                    format!("{at}[{i}].config")
-                } else if e.path.starts_with('[') {
-                    format!("{at}[{i}].config{}", e.path)
-                } else {
-                    format!("{at}[{i}].config.{}", e.path)
-                };
+                let path = e.field_under(&format!("{at}[{i}].config"));
                 errs.push(&path, e.message);
             }
         }

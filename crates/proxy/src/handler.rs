@@ -1111,16 +1111,7 @@ mod tests {
             routes: vec![0, 0],
             ..Default::default()
         };
-        let clients = crate::client::ClientCache::default();
-        crate::snapshot::compile(
-            &loaded,
-            &gatehouse_plugins::registry(),
-            &gatehouse_core::Resources::detached(),
-            &clients,
-            1,
-        )
-        .ok()
-        .unwrap()
+        crate::snapshot::compile_for_test(&loaded)
     }
 
     #[test]

@@ -664,16 +664,7 @@ mod tests {
 
     fn compile(yaml: &str) -> crate::snapshot::Snapshot {
         let loaded = gatehouse_config::parse_str(yaml, "t.yaml").unwrap();
-        let clients = crate::client::ClientCache::default();
-        crate::snapshot::compile(
-            &loaded,
-            &gatehouse_plugins::registry(),
-            &gatehouse_core::Resources::detached(),
-            &clients,
-            1,
-        )
-        .ok()
-        .unwrap()
+        crate::snapshot::compile_for_test(&loaded)
     }
 
     const THREE: &str = "services:\n  - name: s\n    url: http://s.internal\n    targets:\n      - target: 127.0.0.1:1\n      - target: 127.0.0.1:2\n      - target: 127.0.0.1:3\n";

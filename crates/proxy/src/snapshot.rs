@@ -319,6 +319,23 @@ impl Snapshot {
 /// Compiles a validated config. Errors carry file, line and field.
 /// Plugins are built with `resources` (a build view of the gateway's, or
 /// detached ones for a check).
+/// Test support: `loaded` compiled with the built-in plugins, detached
+/// resources and a fresh client cache; panics on a config error.
+#[cfg(test)]
+pub(crate) fn compile_for_test(loaded: &Loaded) -> Snapshot {
+    let compiled = compile(
+        loaded,
+        &gatehouse_plugins::registry(),
+        &Resources::detached(),
+        &ClientCache::default(),
+        1,
+    );
+    match compiled {
+        Ok(snap) => snap,
+        Err(e) => panic!("test config does not compile: {e}"),
+    }
+}
+
 pub fn compile(
     loaded: &Loaded,
     registry: &Registry,

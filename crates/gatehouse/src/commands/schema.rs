@@ -21,18 +21,11 @@ pub fn full_schema() -> Value {
     let mut extra_defs = Map::new();
     for factory in gatehouse_plugins::registry().iter() {
         let name = factory.name();
-        let mut schema = factory.schema();
-        let prefix = format!("plugin-{name}-");
-        if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
-            for (k, mut v) in defs {
-                rewrite_refs(&mut v, &prefix);
-                extra_defs.insert(format!("{prefix}{k}"), v);
-            }
-        }
-        rewrite_refs(&mut schema, &prefix);
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("$schema");
-        }
+        let schema = embed(
+            factory.schema(),
+            &format!("plugin-{name}-"),
+            &mut extra_defs,
+        );
         conditions.push(json!({
             "if": { "properties": { "name": { "const": name } } },
             "then": { "properties": { "config": schema } }
@@ -42,18 +35,8 @@ pub fn full_schema() -> Value {
     // (the config type holds them as raw values).
     let mut credential_fields = Map::new();
     for scheme in gatehouse_plugins::registry().schemes().iter() {
-        let mut schema = scheme.schema();
         let prefix = format!("credential-{}-", scheme.name());
-        if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
-            for (k, mut v) in defs {
-                rewrite_refs(&mut v, &prefix);
-                extra_defs.insert(format!("{prefix}{k}"), v);
-            }
-        }
-        rewrite_refs(&mut schema, &prefix);
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("$schema");
-        }
+        let schema = embed(scheme.schema(), &prefix, &mut extra_defs);
         credential_fields.insert(
             scheme.field().to_owned(),
             json!({
@@ -85,6 +68,23 @@ pub fn full_schema() -> Value {
         }
     }
     root
+}
+
+/// A plugin's or credential scheme's own schema made fit to sit inside the
+/// config schema: its `$defs` move into `extra_defs` under `prefix` (its
+/// `$ref`s follow), and its `$schema` goes.
+fn embed(mut schema: Value, prefix: &str, extra_defs: &mut Map<String, Value>) -> Value {
+    if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+        for (k, mut v) in defs {
+            rewrite_refs(&mut v, prefix);
+            extra_defs.insert(format!("{prefix}{k}"), v);
+        }
+    }
+    rewrite_refs(&mut schema, prefix);
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("$schema");
+    }
+    schema
 }
 
 fn rewrite_refs(v: &mut Value, prefix: &str) {

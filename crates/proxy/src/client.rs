@@ -1,9 +1,10 @@
-//! The pooled upstream client: one hyper-util client per distinct
-//! (protocol, connect timeout, pool settings, TLS settings), shared by every
-//! service that uses the same settings and kept across reloads so warm
-//! connections survive a config change. Plain `http://` services use a
-//! client over hyper-util's bare `HttpConnector`; only `https://` ones go
-//! through the TLS [`Connector`](crate::tls::upstream::Connector).
+//! The pooled upstream client: one client per distinct (protocol, connect
+//! timeout, pool settings, TLS settings), shared by every service that uses
+//! the same settings and kept across reloads so warm connections survive a
+//! config change. Plain `http://` HTTP/1.1 services, the common case, use
+//! the gateway's own [`Http1Pool`]; HTTP/2 (h2c) ones use hyper-util's
+//! client over its bare `HttpConnector`, and `https://` ones hyper-util's
+//! client over the TLS [`Connector`](crate::tls::upstream::Connector).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,28 +12,68 @@ use std::time::Duration;
 
 use gatehouse_config::UpstreamProtocol;
 use gatehouse_core::Body;
+use http::{Request, Response};
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::pool::{Http1Pool, PoolConfig, PoolError};
 use crate::tls::upstream::{Connector, TlsKey, UpstreamTls};
 
 /// A pooled HTTP client to upstreams: plain, or TLS for `https://`
 /// services. Cloning is cheap (the pool is shared).
 #[derive(Clone)]
 pub enum UpstreamClient {
-    /// `http://`: hyper-util's `HttpConnector`, nothing in between.
+    /// `http://` over HTTP/1.1: the gateway's own pool.
+    Http1(Http1Pool),
+    /// `http://` over HTTP/2 (h2c): hyper-util's `HttpConnector`.
     Plain(Client<HttpConnector, Body>),
     /// `https://`: TCP plus a rustls handshake.
     Tls(Client<Connector, Body>),
 }
 
+/// Why a request to an upstream failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// From the own HTTP/1.1 pool.
+    Pool(PoolError),
+    /// From hyper-util's client.
+    Legacy(hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    /// No connection could be made: the request never left.
+    pub fn is_connect(&self) -> bool {
+        match self {
+            Self::Pool(e) => matches!(e, PoolError::Connect(_)),
+            Self::Legacy(e) => e.is_connect(),
+        }
+    }
+
+    /// As a standard error, to walk its sources.
+    pub fn as_error(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Self::Pool(e) => e,
+            Self::Legacy(e) => e,
+        }
+    }
+}
+
 impl UpstreamClient {
     /// Sends `req` (its URI names the target) over a pooled connection.
-    pub fn request(&self, req: http::Request<Body>) -> ResponseFuture {
+    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, SendError> {
         match self {
-            Self::Plain(c) => c.request(req),
-            Self::Tls(c) => c.request(req),
+            Self::Http1(p) => p.request(req).await.map_err(SendError::Pool),
+            Self::Plain(c) => c
+                .request(req)
+                .await
+                .map(|r| r.map(gatehouse_core::body::boxed))
+                .map_err(SendError::Legacy),
+            Self::Tls(c) => c
+                .request(req)
+                .await
+                .map(|r| r.map(gatehouse_core::body::boxed))
+                .map_err(SendError::Legacy),
         }
     }
 }
@@ -95,6 +136,13 @@ pub fn http_connector(connect_timeout: Duration, enforce_http: bool) -> HttpConn
 }
 
 fn build(key: &ClientKey, tls: Option<&UpstreamTls>) -> UpstreamClient {
+    if key.tls.is_none() && key.protocol != UpstreamProtocol::Http2 {
+        return UpstreamClient::Http1(Http1Pool::new(PoolConfig {
+            connect_timeout: key.connect_timeout,
+            max_idle_per_host: key.max_idle_per_host,
+            idle_timeout: key.idle_timeout,
+        }));
+    }
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -140,11 +188,11 @@ fn chain<'a>(
 }
 
 /// Classifies a client error.
-pub fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
-    if crate::tls::upstream::tls_error(e).is_some() {
+pub fn classify(e: &SendError) -> UpstreamFailure {
+    if crate::tls::upstream::tls_error(e.as_error()).is_some() {
         return UpstreamFailure::Tls;
     }
-    for err in chain(e) {
+    for err in chain(e.as_error()) {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
@@ -157,7 +205,10 @@ pub fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamFailure {
         }
     }
     // hyper-util reports a connect timeout as a plain message.
-    if e.is_connect() && format!("{e:?}").contains("timed out") {
+    if let SendError::Legacy(e) = e
+        && e.is_connect()
+        && format!("{e:?}").contains("timed out")
+    {
         return UpstreamFailure::Timeout;
     }
     UpstreamFailure::Unreachable

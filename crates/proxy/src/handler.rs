@@ -998,13 +998,13 @@ async fn send(
         return Ok(Response::from_parts(parts, body::empty()));
     }
 
-    let (mut parts, incoming) = resp.into_parts();
+    let (mut parts, upstream_body) = resp.into_parts();
     forward::strip_hop_by_hop(&mut parts.headers, false, false);
     if settings.via {
         forward::append_via(&mut parts.headers, parts.version);
     }
     parts.version = Version::HTTP_11;
-    let mut out = body::boxed(incoming);
+    let mut out = upstream_body;
     if let Some(permit) = permit {
         out = crate::logbody::hold(out, permit);
     }

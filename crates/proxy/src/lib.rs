@@ -20,6 +20,7 @@ mod lifecycle;
 mod limit;
 mod logbody;
 mod outbound;
+mod pool;
 mod retry;
 mod retry_policy;
 mod server;

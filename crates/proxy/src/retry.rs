@@ -24,7 +24,6 @@ use http::uri::Authority;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::circuit::{Admission, Breakers};
 use crate::client::{UpstreamClient, UpstreamFailure, classify};
@@ -339,7 +338,7 @@ pub(crate) enum Sent {
     /// Response headers arrived (after retries are exhausted this may be
     /// a failure status, returned as the upstream sent it).
     Response {
-        resp: Response<Incoming>,
+        resp: Response<Body>,
         /// The balancer index of the target that answered.
         target: Option<usize>,
         /// When that attempt started (latency reported to the balancer).
@@ -431,7 +430,7 @@ pub(crate) async fn send(
                 ((limit == Limit::PerTry).then_some(Failure::Timeout), Err(p))
             }
             Ok(Err(e)) => {
-                if let Some(rejected) = BodyRejected::find(&e) {
+                if let Some(rejected) = BodyRejected::find(e.as_error()) {
                     // A plugin's body wrapper refused the streamed body.
                     attempt.report(Verdict::ClientSide);
                     return Sent::Problem(rejected.0.clone());
@@ -451,7 +450,7 @@ pub(crate) async fn send(
                     UpstreamFailure::Unreachable => Problem::new(ProblemType::UpstreamUnreachable)
                         .detail(format!("could not get a response from `{}`", svc.name)),
                     UpstreamFailure::Tls => {
-                        let why = crate::tls::upstream::tls_error(&e).map_or_else(
+                        let why = crate::tls::upstream::tls_error(e.as_error()).map_or_else(
                             || "TLS error".to_string(),
                             crate::tls::upstream::describe,
                         );

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::pool::{Http1Pool, PoolConfig, PoolError};
+use crate::pool::{Http1Pool, PoolConfig, PoolError, Unsent};
 use crate::tls::upstream::{Connector, TlsKey, UpstreamTls};
 
 /// A pooled HTTP client to upstreams: plain, or TLS for `https://`
@@ -59,22 +59,46 @@ impl SendError {
     }
 }
 
+/// A failed request: why, and the request itself when it never left.
+#[derive(Debug)]
+pub struct Failed {
+    /// What went wrong.
+    pub error: SendError,
+    /// The untouched request, when no connection could be made (only the
+    /// own HTTP/1.1 pool gives it back).
+    pub unsent: Option<Request<Body>>,
+}
+
 impl UpstreamClient {
     /// Sends `req` (its URI names the target) over a pooled connection.
-    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, SendError> {
+    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, Failed> {
+        let legacy = |error| Failed {
+            error: SendError::Legacy(error),
+            unsent: None,
+        };
         match self {
-            Self::Http1(p) => p.request(req).await.map_err(SendError::Pool),
+            Self::Http1(p) => p.request(req).await.map_err(|u: Unsent| Failed {
+                error: SendError::Pool(u.error),
+                unsent: u.request,
+            }),
             Self::Plain(c) => c
                 .request(req)
                 .await
                 .map(|r| r.map(gatehouse_core::body::boxed))
-                .map_err(SendError::Legacy),
+                .map_err(legacy),
             Self::Tls(c) => c
                 .request(req)
                 .await
                 .map(|r| r.map(gatehouse_core::body::boxed))
-                .map_err(SendError::Legacy),
+                .map_err(legacy),
         }
+    }
+
+    /// Whether a request that could not be sent for want of a connection
+    /// comes back (see [`Failed::unsent`]), so that retrying connect
+    /// failures needs no copy of it.
+    pub fn gives_back_unsent(&self) -> bool {
+        matches!(self, Self::Http1(_))
     }
 }
 

@@ -70,6 +70,24 @@ impl std::error::Error for PoolError {
     }
 }
 
+/// A failed request, and the request itself when it never left.
+#[derive(Debug)]
+pub struct Unsent {
+    /// What went wrong.
+    pub error: PoolError,
+    /// The request as it was given, when no byte of it was written.
+    pub request: Option<Request<Body>>,
+}
+
+impl Unsent {
+    fn back(error: PoolError, request: Request<Body>) -> Self {
+        Self {
+            error,
+            request: Some(request),
+        }
+    }
+}
+
 /// The pool's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
@@ -111,30 +129,41 @@ impl Http1Pool {
     }
 
     /// Sends `req`, whose URI is absolute (`http://target/path`), over an
-    /// idle connection to its target or a new one.
-    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, PoolError> {
-        let (mut parts, body) = req.into_parts();
-        let Some(authority) = parts.uri.authority().cloned() else {
-            return Err(PoolError::Connect(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "request URI names no target",
-            )));
+    /// idle connection to its target or a new one. When no connection could
+    /// be made the request comes back untouched with the error: it never
+    /// left, and may be sent elsewhere as it is.
+    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, Unsent> {
+        let Some(authority) = req.uri().authority().cloned() else {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "request URI names no target");
+            return Err(Unsent::back(PoolError::Connect(e), req));
         };
-        parts.uri = origin_form(&parts.uri);
-        let mut req = Request::from_parts(parts, body);
+        let mut req = req;
         loop {
             let (mut tx, reused) = match self.checkout(authority.as_str()).await {
                 Some(tx) => (tx, true),
-                None => (self.connect(&authority).await?, false),
+                None => match self.connect(&authority).await {
+                    Ok(tx) => (tx, false),
+                    Err(e) => return Err(Unsent::back(e, req)),
+                },
             };
+            let absolute = std::mem::replace(req.uri_mut(), Uri::from_static("/"));
+            *req.uri_mut() = origin_form(&absolute);
             match tx.try_send_request(req).await {
                 Ok(resp) => return Ok(self.wrap(resp, tx, &authority)),
                 Err(mut e) => match e.take_message() {
                     // Never written: a pooled connection that closed just
                     // now. A fresh connection that fails like this is a
                     // failure of its own, not a reason to loop.
-                    Some(back) if reused => req = back,
-                    _ => return Err(PoolError::Send(e.into_error())),
+                    Some(mut back) if reused => {
+                        *back.uri_mut() = absolute;
+                        req = back;
+                    }
+                    _ => {
+                        return Err(Unsent {
+                            error: PoolError::Send(e.into_error()),
+                            request: None,
+                        });
+                    }
                 },
             }
         }
@@ -564,9 +593,17 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         let p = pool(8, Duration::from_secs(60));
-        match p.request(get(addr, "/")).await {
-            Err(PoolError::Connect(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
-            other => panic!("expected a connect error, got {other:?}"),
+        match p.request(get(addr, "/x?y")).await {
+            Err(Unsent {
+                error: PoolError::Connect(e),
+                request: Some(back),
+            }) => {
+                assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+                // Untouched, so it can be sent to another target.
+                assert_eq!(back.uri().to_string(), format!("http://{addr}/x?y"));
+                assert_eq!(back.headers()["host"], "example");
+            }
+            other => panic!("expected a connect error with the request, got {other:?}"),
         }
     }
 

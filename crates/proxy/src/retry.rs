@@ -108,16 +108,20 @@ impl Head {
 
     /// The request again, to `authority`.
     fn request(&self, authority: &Authority, body: Body) -> Request<Body> {
-        let mut parts = self.uri.clone().into_parts();
-        parts.authority = Some(authority.clone());
-        let uri = Uri::from_parts(parts).unwrap_or_else(|_| self.uri.clone());
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = uri;
+        *req.uri_mut() = with_authority(self.uri.clone(), authority);
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         req
     }
+}
+
+/// `uri` sent to `authority` instead.
+fn with_authority(uri: Uri, authority: &Authority) -> Uri {
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(authority.clone());
+    Uri::from_parts(parts).unwrap_or(uri)
 }
 
 /// One attempt in flight to one target (or to the service's only target,
@@ -374,10 +378,13 @@ pub(crate) async fn send(
     attempt.service_ticket = service_ticket;
     attempt.started = first_started;
 
-    // Can this request be sent again? Then keep what it takes.
+    // Can this request be sent again? Then keep what it takes. Retrying
+    // only connect failures needs no copy when the client gives back a
+    // request it could not send.
     let retryable = policy.attempts > 0 && !ex.upgrade && policy.methods.contains(req.method());
+    let copy = retryable && (policy.on.after_sending() || !ex.client.gives_back_unsent());
     let replay = match body_kind {
-        _ if !retryable => None,
+        _ if !copy => None,
         BodyKind::Empty => Some(Replay::Empty),
         BodyKind::Sized(n) if n <= policy.buffer_body => {
             // Collecting the body is part of the first try.
@@ -412,6 +419,7 @@ pub(crate) async fn send(
         };
         let result = tokio::time::timeout_at(end.into(), ex.client.request(request)).await;
 
+        let mut unsent = None;
         let (failure, outcome) = match result {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
@@ -429,7 +437,9 @@ pub(crate) async fn send(
                 // The total is spent: no time for another try.
                 ((limit == Limit::PerTry).then_some(Failure::Timeout), Err(p))
             }
-            Ok(Err(e)) => {
+            Ok(Err(failed)) => {
+                let e = failed.error;
+                unsent = failed.unsent;
                 if let Some(rejected) = BodyRejected::find(e.as_error()) {
                     // A plugin's body wrapper refused the streamed body.
                     attempt.report(Verdict::ClientSide);
@@ -468,8 +478,9 @@ pub(crate) async fn send(
             }
         };
 
-        let wanted = failure
-            .filter(|f| policy.on.matches(*f) && replay.is_some() && retries < policy.attempts);
+        let again = replay.is_some() || (retryable && unsent.is_some());
+        let wanted =
+            failure.filter(|f| policy.on.matches(*f) && again && retries < policy.attempts);
         let retry = match wanted {
             Some(f) => prepare_retry(ex, &attempt, &mut tried, retries, deadline)
                 .map(|(next, wait)| (f, next, wait)),
@@ -494,6 +505,11 @@ pub(crate) async fn send(
         // connection. The failed attempt reports to the balancer as it goes.
         drop(outcome);
         drop(attempt);
+        next = unsent.map(|mut r| {
+            let uri = std::mem::take(r.uri_mut());
+            *r.uri_mut() = with_authority(uri, next_attempt.authority());
+            r
+        });
         tokio::time::sleep(wait).await;
         attempt = next_attempt;
         attempt.started = Instant::now();

@@ -28,6 +28,11 @@ impl StatusSet {
         }
     }
 
+    /// Whether no status is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+
     /// Whether `status` is in the set.
     #[inline]
     pub fn contains(&self, status: u16) -> bool {
@@ -65,6 +70,12 @@ impl RetryOn {
             }
         }
         on
+    }
+
+    /// Whether a failure after the request was (maybe) written is
+    /// retried: then a copy of the request must be kept for the retry.
+    pub fn after_sending(&self) -> bool {
+        self.reset || self.timeout || !self.statuses.is_empty()
     }
 
     pub(crate) fn matches(&self, f: Failure) -> bool {

@@ -335,6 +335,44 @@ async fn a_retried_body_reaches_the_second_target_identically() {
     assert!(bad.hits() >= 2, "bad got {}", bad.hits());
 }
 
+/// Retrying only connect failures keeps no copy of the request: the
+/// request that could not be sent comes back whole from the connection
+/// pool. So even a streamed body of unknown length, larger than any
+/// buffer, reaches the other target intact, and a request that did reach
+/// an upstream is never sent twice.
+#[tokio::test]
+async fn a_connect_failure_retry_sends_a_streamed_body_whole_without_buffering_it() {
+    let dead = RefusingAddr::new();
+    let good = body_echo("good").await;
+    let gw = TestGateway::start(&pool(
+        &[dead.addr().to_string(), good.addr().to_string()],
+        "    retries:\n      on: [connect-failure]\n      methods: [POST]\n      buffer_body: 16\n      backoff: { base: 1ms, max: 1ms }\n",
+        "",
+    ))
+    .await;
+    let cases: [(&str, Vec<u8>, bool); 4] = [
+        ("empty", Vec::new(), false),
+        ("sized within buffer_body", pattern(10), false),
+        ("sized beyond buffer_body", pattern(70_000), false),
+        ("chunked beyond buffer_body", pattern(70_000), true),
+    ];
+    for (name, data, chunked) in cases {
+        // Two requests each, so both orders of the round robin are seen.
+        for round in 0..2 {
+            let url = gw.url("/upload");
+            let r = if chunked {
+                send(post_chunked(&url, data.clone())).await
+            } else {
+                send(post(&url, data.clone())).await
+            };
+            assert_eq!(r.status, 200, "{name} #{round}: {}", r.text());
+            assert_eq!(r.body.len(), data.len(), "{name} #{round}: length");
+            assert!(r.body[..] == data[..], "{name} #{round}: body differs");
+        }
+    }
+    assert_eq!(good.hits(), 8, "every request reached the live target once");
+}
+
 #[tokio::test]
 async fn the_budget_caps_retries_under_a_burst() {
     let down = Upstream::builder().status(503).record(0).start().await;

@@ -88,14 +88,44 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Colour codes only on a terminal, and not when `NO_COLOR` is set to
+/// anything non-empty (no-color.org): a file or a pipe gets plain text.
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let cases: [(bool, Option<&OsStr>, bool); 5] = [
+            (true, None, true),
+            (true, Some(OsStr::new("")), true),
+            (true, Some(OsStr::new("1")), false),
+            (false, None, false),
+            (false, Some(OsStr::new("1")), false),
+        ];
+        for (terminal, no_color, want) in cases {
+            assert_eq!(colour(terminal, no_color), want, "{terminal} {no_color:?}");
+        }
+    }
 }

@@ -359,6 +359,34 @@ enum Limit {
     Total,
 }
 
+impl Limit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::PerTry => "per_try",
+            Self::Total => "total",
+        }
+    }
+}
+
+/// An upstream error with its causes, outermost first, each said once
+/// (`connect: Connection refused (os error 111)`), for operators' logs.
+fn describe(e: &crate::client::SendError) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for err in std::iter::successors(Some(e.as_error()), |err| err.source()) {
+        let text = err.to_string();
+        if text.is_empty() || last.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
+}
+
 /// Sends `req` (already addressed to `first`'s target) and retries per
 /// the policy. `service_ticket` is the service breaker's admission of the
 /// first try.
@@ -433,6 +461,15 @@ pub(crate) async fn send(
             }
             Err(_) => {
                 attempt.report(Verdict::Failed);
+                tracing::warn!(
+                    service = %svc.name,
+                    target = %attempt.authority(),
+                    failure = "timeout",
+                    limit = limit.as_str(),
+                    after_ms = attempt.started.elapsed().as_millis() as u64,
+                    attempt = retries + 1,
+                    "upstream request timed out"
+                );
                 let p = timeout_problem(ex, limit, retries + 1);
                 // The total is spent: no time for another try.
                 ((limit == Limit::PerTry).then_some(Failure::Timeout), Err(p))
@@ -446,7 +483,24 @@ pub(crate) async fn send(
                     return Sent::Problem(rejected.0.clone());
                 }
                 let class = classify(&e);
-                tracing::debug!(service = %svc.name, target = %attempt.authority(), error = ?e, failure = ?class, "upstream request failed");
+                if class == UpstreamFailure::RequestBody {
+                    tracing::debug!(service = %svc.name, target = %attempt.authority(), error = %describe(&e), "the client's request body failed while it was sent upstream");
+                } else {
+                    let failure = match class {
+                        UpstreamFailure::Timeout => "connect-timeout",
+                        UpstreamFailure::Tls => "tls",
+                        _ if e.is_connect() => "connect-failure",
+                        _ => "reset",
+                    };
+                    tracing::warn!(
+                        service = %svc.name,
+                        target = %attempt.authority(),
+                        failure,
+                        error = %describe(&e),
+                        attempt = retries + 1,
+                        "upstream request failed"
+                    );
+                }
                 let p = match class {
                     UpstreamFailure::RequestBody => {
                         attempt.report(Verdict::ClientSide);
@@ -500,7 +554,16 @@ pub(crate) async fn send(
             };
         };
         retries += 1;
-        tracing::debug!(service = %svc.name, failure = ?f, retry = retries, from = %attempt.authority(), to = %next_attempt.authority(), ?wait, "retrying");
+        tracing::info!(
+            service = %svc.name,
+            failure = f.as_str(),
+            status = f.status(),
+            retry = retries,
+            from = %attempt.authority(),
+            to = %next_attempt.authority(),
+            wait_ms = wait.as_millis() as u64,
+            "retrying upstream request"
+        );
         // The failed response's body is not read: dropping it closes its
         // connection. The failed attempt reports to the balancer as it goes.
         drop(outcome);

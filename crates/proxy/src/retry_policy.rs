@@ -97,6 +97,26 @@ pub(crate) enum Failure {
     Status(u16),
 }
 
+impl Failure {
+    /// The name logs use (the retry condition's spelling).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect-failure",
+            Self::Reset => "reset",
+            Self::Timeout => "timeout",
+            Self::Status(_) => "status",
+        }
+    }
+
+    /// The status, for a status failure.
+    pub(crate) fn status(self) -> Option<u16> {
+        match self {
+            Self::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 fn methods(list: &[gatehouse_config::Method]) -> Vec<Method> {
     list.iter().map(|m| m.0.clone()).collect()
 }

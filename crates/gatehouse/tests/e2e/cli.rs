@@ -127,8 +127,13 @@ struct Proc {
 
 impl Proc {
     fn start(config: &Path) -> Self {
+        Self::start_as(config, "json")
+    }
+
+    /// With `--log-format FORMAT` (`json` or `text`).
+    fn start_as(config: &Path, format: &str) -> Self {
         let mut child = Command::new(BIN)
-            .args(["--log-format", "json", "run", "--config"])
+            .args(["--log-format", format, "run", "--config"])
             .arg(config)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -149,8 +154,16 @@ impl Proc {
             addr: String::new(),
         };
         let line = p.wait_for("listening");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        p.addr = v["fields"]["address"].as_str().unwrap().to_string();
+        p.addr = if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            v["fields"]["address"].as_str().unwrap().to_string()
+        } else {
+            let at = line
+                .find("address=")
+                .expect("address in the listening line")
+                + 8;
+            line[at..].split_whitespace().next().unwrap().to_string()
+        };
         p
     }
 
@@ -293,5 +306,82 @@ async fn shutdown_deadline_bounds_the_drain() {
         started.elapsed() < Duration::from_secs(3),
         "drain took {:?}",
         started.elapsed()
+    );
+}
+
+/// What an operator sees when upstreams fail: one structured warning per
+/// failed try, naming the service, the target and the reason (a dead
+/// target, a per-try timeout), and an info line for each retry. Before,
+/// nothing at all was logged for a 502 or a 504, even at debug level.
+fn trouble_config(dead: &str, hole: &str, live: &str) -> String {
+    format!(
+        "listeners:\n  - address: \"127.0.0.1:0\"\nservices:\n  - name: dead\n    url: \"http://{dead}\"\n    retries: {{ attempts: 0 }}\n  - name: slow\n    url: \"http://{hole}\"\n    timeout: 300ms\n    retries: {{ attempts: 0 }}\n  - name: pair\n    url: \"http://pair.internal\"\n    targets:\n      - target: \"{dead}\"\n      - target: \"{live}\"\n    load_balancing: {{ algorithm: round-robin }}\nroutes:\n  - {{ name: dead, service: dead, paths: [\"/dead\"] }}\n  - {{ name: slow, service: slow, paths: [\"/slow\"] }}\n  - {{ name: pair, service: pair, paths: [\"/pair\"] }}\n"
+    )
+}
+
+#[tokio::test]
+async fn upstream_failures_are_logged_as_structured_warnings() {
+    let dead = gatehouse_testkit::RefusingAddr::new();
+    let hole = gatehouse_testkit::BlackholeServer::start().await;
+    let live = Upstream::builder().name("live").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    let yaml = trouble_config(
+        &dead.addr().to_string(),
+        &hole.addr().to_string(),
+        &live.addr().to_string(),
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let mut p = Proc::start(&path);
+    let field = |line: &str, name: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["fields"][name].clone()
+    };
+
+    assert_eq!(common::get(&p.url("/dead")).await.status, 502);
+    let line = p.wait_for("upstream request failed");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "WARN", "{line}");
+    assert_eq!(field(&line, "service"), "dead", "{line}");
+    assert_eq!(field(&line, "target"), dead.addr().to_string(), "{line}");
+    assert_eq!(field(&line, "failure"), "connect-failure", "{line}");
+    let error = field(&line, "error").as_str().unwrap().to_lowercase();
+    assert!(error.contains("refused"), "{line}");
+
+    assert_eq!(common::get(&p.url("/slow")).await.status, 504);
+    let line = p.wait_for("upstream request timed out");
+    assert_eq!(field(&line, "service"), "slow", "{line}");
+    assert_eq!(field(&line, "target"), hole.addr().to_string(), "{line}");
+    assert_eq!(field(&line, "limit"), "per_try", "{line}");
+    assert!(field(&line, "after_ms").as_u64().unwrap() >= 250, "{line}");
+
+    // Two requests: round-robin sends one of them to the dead target
+    // first; the default policy retries it on the live one.
+    for _ in 0..2 {
+        assert_eq!(common::get(&p.url("/pair")).await.status, 200);
+    }
+    let line = p.wait_for("retrying upstream request");
+    assert_eq!(field(&line, "service"), "pair", "{line}");
+    assert_eq!(field(&line, "failure"), "connect-failure", "{line}");
+    assert_eq!(field(&line, "from"), dead.addr().to_string(), "{line}");
+    assert_eq!(field(&line, "to"), live.addr().to_string(), "{line}");
+}
+
+/// Logs to a pipe (or a file) are plain text: no colour codes.
+#[tokio::test]
+async fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    let dead = gatehouse_testkit::RefusingAddr::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    let yaml = trouble_config(&dead.addr().to_string(), "127.0.0.1:9", "127.0.0.1:9");
+    std::fs::write(&path, yaml).unwrap();
+    let mut p = Proc::start_as(&path, "text");
+    assert_eq!(common::get(&p.url("/dead")).await.status, 502);
+    let line = p.wait_for("upstream request failed");
+    assert!(!line.contains('\u{1b}'), "colour codes in {line:?}");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("failure=\"connect-failure\"") || line.contains("failure=connect-failure"),
+        "{line}"
     );
 }

@@ -150,6 +150,80 @@ pub struct Server {
     /// client connection cannot open more upstream connections than this.
     #[serde(deserialize_with = "crate::types::at_least_one")]
     pub max_requests_per_connection: usize,
+    /// The per-request access log (docs/logging.md). Read at start only.
+    pub access_log: AccessLog,
+}
+
+/// How access log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// nginx's and Apache's `combined` format, for people who grep.
+    Combined,
+}
+
+/// The access log: one line per request, written off the request path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLog {
+    /// Write one line per request.
+    pub enabled: bool,
+    /// `stdout`, `stderr`, or the path of a file lines are appended to.
+    pub output: String,
+    /// `json` or `combined`.
+    pub format: AccessLogFormat,
+    /// Lines held for the writer; when it falls behind further, lines are
+    /// dropped and counted, and requests never wait.
+    #[serde(deserialize_with = "crate::types::at_least_one")]
+    pub queue: usize,
+    /// Files only: start a new file once this many bytes were written to
+    /// the current one; 0 = never by size.
+    pub max_size: u64,
+    /// Files only: start a new file this often; absent = never by time.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub rotate_every: Option<Duration>,
+    /// Files only: rotated files kept (`FILE.1` newest .. `FILE.N`).
+    #[serde(deserialize_with = "crate::types::at_least_one")]
+    pub keep: usize,
+    /// Query parameters whose values are replaced by `REDACTED` in logged
+    /// paths (matched without regard to case). Credentials in headers
+    /// (Authorization, Cookie, API key headers) are never logged at all.
+    pub redact_query: Vec<String>,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            output: "stdout".into(),
+            format: AccessLogFormat::Json,
+            queue: 8192,
+            max_size: 0,
+            rotate_every: None,
+            keep: 5,
+            redact_query: [
+                "apikey",
+                "api_key",
+                "api-key",
+                "key",
+                "token",
+                "access_token",
+                "id_token",
+                "password",
+                "secret",
+                "signature",
+                "sig",
+                "code",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        }
+    }
 }
 
 /// Node-level resolver settings for DNS-based target discovery.
@@ -227,6 +301,7 @@ impl Default for Server {
             max_connections_per_ip: None,
             http2_max_concurrent_streams: 100,
             max_requests_per_connection: 100,
+            access_log: AccessLog::default(),
         }
     }
 }

@@ -31,7 +31,7 @@ pub use plugin::{
     Band, Capabilities, ErrorFlow, Flow, LogRecord, Phase, Phases, Plugin, PluginFactory, Request,
     Response, UpstreamChoice, UpstreamFailure,
 };
-pub use problem::{Problem, ProblemDef, ProblemType};
+pub use problem::{Answered, Problem, ProblemDef, ProblemType};
 pub use registry::Registry;
 pub use resources::{BuildCx, Resources, Scope, Shutdown};
 pub use tls::{ClientCert, SubjectAltName, TlsInfo};

@@ -321,6 +321,7 @@ impl Problem {
         let json = serde_json::to_vec(&doc).unwrap_or_default();
         let mut resp = Response::new(body::full(json));
         *resp.status_mut() = self.status;
+        resp.extensions_mut().insert(Answered(self.kind));
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -330,6 +331,12 @@ impl Problem {
         resp
     }
 }
+
+/// Put in the extensions of every problem+json response made by
+/// [`Problem::into_response`]: which problem it answers (the access log
+/// reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered(pub ProblemType);
 
 impl From<ProblemType> for Problem {
     fn from(kind: ProblemType) -> Self {

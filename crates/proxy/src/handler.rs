@@ -75,8 +75,92 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let snap = shared.snapshot();
-    Ok(serve(&snap, &conn, req).await)
+    match shared.access_log() {
+        None => Ok(serve(&snap, &conn, req).await),
+        // Boxed: the entry's parts stay off the future of unlogged requests.
+        Some(log) => Ok(Box::pin(serve_logged(&snap, &conn, req, log)).await),
+    }
 }
+
+/// [`serve`], then one access log entry when the response body ends.
+async fn serve_logged(
+    snap: &Arc<Snapshot>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    log: &crate::access::AccessLog,
+) -> Response<Body> {
+    let time = std::time::SystemTime::now();
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let version = req.version();
+    let headers = req.headers();
+    let host = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| headers.get(header::HOST).cloned());
+    let user_agent = headers.get(header::USER_AGENT).cloned();
+    let referer = headers.get(header::REFERER).cloned();
+    let bytes_in = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut seen = None;
+    let resp = serve_inner(snap, conn, req, Some(&mut seen)).await;
+    let (mut parts, body) = resp.into_parts();
+    let upstream = parts.extensions.remove::<crate::access::UpstreamNote>();
+    let problem = parts
+        .extensions
+        .get::<gatehouse_core::Answered>()
+        .map(|a| a.0.slug());
+    let status = parts.status.as_u16();
+    let (request_id, client_ip, route, service, consumer, app) = seen.unwrap_or_default();
+    let entry = Box::new(crate::access::Entry {
+        time,
+        started,
+        request_id,
+        client_ip,
+        peer: conn.peer,
+        method,
+        uri,
+        version,
+        host,
+        user_agent,
+        referer,
+        bytes_in,
+        route,
+        service,
+        consumer,
+        app,
+        status,
+        upstream,
+        problem,
+        bytes_out: 0,
+        duration: std::time::Duration::ZERO,
+        completed: false,
+    });
+    let log = log.clone();
+    let body = crate::logbody::OnEnd::wrap(body, move |end: crate::logbody::End| {
+        let mut entry = entry;
+        entry.bytes_out = end.bytes;
+        entry.duration = entry.started.elapsed();
+        entry.completed = end.completed;
+        log.push(entry);
+    });
+    Response::from_parts(parts, body)
+}
+
+/// What the access log takes from the request's context before the
+/// response phases consume it: request id, client IP, route, service,
+/// consumer, app.
+type Seen = (
+    Arc<str>,
+    Option<std::net::IpAddr>,
+    Option<Arc<str>>,
+    Option<Arc<str>>,
+    Option<Arc<str>>,
+    Option<Arc<str>>,
+);
 
 fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
@@ -97,6 +181,15 @@ struct Reached<'s> {
 }
 
 async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    serve_inner(snap, conn, req, None).await
+}
+
+async fn serve_inner(
+    snap: &Arc<Snapshot>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    seen: Option<&mut Option<Seen>>,
+) -> Response<Body> {
     let (parts, incoming) = req.into_parts();
     let request_id = match parts.headers.get(&snap.settings.request_id_header) {
         Some(v) if valid_request_id(v) => Arc::from(v.to_str().unwrap_or_default()),
@@ -113,6 +206,16 @@ async fn serve(snap: &Arc<Snapshot>, conn: &ConnInfo, req: Request<Incoming>) ->
         // Deprecation, Sunset and Link on every response of a deprecated
         // (or retired) API, errors included.
         api.decorate(resp.headers_mut());
+    }
+    if let Some(seen) = seen {
+        *seen = Some((
+            ctx.request_id.clone(),
+            ctx.client_ip,
+            ctx.route.clone(),
+            ctx.service.clone(),
+            ctx.consumer.as_ref().map(|c| c.username.clone()),
+            ctx.app.as_ref().map(|a| a.name.clone()),
+        ));
     }
     finish(snap, reached.chain.as_ref(), ctx, resp).await
 }
@@ -961,10 +1064,22 @@ async fn send(
     let (mut resp, target, sent_at) =
         match retry::send(&exchange, req, body_kind, first, service_ticket).await {
             retry::Sent::Response {
-                resp,
+                mut resp,
                 target,
                 sent_at,
-            } => (resp, target, sent_at),
+                authority,
+                retries,
+                first_sent_at,
+            } => {
+                if snap.settings.access_log {
+                    resp.extensions_mut().insert(crate::access::UpstreamNote {
+                        target: authority,
+                        latency: first_sent_at.elapsed(),
+                        retries,
+                    });
+                }
+                (resp, target, sent_at)
+            }
             retry::Sent::Problem(p) => return Err(GatewayError::from_send(p)),
         };
 

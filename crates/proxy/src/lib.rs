@@ -5,6 +5,7 @@
 //! atomically. Architecture invariant: this is the only crate that knows
 //! hyper's server and client types.
 
+mod access;
 pub mod canon;
 mod chain;
 mod circuit;
@@ -204,6 +205,15 @@ impl Gateway {
         let stopped = tokio::time::timeout_at(until, tasks.wait()).await.is_ok();
         if !stopped {
             tracing::warn!("plugin background tasks still running at the shutdown deadline");
+        }
+        if let Some(log) = self.shared.access_log() {
+            // The lines of the last requests, written before the process
+            // exits (bounded: a stuck disk does not hold the exit).
+            let log = log.clone();
+            let left = until
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_secs(1));
+            let _ = tokio::task::spawn_blocking(move || log.flush(left)).await;
         }
         drained
     }

@@ -347,6 +347,12 @@ pub(crate) enum Sent {
         target: Option<usize>,
         /// When that attempt started (latency reported to the balancer).
         sent_at: Instant,
+        /// The target that answered.
+        authority: Authority,
+        /// Retries before this answer.
+        retries: u32,
+        /// When the first try started (upstream time in the access log).
+        first_sent_at: Instant,
     },
     /// No response: the problem to answer with.
     Problem(Problem),
@@ -543,11 +549,15 @@ pub(crate) async fn send(
         let Some((f, next_attempt, wait)) = retry else {
             return match outcome {
                 Ok(resp) => {
+                    let authority = attempt.authority().clone();
                     let (target, sent_at) = attempt.into_response();
                     Sent::Response {
                         resp,
                         target,
                         sent_at,
+                        authority,
+                        retries,
+                        first_sent_at: first_started,
                     }
                 }
                 Err(p) => Sent::Problem(p),

@@ -49,6 +49,9 @@ pub struct Settings {
     pub watch: bool,
     /// How often they are checked.
     pub watch_interval: Duration,
+    /// Whether the access log was on at start (the handler then notes the
+    /// upstream exchange in the response's extensions).
+    pub access_log: bool,
     /// Connection limits, read when a connection is accepted.
     pub conn: ConnSettings,
 }
@@ -820,6 +823,7 @@ pub fn compile(
                 shutdown_timeout: s.shutdown_timeout,
                 watch: s.watch,
                 watch_interval: s.watch_interval,
+                access_log: s.access_log.enabled,
                 conn: ConnSettings {
                     idle_timeout: s.idle_timeout,
                     caps: crate::conns::Caps::resolve(s.max_connections, s.max_connections_per_ip),

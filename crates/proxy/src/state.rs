@@ -42,6 +42,8 @@ pub struct Shared {
     resources: Resources,
     /// The running plugin background tasks.
     plugin_tasks: TaskTracker,
+    /// The access log, when `server.access_log.enabled` at start.
+    access: Option<crate::access::AccessLog>,
 }
 
 impl Shared {
@@ -53,6 +55,17 @@ impl Shared {
         let resources = Resources::new();
         let build = resources.build();
         let snap = compile(loaded, &registry, &build, &clients, 1)?;
+        let access_config = &loaded.config.server.access_log;
+        let access = match access_config.enabled {
+            true => Some(crate::access::AccessLog::start(access_config).map_err(|e| {
+                ConfigErrors::one(
+                    loaded
+                        .source
+                        .error("server.access_log.output", e.to_string()),
+                )
+            })?),
+            false => None,
+        };
         let plugin_tasks = TaskTracker::new();
         spawn_plugin_tasks(&plugin_tasks, resources.commit(&build));
         let dns_memory = Arc::new(Memory::default());
@@ -72,6 +85,7 @@ impl Shared {
             dns_memory,
             resources,
             plugin_tasks,
+            access,
         })
     }
 
@@ -88,6 +102,11 @@ impl Shared {
 
     /// The snapshot a new request should use. The request keeps it until
     /// it ends, whatever reloads happen meanwhile.
+    /// The access log, if on.
+    pub fn access_log(&self) -> Option<&crate::access::AccessLog> {
+        self.access.as_ref()
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }

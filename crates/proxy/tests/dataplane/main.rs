@@ -17,6 +17,7 @@ mod common {
 }
 mod table;
 
+mod access_log;
 mod balancing;
 mod concurrency;
 mod discovery;

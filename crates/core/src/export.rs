@@ -146,6 +146,27 @@ impl<T> Consumer<T> {
         self.rx.recv_many(batch, max.max(1)).await
     }
 
+    /// Like [`Consumer::recv_batch`] for a plain thread (not inside an
+    /// async runtime): blocks for the first record, then takes what else
+    /// is waiting, up to `max`.
+    pub fn blocking_recv_batch(&mut self, batch: &mut Vec<T>, max: usize) -> usize {
+        let Some(first) = self.rx.blocking_recv() else {
+            return 0;
+        };
+        batch.push(first);
+        let mut n = 1;
+        while n < max.max(1) {
+            match self.rx.try_recv() {
+                Ok(r) => {
+                    batch.push(r);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        n
+    }
+
     /// A record if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<T> {
         self.rx.try_recv().ok()
@@ -161,6 +182,30 @@ impl<T> Consumer<T> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_plain_thread_receives_batches_and_sees_the_end() {
+        let (q, mut c) = Queue::bounded(8);
+        for i in 0..5 {
+            q.try_push(i).unwrap();
+        }
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut batch = Vec::new();
+            loop {
+                let n = c.blocking_recv_batch(&mut batch, 3);
+                if n == 0 {
+                    return all;
+                }
+                assert!(n <= 3);
+                all.append(&mut batch);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        q.try_push(5).unwrap();
+        drop(q);
+        assert_eq!(reader.join().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+    }
 
     #[test]
     fn full_queue_drops_and_counts_without_blocking() {

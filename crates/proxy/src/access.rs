@@ -242,41 +242,32 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut consumer: Consumer<Box<Entry>>) {
-        let rt = match tokio::runtime::Builder::new_current_thread().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "access log writer cannot start");
+        let mut batch = Vec::with_capacity(256);
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut failing = false;
+        loop {
+            let n = consumer.blocking_recv_batch(&mut batch, 256);
+            if n == 0 {
                 return;
             }
-        };
-        rt.block_on(async move {
-            let mut batch = Vec::with_capacity(256);
-            let mut buf = Vec::with_capacity(64 * 1024);
-            let mut failing = false;
-            loop {
-                let n = consumer.recv_batch(&mut batch, 256).await;
-                if n == 0 {
-                    return;
+            buf.clear();
+            for e in batch.drain(..) {
+                match self.format {
+                    AccessLogFormat::Json => json_line(&mut buf, &e, &self.redact),
+                    AccessLogFormat::Combined => combined_line(&mut buf, &e, &self.redact),
                 }
-                buf.clear();
-                for e in batch.drain(..) {
-                    match self.format {
-                        AccessLogFormat::Json => json_line(&mut buf, &e, &self.redact),
-                        AccessLogFormat::Combined => combined_line(&mut buf, &e, &self.redact),
-                    }
-                }
-                match self.out.write(&buf) {
-                    Ok(()) => failing = false,
-                    Err(e) if !failing => {
-                        // Once per outage, not once per batch.
-                        failing = true;
-                        tracing::error!(error = %e, "cannot write the access log; lines are lost until it works again");
-                    }
-                    Err(_) => {}
-                }
-                self.written.fetch_add(n as u64, Ordering::Release);
             }
-        });
+            match self.out.write(&buf) {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    // Once per outage, not once per batch.
+                    failing = true;
+                    tracing::error!(error = %e, "cannot write the access log; lines are lost until it works again");
+                }
+                Err(_) => {}
+            }
+            self.written.fetch_add(n as u64, Ordering::Release);
+        }
     }
 }
 
@@ -343,43 +334,231 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_micros() as f64) / 1000.0
+/// A duration in milliseconds with three decimals (`2.5` ms is `2.500`).
+fn push_ms(buf: &mut Vec<u8>, d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    push_u64(buf, us / 1000);
+    buf.push(b'.');
+    push_padded(buf, us % 1000, 3);
 }
 
-fn header_str(v: Option<&HeaderValue>) -> Option<String> {
-    v.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// `n` in exactly `width` digits, zero-padded.
+fn push_padded(buf: &mut Vec<u8>, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut n = n;
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    buf.extend_from_slice(&digits[..width]);
+}
+
+/// The civil date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil(days: i64) -> (i64, u64, u64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u64;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// (year, month, day, hour, minute, second, millisecond) in UTC.
+fn utc(t: SystemTime) -> (i64, u64, u64, u64, u64, u64, u64) {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (y, mo, d) = civil(i64::try_from(secs / 86_400).unwrap_or(0));
+    let rem = secs % 86_400;
+    (
+        y,
+        mo,
+        d,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        u64::from(since.subsec_millis()),
+    )
+}
+
+/// `2026-12-03T19:30:00.123Z`
+fn push_rfc3339(buf: &mut Vec<u8>, t: SystemTime) {
+    let (y, mo, d, h, mi, s, ms) = utc(t);
+    push_padded(buf, u64::try_from(y).unwrap_or(0), 4);
+    buf.push(b'-');
+    push_padded(buf, mo, 2);
+    buf.push(b'-');
+    push_padded(buf, d, 2);
+    buf.push(b'T');
+    push_padded(buf, h, 2);
+    buf.push(b':');
+    push_padded(buf, mi, 2);
+    buf.push(b':');
+    push_padded(buf, s, 2);
+    buf.push(b'.');
+    push_padded(buf, ms, 3);
+    buf.push(b'Z');
+}
+
+fn push_ip(buf: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                push_u64(buf, u64::from(o));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(buf, "{v6}");
+        }
+    }
+}
+
+/// A JSON object written field by field: no map, no per-field allocation,
+/// no formatting machinery on the common paths.
+struct Obj<'b> {
+    buf: &'b mut Vec<u8>,
+    first: bool,
+}
+
+impl<'b> Obj<'b> {
+    fn new(buf: &'b mut Vec<u8>) -> Self {
+        buf.push(b'{');
+        Self { buf, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &str, v: Option<&str>) {
+        self.key(key);
+        match v {
+            // The common case, printable ASCII without quotes or
+            // backslashes, is copied as it is.
+            Some(v)
+                if v.bytes()
+                    .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') =>
+            {
+                self.buf.push(b'"');
+                self.buf.extend_from_slice(v.as_bytes());
+                self.buf.push(b'"');
+            }
+            // Escaping a string into a Vec cannot fail.
+            Some(v) => {
+                let _ = serde_json::to_writer(&mut *self.buf, v);
+            }
+            None => self.buf.extend_from_slice(b"null"),
+        }
+    }
+
+    fn bytes(&mut self, key: &str, v: Option<&HeaderValue>) {
+        match v {
+            Some(v) => match v.to_str() {
+                Ok(s) => self.str(key, Some(s)),
+                Err(_) => self.str(key, Some(&String::from_utf8_lossy(v.as_bytes()))),
+            },
+            None => self.str(key, None),
+        }
+    }
+
+    fn num(&mut self, key: &str, v: Option<u64>) {
+        self.key(key);
+        match v {
+            Some(v) => push_u64(self.buf, v),
+            None => self.buf.extend_from_slice(b"null"),
+        }
+    }
+
+    fn ms(&mut self, key: &str, v: Option<Duration>) {
+        self.key(key);
+        match v {
+            Some(d) => push_ms(self.buf, d),
+            None => self.buf.extend_from_slice(b"null"),
+        }
+    }
+
+    fn end(self) {
+        self.buf.extend_from_slice(b"}\n");
+    }
 }
 
 fn json_line(buf: &mut Vec<u8>, e: &Entry, redact: &[String]) {
     let upstream = e.upstream.as_ref();
-    let line = serde_json::json!({
-        "time": humantime::format_rfc3339_millis(e.time).to_string(),
-        "request_id": &*e.request_id,
-        "client_ip": e.client_ip.unwrap_or(e.peer.ip()).to_string(),
-        "method": e.method.as_str(),
-        "host": header_str(e.host.as_ref()),
-        "path": logged_target(&e.uri, redact),
-        "protocol": format!("{:?}", e.version),
-        "route": e.route.as_deref(),
-        "service": e.service.as_deref(),
-        "upstream": upstream.map(|u| u.target.as_str()),
-        "consumer": e.consumer.as_deref(),
-        "app": e.app.as_deref(),
-        "status": e.status,
-        "bytes_in": e.bytes_in,
-        "bytes_out": e.bytes_out,
-        "duration_ms": ms(e.duration),
-        "upstream_ms": upstream.map(|u| ms(u.latency)),
-        "gateway_ms": upstream.map(|u| ms(e.duration.saturating_sub(u.latency))),
-        "retries": upstream.map_or(0, |u| u.retries),
-        "problem": e.problem,
-        "completed": e.completed,
-        "user_agent": header_str(e.user_agent.as_ref()),
-    });
-    // A `Value` of strings and numbers always serializes.
-    let _ = serde_json::to_writer(&mut *buf, &line);
-    buf.push(b'\n');
+    let mut o = Obj::new(buf);
+    o.key("time");
+    o.buf.push(b'"');
+    push_rfc3339(o.buf, e.time);
+    o.buf.push(b'"');
+    o.str("request_id", Some(&e.request_id));
+    o.key("client_ip");
+    o.buf.push(b'"');
+    push_ip(o.buf, e.client_ip.unwrap_or(e.peer.ip()));
+    o.buf.push(b'"');
+    o.str("method", Some(e.method.as_str()));
+    o.bytes("host", e.host.as_ref());
+    o.str("path", Some(&logged_target(&e.uri, redact)));
+    o.str("protocol", Some(version(e.version)));
+    o.str("route", e.route.as_deref());
+    o.str("service", e.service.as_deref());
+    o.str("upstream", upstream.map(|u| u.target.as_str()));
+    o.str("consumer", e.consumer.as_deref());
+    o.str("app", e.app.as_deref());
+    o.num("status", Some(u64::from(e.status)));
+    o.num("bytes_in", e.bytes_in);
+    o.num("bytes_out", Some(e.bytes_out));
+    o.ms("duration_ms", Some(e.duration));
+    o.ms("upstream_ms", upstream.map(|u| u.latency));
+    o.ms(
+        "gateway_ms",
+        upstream.map(|u| e.duration.saturating_sub(u.latency)),
+    );
+    o.num(
+        "retries",
+        Some(u64::from(upstream.map_or(0, |u| u.retries))),
+    );
+    o.str("problem", e.problem);
+    o.key("completed");
+    o.buf
+        .extend_from_slice(if e.completed { b"true" } else { b"false" });
+    o.bytes("user_agent", e.user_agent.as_ref());
+    o.end();
+}
+
+fn version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// `$remote_addr - $remote_user [$time_local] "$request" $status
@@ -396,7 +575,13 @@ fn combined_line(buf: &mut Vec<u8>, e: &Entry, redact: &[String]) {
     escape(buf, e.method.as_str().as_bytes());
     buf.push(b' ');
     escape(buf, logged_target(&e.uri, redact).as_bytes());
-    let _ = write!(buf, " {:?}\" {} {} \"", e.version, e.status, e.bytes_out);
+    let _ = write!(
+        buf,
+        " {}\" {} {} \"",
+        version(e.version),
+        e.status,
+        e.bytes_out
+    );
     match &e.referer {
         Some(v) => escape(buf, v.as_bytes()),
         None => buf.push(b'-'),
@@ -426,21 +611,12 @@ fn clf_time(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    // `YYYY-MM-DDTHH:MM:SSZ`
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    let month = s
-        .get(5..7)
-        .and_then(|m| m.parse::<usize>().ok())
-        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+    let (y, mo, d, h, mi, s, _) = utc(t);
+    let month = MONTHS
+        .get(usize::try_from(mo).unwrap_or(1).wrapping_sub(1))
         .copied()
         .unwrap_or("Jan");
-    format!(
-        "{}/{}/{}:{} +0000",
-        s.get(8..10).unwrap_or("01"),
-        month,
-        s.get(0..4).unwrap_or("1970"),
-        s.get(11..19).unwrap_or("00:00:00")
-    )
+    format!("{d:02}/{month}/{y}:{h:02}:{mi:02}:{s:02} +0000")
 }
 
 #[cfg(test)]
@@ -563,6 +739,53 @@ mod tests {
             String::from_utf8(buf)
                 .unwrap()
                 .starts_with("203.0.113.7 - - [")
+        );
+    }
+
+    #[test]
+    fn times_are_utc_across_leap_years_and_month_ends() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z", "01/Jan/1970:00:00:00 +0000"),
+            (
+                951_782_400_123,
+                "2000-02-29T00:00:00.123Z",
+                "29/Feb/2000:00:00:00 +0000",
+            ),
+            (
+                1_796_326_200_000,
+                "2026-12-03T19:30:00.000Z",
+                "03/Dec/2026:19:30:00 +0000",
+            ),
+            (
+                1_798_761_599_999,
+                "2026-12-31T23:59:59.999Z",
+                "31/Dec/2026:23:59:59 +0000",
+            ),
+            (
+                4_107_542_400_000,
+                "2100-03-01T00:00:00.000Z",
+                "01/Mar/2100:00:00:00 +0000",
+            ),
+        ];
+        for (ms, rfc, clf) in cases {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+            let mut buf = Vec::new();
+            push_rfc3339(&mut buf, t);
+            assert_eq!(String::from_utf8(buf).unwrap(), rfc, "{ms}");
+            assert_eq!(humantime::format_rfc3339_millis(t).to_string(), rfc, "{ms}");
+            assert_eq!(clf_time(t), clf, "{ms}");
+        }
+        let mut buf = Vec::new();
+        push_ms(&mut buf, Duration::from_micros(2_000_500));
+        buf.push(b' ');
+        push_ms(&mut buf, Duration::from_micros(7));
+        buf.push(b' ');
+        push_ip(&mut buf, "10.0.255.1".parse().unwrap());
+        buf.push(b' ');
+        push_ip(&mut buf, "2001:db8::1".parse().unwrap());
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "2000.500 0.007 10.0.255.1 2001:db8::1"
         );
     }
 

@@ -1060,6 +1060,7 @@ async fn send(
         started,
         upgrade,
         fixed: dest.fixed.as_ref(),
+        note_target: snap.settings.access_log,
     };
     let (mut resp, target, sent_at) =
         match retry::send(&exchange, req, body_kind, first, service_ticket).await {
@@ -1071,9 +1072,9 @@ async fn send(
                 retries,
                 first_sent_at,
             } => {
-                if snap.settings.access_log {
+                if let Some(target) = authority {
                     resp.extensions_mut().insert(crate::access::UpstreamNote {
-                        target: authority,
+                        target,
                         latency: first_sent_at.elapsed(),
                         retries,
                     });

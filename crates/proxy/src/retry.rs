@@ -335,6 +335,8 @@ pub(crate) struct Exchange<'a> {
     pub upgrade: bool,
     /// Where an `upstream` plugin sent the request (retries go there too).
     pub fixed: Option<&'a Authority>,
+    /// Report which target answered (the access log is on).
+    pub note_target: bool,
 }
 
 /// How the exchange ended.
@@ -347,8 +349,8 @@ pub(crate) enum Sent {
         target: Option<usize>,
         /// When that attempt started (latency reported to the balancer).
         sent_at: Instant,
-        /// The target that answered.
-        authority: Authority,
+        /// The target that answered, when [`Exchange::note_target`].
+        authority: Option<Authority>,
         /// Retries before this answer.
         retries: u32,
         /// When the first try started (upstream time in the access log).
@@ -549,7 +551,7 @@ pub(crate) async fn send(
         let Some((f, next_attempt, wait)) = retry else {
             return match outcome {
                 Ok(resp) => {
-                    let authority = attempt.authority().clone();
+                    let authority = ex.note_target.then(|| attempt.authority().clone());
                     let (target, sent_at) = attempt.into_response();
                     Sent::Response {
                         resp,

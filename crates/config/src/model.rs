@@ -152,6 +152,11 @@ pub struct Server {
     pub max_requests_per_connection: usize,
     /// The per-request access log (docs/logging.md). Read at start only.
     pub access_log: AccessLog,
+    /// `IP:port` of the status listener: `/health/live`, `/health/ready`,
+    /// `/status` and `/metrics` (docs/operations.md). Absent: none. Keep it
+    /// off public networks. Read at start only.
+    #[schemars(with = "Option<String>")]
+    pub status_listen: Option<ListenAddress>,
 }
 
 /// How access log lines are written.
@@ -302,6 +307,7 @@ impl Default for Server {
             http2_max_concurrent_streams: 100,
             max_requests_per_connection: 100,
             access_log: AccessLog::default(),
+            status_listen: None,
         }
     }
 }

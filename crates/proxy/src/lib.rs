@@ -29,6 +29,7 @@ mod snapshot;
 mod sources;
 mod split;
 mod state;
+mod status;
 mod targets;
 #[cfg(any(test, feature = "__test"))]
 pub mod testing;
@@ -69,6 +70,11 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     tracker: TaskTracker,
     listeners: TaskTracker,
+    /// The status listener's state and its stop signal (it keeps serving
+    /// while the proxy drains, to report "not ready").
+    status: Arc<status::Status>,
+    status_addr: Option<SocketAddr>,
+    status_stop: watch::Sender<bool>,
 }
 
 /// The listener used when a config names none.
@@ -114,6 +120,15 @@ impl Gateway {
                 true,
             ));
         }
+        let status = Arc::new(status::Status::new());
+        let (status_stop, status_stop_rx) = watch::channel(false);
+        let status_listener = match config.server.status_listen {
+            Some(a) => Some(server::bind(a.0).map_err(|source| StartError::Bind {
+                addr: a.0.to_string(),
+                source,
+            })?),
+            None => None,
+        };
         let mut bound = Vec::with_capacity(specs.len());
         for (addr, http2) in specs {
             let listener = server::bind(addr).map_err(|source| StartError::Bind {
@@ -144,18 +159,41 @@ impl Gateway {
             ));
         }
         listeners.close();
+        let mut status_addr = None;
+        if let Some(l) = status_listener {
+            status_addr = l.local_addr().ok();
+            if let Some(a) = status_addr {
+                tracing::info!(address = %a, "status listener");
+            }
+            tokio::spawn(status::serve(
+                l,
+                shared.clone(),
+                conns.clone(),
+                status.clone(),
+                status_stop_rx,
+            ));
+        }
+        status.set_ready();
         Ok(Self {
             shared,
             addrs,
             stop,
             tracker,
             listeners,
+            status,
+            status_addr,
+            status_stop,
         })
     }
 
     /// The bound listener addresses, in config order.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The status listener's address, when `server.status_listen` is set.
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        self.status_addr
     }
 
     /// The first listener's address.
@@ -194,6 +232,7 @@ impl Gateway {
     /// and get what is left of the deadline to finish.
     pub async fn shutdown_within(self, deadline: Duration) -> bool {
         let until = tokio::time::Instant::now() + deadline;
+        self.status.set_draining();
         let _ = self.stop.send(true);
         self.listeners.wait().await;
         self.tracker.close();
@@ -215,6 +254,7 @@ impl Gateway {
                 .max(Duration::from_secs(1));
             let _ = tokio::task::spawn_blocking(move || log.flush(left)).await;
         }
+        let _ = self.status_stop.send(true);
         drained
     }
 }
@@ -222,6 +262,7 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        let _ = self.status_stop.send(true);
         self.shared.stop_background_tasks();
     }
 }

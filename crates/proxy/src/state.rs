@@ -102,6 +102,12 @@ impl Shared {
 
     /// The snapshot a new request should use. The request keeps it until
     /// it ends, whatever reloads happen meanwhile.
+    /// The version of the configuration in force (1 at start, one more
+    /// per successful reload).
+    pub fn version(&self) -> u64 {
+        self.versions.load(Ordering::Relaxed)
+    }
+
     /// The access log, if on.
     pub fn access_log(&self) -> Option<&crate::access::AccessLog> {
         self.access.as_ref()

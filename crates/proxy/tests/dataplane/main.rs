@@ -33,5 +33,6 @@ mod proxy;
 mod reload;
 mod resilience;
 mod splitting;
+mod status;
 mod streaming;
 mod tls;

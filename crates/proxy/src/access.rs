@@ -280,25 +280,40 @@ fn logged_target(uri: &Uri, redact: &[String]) -> String {
     let mut out = String::with_capacity(path.len() + query.len() + 1);
     out.push_str(path);
     out.push('?');
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        let (name, value) = match pair.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (pair, None),
-        };
-        out.push_str(name);
-        if let Some(v) = value {
-            out.push('=');
-            if redact.iter().any(|r| decoded_name_is(name, r)) {
-                out.push_str("REDACTED");
-            } else {
-                out.push_str(v);
+    // `;` separates parameters too for some frameworks: split on both,
+    // keeping each separator as it was.
+    let mut rest = query;
+    loop {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let (pair, tail) = rest.split_at(end);
+        redact_pair(&mut out, pair, redact);
+        let mut tail = tail.chars();
+        match tail.next() {
+            Some(sep) => {
+                out.push(sep);
+                rest = tail.as_str();
             }
+            None => break,
         }
     }
     out
+}
+
+/// `name=value` with the value replaced when the name is redacted.
+fn redact_pair(out: &mut String, pair: &str, redact: &[String]) {
+    let (name, value) = match pair.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (pair, None),
+    };
+    out.push_str(name);
+    if let Some(v) = value {
+        out.push('=');
+        if redact.iter().any(|r| decoded_name_is(name, r)) {
+            out.push_str("REDACTED");
+        } else {
+            out.push_str(v);
+        }
+    }
 }
 
 /// Whether the percent-decoded `name` (`+` as a space) equals `want`
@@ -679,6 +694,9 @@ mod tests {
             ("/x?apikey", "/x?apikey"),
             ("/x?apikey=", "/x?apikey=REDACTED"),
             ("/x?%=1&%zz=2&key%=3", "/x?%=1&%zz=2&key%=3"),
+            ("/x?a=1;apikey=s3cret", "/x?a=1;apikey=REDACTED"),
+            ("/x?a=1;b=2&token=t;c", "/x?a=1;b=2&token=REDACTED;c"),
+            ("/x?&&;apikey=s&", "/x?&&;apikey=REDACTED&"),
             ("/x", "/x"),
         ];
         for (input, want) in cases {

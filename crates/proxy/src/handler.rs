@@ -114,7 +114,14 @@ async fn serve_logged(
         .get::<gatehouse_core::Answered>()
         .map(|a| a.0.slug());
     let status = parts.status.as_u16();
-    let (request_id, client_ip, route, service, consumer, app) = seen.unwrap_or_default();
+    let Seen {
+        request_id,
+        client_ip,
+        route,
+        service,
+        consumer,
+        app,
+    } = seen.unwrap_or_default();
     let entry = Box::new(crate::access::Entry {
         time,
         started,
@@ -151,16 +158,16 @@ async fn serve_logged(
 }
 
 /// What the access log takes from the request's context before the
-/// response phases consume it: request id, client IP, route, service,
-/// consumer, app.
-type Seen = (
-    Arc<str>,
-    Option<std::net::IpAddr>,
-    Option<Arc<str>>,
-    Option<Arc<str>>,
-    Option<Arc<str>>,
-    Option<Arc<str>>,
-);
+/// response phases consume it.
+#[derive(Default)]
+struct Seen {
+    request_id: Arc<str>,
+    client_ip: Option<std::net::IpAddr>,
+    route: Option<Arc<str>>,
+    service: Option<Arc<str>>,
+    consumer: Option<Arc<str>>,
+    app: Option<Arc<str>>,
+}
 
 fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
@@ -208,14 +215,14 @@ async fn serve_inner(
         api.decorate(resp.headers_mut());
     }
     if let Some(seen) = seen {
-        *seen = Some((
-            ctx.request_id.clone(),
-            ctx.client_ip,
-            ctx.route.clone(),
-            ctx.service.clone(),
-            ctx.consumer.as_ref().map(|c| c.username.clone()),
-            ctx.app.as_ref().map(|a| a.name.clone()),
-        ));
+        *seen = Some(Seen {
+            request_id: ctx.request_id.clone(),
+            client_ip: ctx.client_ip,
+            route: ctx.route.clone(),
+            service: ctx.service.clone(),
+            consumer: ctx.consumer.as_ref().map(|c| c.username.clone()),
+            app: ctx.app.as_ref().map(|a| a.name.clone()),
+        });
     }
     finish(snap, reached.chain.as_ref(), ctx, resp).await
 }

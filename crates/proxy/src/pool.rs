@@ -447,22 +447,30 @@ mod tests {
         })
     }
 
-    /// An upstream that answers every request on a connection with `body`
+    type Conns = Arc<std::sync::atomic::AtomicUsize>;
+
+    /// An upstream that answers the `n`th request head of a connection with
+    /// `reply(n, request line)` (raw bytes; request bodies are not read),
     /// and counts the connections it accepted.
-    async fn upstream(body: &'static str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    async fn serve_heads(
+        reply: impl Fn(usize, &str) -> Vec<u8> + Send + Sync + 'static,
+    ) -> (SocketAddr, Conns) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let conns = Conns::default();
         let counted = conns.clone();
+        let reply = Arc::new(reply);
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
                 counted.fetch_add(1, Ordering::SeqCst);
+                let reply = reply.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
                     let mut seen = Vec::new();
+                    let mut next = 0;
                     loop {
                         let n = match s.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
@@ -472,14 +480,10 @@ mod tests {
                         while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
                             let head = String::from_utf8_lossy(&seen[..end]).to_string();
                             seen.drain(..end + 4);
-                            let line = head.lines().next().unwrap_or("").to_string();
-                            let reply = format!(
-                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-line: {}\r\n\r\n{}",
-                                body.len(),
-                                line,
-                                body
-                            );
-                            if s.write_all(reply.as_bytes()).await.is_err() {
+                            let line = head.lines().next().unwrap_or("");
+                            let bytes = reply(next, line);
+                            next += 1;
+                            if s.write_all(&bytes).await.is_err() {
                                 return;
                             }
                         }
@@ -488,6 +492,25 @@ mod tests {
             }
         });
         (addr, conns)
+    }
+
+    /// Answers every request with `body`, echoing its request line in
+    /// `x-line`.
+    async fn upstream(body: &'static str) -> (SocketAddr, Conns) {
+        serve_heads(move |_, line| {
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-line: {line}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+        .await
+    }
+
+    /// Answers the requests of a connection with `replies` in turn
+    /// (cycling).
+    async fn scripted(replies: Vec<&'static [u8]>) -> (SocketAddr, Conns) {
+        serve_heads(move |n, _| replies[n % replies.len()].to_vec()).await
     }
 
     fn get(addr: SocketAddr, path: &str) -> Request<Body> {
@@ -614,47 +637,6 @@ mod tests {
             }
             other => panic!("expected a connect error with the request, got {other:?}"),
         }
-    }
-
-    /// An upstream that answers each request on a connection with the next
-    /// of `replies` (raw bytes, cycling), counting connections.
-    async fn scripted(
-        replies: Vec<&'static [u8]>,
-    ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = conns.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    return;
-                };
-                counted.fetch_add(1, Ordering::SeqCst);
-                let replies = replies.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    let mut seen = Vec::new();
-                    let mut next = 0;
-                    loop {
-                        let n = match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        seen.extend_from_slice(&buf[..n]);
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            seen.drain(..end + 4);
-                            let reply = replies[next % replies.len()];
-                            next += 1;
-                            if s.write_all(reply).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (addr, conns)
     }
 
     /// Every way a response can end leaves its connection reusable: the
